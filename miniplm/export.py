@@ -1,0 +1,55 @@
+"""Export kept instances: as text (Parquet) and as training tokens in the student's tokenizer.
+
+Instances are decoded with the teacher's tokenizer and re-tokenized with the student's, one instance to
+one sequence, so a student of another family trains on exactly the kept text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+from miniplm.catalog import connect, load_sql
+from miniplm.models import load_tokenizer, tokenizer_fingerprint
+from miniplm.shards import read_json, write_json, write_parquet
+from miniplm.train import write_token_stream
+from miniplm.workdir import Workdir
+
+DECODE_BATCH = 512
+
+
+def export_members(workdir: Workdir, manifest: dict, members_path: Path, out_dir: Path,
+                   student_tokenizer: str) -> dict:
+    """Write out_dir/text.parquet and out_dir/tokens-<fp>.bin for the instances listed in members_path."""
+    teacher_tok = load_tokenizer(manifest["teacher"]["path"])
+    student_tok = load_tokenizer(student_tokenizer)
+    tokens_path = out_dir / f"tokens-{tokenizer_fingerprint(student_tokenizer)[:12]}.bin"
+    summary_path = tokens_path.with_suffix(".json")
+    if summary_path.exists() and tokens_path.exists():
+        return read_json(summary_path)
+    con = connect(workdir, manifest)
+    table = con.execute(load_sql("export_members"), {"members_path": str(members_path)}).to_arrow_table()
+    token_lists = table.column("token_ids").to_pylist()
+    eos = teacher_tok.eos_token_id
+    ends_doc = [bool(ids) and ids[-1] == eos for ids in token_lists]
+    texts: list[str] = []
+    for lo in range(0, len(token_lists), DECODE_BATCH):
+        chunk = [ids[:-1] if end else ids for ids, end in
+                 zip(token_lists[lo : lo + DECODE_BATCH], ends_doc[lo : lo + DECODE_BATCH], strict=True)]
+        texts.extend(teacher_tok.batch_decode(chunk, skip_special_tokens=False, clean_up_tokenization_spaces=False))
+    text_table = table.drop_columns(["token_ids"]).append_column("text", pa.array(texts, pa.string()))
+    text_table = text_table.append_column("ends_document", pa.array(ends_doc, pa.bool_()))
+    write_parquet(text_table, out_dir / "text.parquet")
+
+    def student_sequences():
+        for lo in range(0, len(texts), DECODE_BATCH):
+            enc = student_tok(texts[lo : lo + DECODE_BATCH], add_special_tokens=False, verbose=False)["input_ids"]
+            for ids, end in zip(enc, ends_doc[lo : lo + DECODE_BATCH], strict=True):
+                yield list(ids) + ([student_tok.eos_token_id] if end else [])
+
+    n_tokens = write_token_stream(tokens_path, student_sequences())
+    summary = {"instances": len(texts), "student_tokens": n_tokens, "text_path": str(out_dir / "text.parquet"),
+               "tokens_path": str(tokens_path), "teacher_tokens": int(sum(len(t) for t in token_lists))}
+    write_json(summary, summary_path)
+    return summary

@@ -1,0 +1,22 @@
+-- The baseline: a seeded uniform sample of $k candidates, the same size as a selection.
+with candidates as (
+    select
+        instance_id,
+        score,
+        n_tokens
+    from scored
+    where isfinite(score)
+),
+
+final as (
+    select * from candidates
+    order by md5(instance_id || ':' || $seed), instance_id
+    limit $k
+)
+
+select
+    instance_id,
+    score,
+    n_tokens,
+    row_number() over (order by md5(instance_id || ':' || $seed), instance_id) as rank
+from final;

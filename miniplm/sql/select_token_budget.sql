@@ -1,0 +1,31 @@
+-- Difference Sampling with a token budget: the best candidates by score while their tokens fit $budget_tokens.
+with candidates as (
+    select
+        instance_id,
+        score,
+        n_tokens
+    from scored
+    where isfinite(score)
+),
+
+ranked as (
+    select
+        instance_id,
+        score,
+        n_tokens,
+        row_number() over (order by score desc, instance_id asc) as rank,
+        sum(n_tokens) over (order by score desc, instance_id asc rows unbounded preceding) as cumulative_tokens
+    from candidates
+),
+
+final as (
+    select * from ranked
+    where cumulative_tokens <= $budget_tokens
+)
+
+select
+    instance_id,
+    score,
+    n_tokens,
+    rank
+from final;

@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers over `miniplm` that add caching, retries, logging and artifacts."""

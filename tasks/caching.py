@@ -1,0 +1,57 @@
+"""Cache keys made of what determines a step's output (DESIGN.md), never of time.
+
+A key hashes: the task's own source, the miniplm library's code and SQL, the task's parameters (which
+carry content fingerprints of inputs and models, never bulk data), and the work directory's identity,
+so a wiped and recreated work directory does not get results that point at deleted files.
+"""
+
+from __future__ import annotations
+
+import inspect
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.context import TaskRunContext
+from prefect.tasks import exponential_backoff
+from pydantic import BaseModel
+
+from miniplm.hashing import code_fingerprint, stable_hash
+from miniplm.progress import report_progress_to
+from miniplm.workdir import Workdir
+
+RETRIES = dict(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=5), retry_jitter_factor=0.2)
+CACHED = dict(persist_result=True, cache_expiration=timedelta(days=365))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def step_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    workdir = parameters.get("workdir")
+    identity = Workdir.open(workdir).identity if workdir else None
+    source = inspect.getsource(context.task.fn)
+    return stable_hash("miniplm-step", context.task.name, source, code_fingerprint(), identity, _plain(parameters))
+
+
+@contextmanager
+def progress_artifact(key: str, description: str):
+    """Mirror the step's progress bar into a Prefect progress artifact."""
+    artifact_id = create_progress_artifact(progress=0.0, key=key, description=description)
+    last = [0.0]
+
+    def update(percent: float) -> None:
+        if percent - last[0] >= 1.0 or percent >= 100.0:
+            last[0] = percent
+            update_progress_artifact(artifact_id=artifact_id, progress=percent)
+
+    with report_progress_to(update):
+        yield
