@@ -160,7 +160,7 @@ def train_lm(out_dir: Path, arch: ModelArchConfig, tokenizer_path: str, train_to
             optimizer.step()
             step += 1
             tokens_seen += x.shape[0] * block_size
-            record = {"step": step, "lr": lr, "train_loss": float(loss)}
+            record = {"step": step, "lr": lr, "train_loss": loss.item()}
             if eval_data is not None and (step % cfg.eval_interval == 0 or step == cfg.max_steps):
                 record["eval_loss"] = estimate_loss(model, eval_data, cfg.batch_size, block_size,
                                                     cfg.eval_batches, device)

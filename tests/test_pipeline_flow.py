@@ -1,0 +1,174 @@
+"""The pipeline flow end to end on tiny models, under a real (ephemeral) Prefect server."""
+
+import json
+import math
+
+import duckdb
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from miniplm.catalog import ReadOnlyQueryError, open_readonly, query
+from miniplm.config import (
+    CorpusConfig,
+    InstanceConfig,
+    PipelineConfig,
+    ReferenceConfig,
+    SplitConfig,
+    StudentConfig,
+    TrainConfig,
+)
+from tests.tiny import corpus_texts, write_jsonl
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def config(tmp_path, models, paths, **overrides) -> PipelineConfig:
+    base = dict(
+        workdir=str(tmp_path / "wd"), corpus=CorpusConfig(paths=[str(p) for p in paths]), teacher=str(models["teacher"]),
+        instances=InstanceConfig(max_len=48), split=SplitConfig(reference_fraction=0.2, heldout_fraction=0.1),
+        reference=ReferenceConfig(train=TrainConfig(max_steps=15, batch_size=4, eval_interval=5)),
+        student=StudentConfig(train=TrainConfig(max_steps=10, batch_size=4, block_size=32, eval_interval=5)),
+    )
+    return PipelineConfig(**(base | overrides))
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, models, prefect_harness):
+    from flows.pipeline import miniplm_pipeline
+
+    tmp = tmp_path_factory.mktemp("flow")
+    texts = corpus_texts(90)
+    a = write_jsonl(tmp / "a.jsonl", texts[:60])
+    b = write_jsonl(tmp / "b.jsonl", texts[55:] + ["   "])  # 5 cross-file duplicates and one empty row
+    cfg = config(tmp, models, [a, b])
+    return cfg, miniplm_pipeline(cfg)
+
+
+def catalog(cfg):
+    from miniplm.workdir import Workdir
+
+    return open_readonly(Workdir.open(cfg.workdir))
+
+
+def test_counts_add_up(first_run):
+    cfg, summary = first_run
+    assert summary["rows_read"] == 91
+    assert summary["quarantined"] == 1
+    assert summary["documents_total"] == 85
+    assert summary["documents_new"] == 85
+    acc = {r["source"]: r for r in summary["accounting"]}
+    assert sum(r["rows_read"] for r in acc.values()) == 91
+    assert sum(r["documents"] + r["duplicates"] + r["quarantined"] for r in acc.values()) == 91
+    assert sum(r["in_reference"] + r["heldout"] + r["in_pool"] for r in acc.values()) == 85
+    assert sum(r["kept"] for r in acc.values()) == summary["selected"]
+    assert summary["selected"] == math.floor(0.5 * (summary["candidates"] - summary["nonfinite"]))
+    assert summary["instances_scored_teacher"] == summary["instances_scored_reference"] == summary["candidates"]
+
+
+def test_views_have_the_documented_columns(first_run):
+    cfg, _ = first_run
+    con = catalog(cfg)
+    expected = {
+        "instances": ["instance_id", "doc_id", "chunk_index", "n_tokens", "token_ids"],
+        "scored": ["instance_id", "doc_id", "n_tokens", "teacher_logp", "ref_logp", "score"],
+        "selected": ["instance_id", "score", "rank"],
+        "selections": ["selection_id", "alpha", "teacher", "reference", "n_candidates", "n_selected", "n_nonfinite",
+                       "threshold", "created_at"],
+    }
+    for view, columns in expected.items():
+        got = con.sql(f"select * from {view} limit 0").columns
+        assert got[: len(columns)] == columns or set(columns) <= set(got), (view, got)
+    for view in ("documents", "scores", "accounting", "quarantine"):
+        con.sql(f"select * from {view}").fetchall()
+
+
+def test_scores_match_plain_torch_and_selection_matches_plain_sort(first_run):
+    cfg, summary = first_run
+    con = catalog(cfg)
+    rows = con.sql("select s.instance_id, s.teacher_logp, s.ref_logp, s.score, i.token_ids from scored s "
+                   "join instances i using (instance_id) order by s.instance_id limit 4").fetchall()
+    from miniplm.workdir import Workdir
+
+    wd = Workdir.open(cfg.workdir)
+    teacher = AutoModelForCausalLM.from_pretrained(cfg.teacher, dtype=torch.float32).eval()
+    reference = AutoModelForCausalLM.from_pretrained(wd.reference_dir, dtype=torch.float32).eval()
+    for _, t_lp, r_lp, score, tokens in rows:
+        ids = torch.tensor([tokens])
+        with torch.no_grad():
+            t = torch.log_softmax(teacher(ids).logits[0, :-1].double(), -1).gather(1, ids[0, 1:, None]).mean().item()
+            r = torch.log_softmax(reference(ids).logits[0, :-1].double(), -1).gather(1, ids[0, 1:, None]).mean().item()
+        # the pipeline scores in the device's fast dtype (bfloat16 on these CPUs)
+        assert abs(t_lp - t) < 2e-2 and abs(r_lp - r) < 2e-2
+        assert score == pytest.approx(t_lp - r_lp)
+    all_scores = con.sql("select instance_id, score from scored").fetchall()
+    finite = sorted(((s, i) for i, s in all_scores if s is not None and math.isfinite(s)), key=lambda x: (-x[0], x[1]))
+    kept = [i for _, i in finite[: math.floor(0.5 * len(finite))]]
+    assert [r[0] for r in con.sql("select instance_id from selected order by rank").fetchall()] == kept
+
+
+def test_reference_is_a_hugging_face_checkpoint_in_the_teachers_tokenizer(first_run):
+    cfg, _ = first_run
+    from miniplm.models import check_same_tokenizer
+    from miniplm.workdir import Workdir
+
+    ref_dir = Workdir.open(cfg.workdir).reference_dir
+    model = AutoModelForCausalLM.from_pretrained(ref_dir)
+    assert model.config.num_hidden_layers == 2
+    check_same_tokenizer(cfg.teacher, str(ref_dir))
+
+
+def test_students_trained_on_kept_and_uniform_samples(first_run):
+    _, summary = first_run
+    students = summary["students"]
+    assert set(students) == {"miniplm", "uniform"}
+    for s in students.values():
+        assert s["steps"] == 10 and math.isfinite(s["heldout_loss"])
+
+
+def test_sql_is_read_only(first_run):
+    cfg, _ = first_run
+    con = catalog(cfg)
+    with pytest.raises(ReadOnlyQueryError, match="read-only"):
+        query(con, "create table x as select 1")
+    with pytest.raises(ReadOnlyQueryError):
+        query(con, "drop view scored")
+
+
+def test_second_run_is_all_cache_hits(first_run):
+    from flows.pipeline import miniplm_pipeline
+
+    cfg, summary = first_run
+    again = miniplm_pipeline(cfg)
+    assert again["steps_run"] == []
+    assert {"ingest", "tokenize", "reference", "score-teacher", "score-reference", "select",
+            "train-students"} <= set(again["steps_cached"])
+    assert again["documents_new"] == 0
+    assert again["selection_id"] == summary["selection_id"]
+    assert json.dumps(again["score_quantiles"]) == json.dumps(summary["score_quantiles"])
+
+
+def test_bad_reference_tokenizer_fails_clearly(tmp_path, models):
+    from flows.pipeline import miniplm_pipeline
+
+    path = write_jsonl(tmp_path / "a.jsonl", corpus_texts(20))
+    cfg = config(tmp_path, models, [path], reference=ReferenceConfig(spec=str(models["other_lm"])))
+    with pytest.raises(Exception, match="does not share the teacher's tokenizer"):
+        miniplm_pipeline(cfg)
+
+
+def test_catalog_can_be_read_by_a_plain_duckdb_client(first_run):
+    cfg, _ = first_run
+    import os
+
+    from miniplm.workdir import Workdir
+
+    wd = Workdir.open(cfg.workdir)
+    cwd = os.getcwd()
+    try:
+        os.chdir(wd.root)
+        con = duckdb.connect()
+        con.execute(wd.views_sql.read_text())
+        assert con.sql("select count(*) from selected").fetchall()[0][0] > 0
+    finally:
+        os.chdir(cwd)

@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from miniplm.score import LMScorer, length_sorted_batches
+
+
+def plain_mean_logprob(model, tokens: list[int]) -> float:
+    """The textbook computation: full log-softmax in float64, gather the next token, average."""
+    ids = torch.tensor([tokens])
+    with torch.no_grad():
+        logits = model(ids).logits[0, :-1].double()
+    return torch.log_softmax(logits, -1).gather(1, ids[0, 1:, None]).mean().item()
+
+
+@pytest.fixture(scope="module")
+def sequences(models):
+    rng = np.random.default_rng(0)
+    from miniplm.models import load_tokenizer
+
+    vocab = len(load_tokenizer(str(models["teacher"])))
+    return [rng.integers(0, vocab, size=n).tolist() for n in (2, 3, 7, 31, 64, 64, 65, 150, 9, 300)]
+
+
+def test_float32_scores_match_plain_torch(models, sequences):
+    model = AutoModelForCausalLM.from_pretrained(models["teacher"], dtype=torch.float32).eval()
+    scorer = LMScorer(str(models["teacher"]), device="cpu", dtype="float32", batch_tokens=256)
+    sums, counts = scorer.score_all(sequences)
+    for seq, s, c in zip(sequences, sums, counts, strict=True):
+        assert c == len(seq) - 1
+        assert abs(s / c - plain_mean_logprob(model, seq)) < 1e-5
+    assert scorer.stats.instances == len(sequences)
+    assert scorer.stats.tokens == sum(len(s) for s in sequences)
+
+
+def test_bfloat16_scores_within_tolerance(models, sequences):
+    model = AutoModelForCausalLM.from_pretrained(models["teacher"], dtype=torch.float32).eval()
+    sums, counts = LMScorer(str(models["teacher"]), device="cpu", dtype="bfloat16", batch_tokens=512).score_all(sequences)
+    for seq, s, c in zip(sequences, sums, counts, strict=True):
+        assert abs(s / c - plain_mean_logprob(model, seq)) < 2e-2
+
+
+def test_batch_composition_does_not_change_scores(models, sequences):
+    one = LMScorer(str(models["teacher"]), device="cpu", dtype="float32", batch_tokens=16).score_all(sequences)[0]
+    many = LMScorer(str(models["teacher"]), device="cpu", dtype="float32", batch_tokens=4096).score_all(sequences)[0]
+    np.testing.assert_allclose(one, many, atol=1e-4)
+
+
+def test_single_token_instance_has_no_predicted_position(models):
+    sums, counts = LMScorer(str(models["teacher"]), device="cpu", dtype="float32").score_all([[5], [5, 6]])
+    assert counts.tolist() == [0, 1]
+    assert sums[0] == 0.0
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(sums[0] / counts[0])
+
+
+def test_length_sorted_batches_respect_budget_and_cover_all():
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(1, 200, size=500).tolist()
+    batches = length_sorted_batches(lengths, 512)
+    seen = np.concatenate(batches)
+    assert sorted(seen.tolist()) == list(range(500))
+    for b in batches:
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 512
+    firsts = [max(lengths[i] for i in b) for b in batches]
+    assert firsts == sorted(firsts, reverse=True)

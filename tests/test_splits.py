@@ -1,0 +1,21 @@
+from miniplm.config import SplitConfig
+from miniplm.hashing import doc_id
+from miniplm.splits import effective_split, split_of
+
+
+def test_membership_is_stable_and_near_the_fractions():
+    cfg = SplitConfig(reference_fraction=0.1, heldout_fraction=0.05, seed=3)
+    ids = [doc_id(f"document {i}") for i in range(20000)]
+    splits = [split_of(d, cfg) for d in ids]
+    assert abs(splits.count("reference") / len(ids) - 0.1) < 0.01
+    assert abs(splits.count("heldout") / len(ids) - 0.05) < 0.01
+    # membership depends only on (seed, doc_id): adding documents moves nobody
+    assert [split_of(d, cfg) for d in ids[:100]] == splits[:100]
+    other_seed = [split_of(d, cfg.model_copy(update={"seed": 4})) for d in ids]
+    assert other_seed != splits
+
+
+def test_given_reference_sets_nothing_aside():
+    cfg = SplitConfig(reference_fraction=0.2)
+    assert effective_split(cfg, trains_reference=False).reference_fraction == 0
+    assert effective_split(cfg, trains_reference=True).reference_fraction == 0.2

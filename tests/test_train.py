@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from miniplm import train as train_mod
+from miniplm.config import ModelArchConfig, TrainConfig
+from miniplm.train import get_lr, train_lm, write_token_stream
+
+ARCH = ModelArchConfig(model_type="llama", kwargs=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                                       num_attention_heads=4, num_key_value_heads=2))
+
+
+def _stream(tmp_path, models):
+    from miniplm.models import load_tokenizer
+
+    tok = load_tokenizer(str(models["tokenizer"]))
+    text = "the cat sat on the mat. " * 200
+    path = tmp_path / "train.bin"
+    write_token_stream(path, [tok(text)["input_ids"] + [tok.eos_token_id]])
+    return path
+
+
+def test_training_lowers_held_out_loss(tmp_path, models):
+    data = _stream(tmp_path, models)
+    cfg = TrainConfig(max_steps=40, batch_size=4, block_size=32, learning_rate=1e-2, warmup_steps=5, eval_interval=10)
+    summary = train_lm(tmp_path / "run", ARCH, str(models["tokenizer"]), data, cfg, eval_tokens=data)
+    evals = [h["eval_loss"] for h in summary["history"] if "eval_loss" in h]
+    assert evals[-1] < evals[0] - 1.0
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "model")
+    assert model.config.vocab_size >= 256
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path, models, monkeypatch):
+    data = _stream(tmp_path, models)
+    cfg = TrainConfig(max_steps=10, batch_size=2, block_size=16, checkpoint_interval=5, eval_interval=5)
+    train_lm(tmp_path / "straight", ARCH, str(models["tokenizer"]), data, cfg)
+
+    real_get_batch, calls = train_mod.get_batch, {"n": 0}
+
+    def crash_after_seven(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 7:
+            raise RuntimeError("simulated crash")
+        return real_get_batch(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "get_batch", crash_after_seven)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_lm(tmp_path / "resumed", ARCH, str(models["tokenizer"]), data, cfg)
+    monkeypatch.setattr(train_mod, "get_batch", real_get_batch)
+    state = torch.load(tmp_path / "resumed" / "checkpoint" / "state.pt", weights_only=False)
+    assert state["step"] == 5
+    summary = train_lm(tmp_path / "resumed", ARCH, str(models["tokenizer"]), data, cfg)
+    assert summary["steps"] == 10
+    a = AutoModelForCausalLM.from_pretrained(tmp_path / "straight" / "model").state_dict()
+    b = AutoModelForCausalLM.from_pretrained(tmp_path / "resumed" / "model").state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6)
+
+
+def test_lr_schedule_warms_up_then_decays():
+    cfg = TrainConfig(max_steps=100, warmup_steps=10, learning_rate=1.0, min_lr_ratio=0.1)
+    lrs = [get_lr(s, cfg) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert np.all(np.diff(lrs[10:]) <= 1e-12) and lrs[-1] >= 0.1
