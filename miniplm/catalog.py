@@ -15,6 +15,7 @@ from typing import Any
 
 import duckdb
 
+from miniplm.shards import read_json
 from miniplm.workdir import Workdir
 
 EMPTY = {
@@ -65,6 +66,11 @@ def _rel(workdir: Workdir, path: Path) -> str:
     return str(path.relative_to(workdir.root))
 
 
+def _live(workdir: Workdir, paths: list[Path]) -> list[str]:
+    """The shards that exist so far (a view over a missing file would fail at query time)."""
+    return [_rel(workdir, p) for p in paths if p.exists()]
+
+
 def _existing(workdir: Workdir, pattern: str) -> list[str]:
     return sorted(_rel(workdir, p) for p in workdir.root.glob(pattern) if not p.name.startswith("."))
 
@@ -73,16 +79,17 @@ def render_views(workdir: Workdir, manifest: dict) -> str:
     sources = manifest.get("sources", [])
     keys = [s["source_key"] for s in sources]
     spec, split_key = manifest.get("instance_spec"), manifest.get("split_key")
-    registry = manifest.get("models", {})
+    registry = read_json(workdir.registry_file) if workdir.registry_file.exists() else {}
     teacher, reference = manifest.get("teacher") or {}, manifest.get("reference") or {}
     fill = {
         "sources_values": _values([(i, s["spec"], s["source_key"]) for i, s in enumerate(sources)], 3),
-        "documents_relation": _relation("documents", [_rel(workdir, workdir.documents(k)) for k in keys]),
-        "quarantine_relation": _relation("quarantine", [_rel(workdir, workdir.quarantine(k)) for k in keys]),
-        "stats_relation": _relation("stats", [_rel(workdir, workdir.ingest_stats(k)) for k in keys], "read_json"),
+        "documents_relation": _relation("documents", _live(workdir, [workdir.documents(k) for k in keys])),
+        "quarantine_relation": _relation("quarantine", _live(workdir, [workdir.quarantine(k) for k in keys])),
+        "stats_relation": _relation("stats", _live(workdir, [workdir.ingest_stats(k) for k in keys]), "read_json"),
         "instances_relation": _relation(
-            "instances", [_rel(workdir, workdir.instances(spec, k)) for k in keys if spec]),
-        "splits_relation": _relation("splits", [_rel(workdir, workdir.splits(split_key, k)) for k in keys if split_key]),
+            "instances", _live(workdir, [workdir.instances(spec, k) for k in keys]) if spec else []),
+        "splits_relation": _relation(
+            "splits", _live(workdir, [workdir.splits(split_key, k) for k in keys]) if split_key else []),
         "scores_relation": _relation("scores", _existing(workdir, "scores/*/*.parquet")),
         "models_values": _values([(fp, m["role"], m["spec"], m["path"]) for fp, m in registry.items()], 4),
         "teacher_fp": teacher.get("fingerprint", ""),

@@ -14,7 +14,7 @@ class CorpusConfig(BaseModel):
 
 
 class InstanceConfig(BaseModel):
-    max_len: int = Field(1024, ge=2, le=1 << 20, description="Most tokens per instance (EOS included)")
+    max_len: int = Field(1024, ge=3, le=1 << 20, description="Most tokens per instance (EOS included)")
 
 
 class SplitConfig(BaseModel):

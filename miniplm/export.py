@@ -29,7 +29,7 @@ def export_members(workdir: Workdir, manifest: dict, members_path: Path, out_dir
     if summary_path.exists() and tokens_path.exists():
         return read_json(summary_path)
     con = connect(workdir, manifest)
-    table = con.execute(load_sql("export_members"), {"members_path": str(members_path)}).to_arrow_table()
+    table = con.sql(load_sql("export_members"), params={"members_path": str(members_path)}).to_arrow_table()
     token_lists = table.column("token_ids").to_pylist()
     eos = teacher_tok.eos_token_id
     ends_doc = [bool(ids) and ids[-1] == eos for ids in token_lists]

@@ -50,8 +50,8 @@ def cut_points(kinds: np.ndarray, n_tokens: int, max_len: int) -> list[tuple[int
     `kinds[i]` describes token i (tokens past len(kinds), such as EOS, are never cut after). Every span
     has at least two tokens when the document does, so every instance has a predicted position.
     """
-    if max_len < 2:
-        raise ValueError("max_len must be at least 2")
+    if max_len < 3:  # with 2, an odd-length document would leave a one-token piece
+        raise ValueError("max_len must be at least 3")
     slack = max(1, max_len // 8)
     spans: list[tuple[int, int]] = []
     start = 0

@@ -76,7 +76,6 @@ def make_manifest(workdir: str, sources: list[dict], instance_spec: str, split_c
         "teacher": teacher,
         "reference": reference,
         "selection_id": selection_id,
-        "models": registry,
     }
     write_json(manifest, wd.manifest)
     publish_catalog(wd, manifest)
@@ -117,7 +116,7 @@ def train_students(workdir: str, manifest: dict, selection: dict, cfg: StudentCo
     if cfg.uniform_baseline:
         sample = uniform_sample(con, selection["n_selected"], seed)
         sets["uniform"] = _write_members(wd.export_dir(f"uniform-{sid}-s{seed}") / "members.parquet", sample)
-    heldout = con.execute(
+    heldout = con.sql(
         "select instance_id, null::double as score, row_number() over (order by instance_id) as rank "
         "from instance_index where split = 'heldout'").to_arrow_table()
     heldout_dir = wd.export_dir(f"heldout-{manifest['split_key']}")

@@ -20,7 +20,7 @@ from miniplm.workdir import Workdir
 def write_split_tokens(workdir: Workdir, manifest: dict, split: str, out: Path) -> int:
     """All instances of a split as one flat token stream (teacher tokenizer)."""
     con = connect(workdir, manifest)
-    reader = con.execute(load_sql("split_instances"), {"split": split}).to_arrow_reader(4096)
+    reader = con.sql(load_sql("split_instances"), params={"split": split}).to_arrow_reader(4096)
     return write_token_stream(out, (ids for batch in reader for ids in batch.column("token_ids").to_pylist()))
 
 

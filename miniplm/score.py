@@ -195,7 +195,7 @@ def score_missing(workdir: Workdir, manifest: dict, model_path: str, model_fp: s
     if n_todo == 0:
         return summary
     scorer = LMScorer(model_path, device=cfg.device, dtype=cfg.dtype, batch_tokens=cfg.batch_tokens)
-    reader = con.execute(load_sql("instances_to_score"), params).to_arrow_reader(cfg.shard_instances)
+    reader = con.sql(load_sql("instances_to_score"), params=params).to_arrow_reader(cfg.shard_instances)
     with progress_bar(tokens_todo, desc, "tok") as bar:
         pending: list[pa.RecordBatch] = []
         pending_rows = 0

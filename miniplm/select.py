@@ -36,15 +36,15 @@ def candidate_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 def top_fraction(con: duckdb.DuckDBPyConnection, alpha: float) -> pa.Table:
     k = math.floor(alpha * candidate_counts(con)["n_finite"])
-    return con.execute(load_sql("select_top_fraction"), {"k": k}).to_arrow_table()
+    return con.sql(load_sql("select_top_fraction"), params={"k": k}).to_arrow_table()
 
 
 def token_budget(con: duckdb.DuckDBPyConnection, budget_tokens: int) -> pa.Table:
-    return con.execute(load_sql("select_token_budget"), {"budget_tokens": budget_tokens}).to_arrow_table()
+    return con.sql(load_sql("select_token_budget"), params={"budget_tokens": budget_tokens}).to_arrow_table()
 
 
 def uniform_sample(con: duckdb.DuckDBPyConnection, k: int, seed: int) -> pa.Table:
-    return con.execute(load_sql("sample_uniform"), {"k": k, "seed": str(seed)}).to_arrow_table()
+    return con.sql(load_sql("sample_uniform"), params={"k": k, "seed": str(seed)}).to_arrow_table()
 
 
 def selection_id(manifest: dict, cfg: SelectConfig) -> str:

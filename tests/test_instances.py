@@ -8,7 +8,7 @@ from miniplm.instances import boundary_kinds, cut_points, instance_spec, tokeniz
 from miniplm.models import load_tokenizer
 
 
-@pytest.mark.parametrize("n_tokens,max_len", [(1, 8), (2, 8), (8, 8), (9, 8), (17, 8), (100, 16), (1000, 64), (3, 2)])
+@pytest.mark.parametrize("n_tokens,max_len", [(1, 8), (2, 8), (8, 8), (9, 8), (17, 8), (100, 16), (1000, 64), (5, 3), (7, 3)])
 def test_cut_points_cover_everything_within_limit(n_tokens, max_len):
     rng = np.random.default_rng(n_tokens)
     kinds = rng.choice([0, 0, 0, 1, 2], size=max(n_tokens - 1, 0)).astype(np.int8)

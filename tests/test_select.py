@@ -33,9 +33,7 @@ def build_scored_workdir(tmp_path, teacher: list[float], reference: list[float],
                                 "sum_logp": [v * 9 for v in values], "mean_logp": values}), wd.scores_dir(fp) / "a.parquet")
     manifest = {"sources": [{"spec": "s", "source_key": SOURCE}], "instance_spec": SPEC, "split_key": split_key(split_cfg),
                 "teacher": {"spec": "t", "path": "t", "fingerprint": "T"},
-                "reference": {"spec": "r", "path": "r", "fingerprint": "R"},
-                "models": {"T": {"role": "teacher", "spec": "t", "path": "t"},
-                           "R": {"role": "reference", "spec": "r", "path": "r"}}}
+                "reference": {"spec": "r", "path": "r", "fingerprint": "R"}}
     return wd, manifest, ids
 
 
@@ -81,6 +79,6 @@ def test_repeating_a_selection_records_it_once(tmp_path):
 def test_token_budget_keeps_the_best_that_fit(tmp_path):
     teacher = [-1.0, -1.5, -2.0, -2.5, -3.0]
     wd, manifest, ids = build_scored_workdir(tmp_path, teacher, [-3.0] * 5, ["pool"] * 5)
-    record = run_selection(wd, manifest, SelectConfig(budget_tokens=33))  # n_tokens are 10, 11, 12, 13, 14
+    record = run_selection(wd, manifest, SelectConfig(budget_tokens=32))  # n_tokens are 10, 11, 12, 13, 14
     assert record["method"] == "token_budget"
     assert record["n_selected"] == 2 and record["selected_tokens"] == 21
