@@ -1,7 +1,7 @@
 """The MiniPLM pipeline as a Prefect flow: corpus in, a better corpus and a trained student out.
 
-    corpus ─ ingest ─ tokenize ─ split ─┬─ train reference (D_ref) ─ score reference ─┐
-    teacher ────────────────────────────┴─ score teacher ─────────────────────────────┴─ select ─ students
+corpus ─ ingest ─ tokenize ─ split ─┬─ train reference (D_ref) ─ score reference ─┐
+teacher ────────────────────────────┴─ score teacher ─────────────────────────────┴─ select ─ students
 """
 
 from __future__ import annotations
@@ -51,8 +51,15 @@ def miniplm_pipeline(config: PipelineConfig) -> dict:
     instance_spec = steps.instance_spec(teacher["path"], config.instances.max_len)
     tokenizer_fp = tokenizer_fingerprint(teacher["path"])
     for s in sources:
-        step(steps.tokenize, workdir, s["source_key"], teacher["path"], tokenizer_fp, config.instances.max_len,
-             instance_spec)
+        step(
+            steps.tokenize,
+            workdir,
+            s["source_key"],
+            teacher["path"],
+            tokenizer_fp,
+            config.instances.max_len,
+            instance_spec,
+        )
 
     # 4 D_ref / held-out / pool, by a seeded hash of each doc_id
     split_cfg = effective_split_for(config)
@@ -70,8 +77,7 @@ def miniplm_pipeline(config: PipelineConfig) -> dict:
 
     # 7 select in DuckDB: score DESC, instance_id ASC, keep floor(alpha * N)
     selection = step(steps.select, workdir, manifest, config.select)
-    manifest = steps.manifest(workdir, sources, instance_spec, split_cfg, teacher, reference,
-                              selection["selection_id"])
+    manifest = steps.manifest(workdir, sources, instance_spec, split_cfg, teacher, reference, selection["selection_id"])
 
     # 8 students: the kept data vs a uniform sample of the same size, same compute
     students = None

@@ -27,8 +27,9 @@ def main() -> None:
     parser.add_argument("--workdir", default="miniplm-demo", help="work directory of the demo default")
     parser.add_argument("--cron", help="schedule, e.g. '0 3 * * *'")
     args = parser.parse_args()
-    config = (PipelineConfig.model_validate(json.loads(args.config.read_text())) if args.config
-              else demo_config(args.workdir))
+    config = (
+        PipelineConfig.model_validate(json.loads(args.config.read_text())) if args.config else demo_config(args.workdir)
+    )
     miniplm_pipeline.serve(name=args.name, parameters={"config": config.model_dump(mode="json")}, cron=args.cron)
 
 

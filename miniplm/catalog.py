@@ -25,12 +25,12 @@ EMPTY = {
     "splits": "doc_id varchar, split varchar",
     "scores": "model_fp varchar, instance_id varchar, n_predicted integer, sum_logp double, mean_logp double",
     "selections": "selection_id varchar, method varchar, alpha double, budget_tokens bigint, teacher varchar, "
-                  "teacher_fp varchar, reference varchar, reference_fp varchar, n_candidates bigint, "
-                  "n_selected bigint, n_nonfinite bigint, n_unscored bigint, threshold double, "
-                  "selected_tokens bigint, created_at timestamp",
+    "teacher_fp varchar, reference varchar, reference_fp varchar, n_candidates bigint, "
+    "n_selected bigint, n_nonfinite bigint, n_unscored bigint, threshold double, "
+    "selected_tokens bigint, created_at timestamp",
     "members": "selection_id varchar, instance_id varchar, score double, n_tokens integer, rank bigint",
     "stats": "source varchar, source_key varchar, rows_read bigint, documents bigint, "
-             "duplicates_in_source bigint, quarantined bigint",
+    "duplicates_in_source bigint, quarantined bigint",
 }
 
 
@@ -87,9 +87,11 @@ def render_views(workdir: Workdir, manifest: dict) -> str:
         "quarantine_relation": _relation("quarantine", _live(workdir, [workdir.quarantine(k) for k in keys])),
         "stats_relation": _relation("stats", _live(workdir, [workdir.ingest_stats(k) for k in keys]), "read_json"),
         "instances_relation": _relation(
-            "instances", _live(workdir, [workdir.instances(spec, k) for k in keys]) if spec else []),
+            "instances", _live(workdir, [workdir.instances(spec, k) for k in keys]) if spec else []
+        ),
         "splits_relation": _relation(
-            "splits", _live(workdir, [workdir.splits(split_key, k) for k in keys]) if split_key else []),
+            "splits", _live(workdir, [workdir.splits(split_key, k) for k in keys]) if split_key else []
+        ),
         "scores_relation": _relation("scores", _existing(workdir, "scores/*/*.parquet")),
         "models_values": _values([(fp, m["role"], m["spec"], m["path"]) for fp, m in registry.items()], 4),
         "teacher_fp": teacher.get("fingerprint", ""),

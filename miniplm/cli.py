@@ -13,9 +13,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(help="MiniPLM Difference Sampling: score a corpus with a teacher and a reference LM, keep "
-                       "the best instances, train a student on them.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="MiniPLM Difference Sampling: score a corpus with a teacher and a reference LM, keep "
+    "the best instances, train a student on them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 err = Console(stderr=True)
 out = Console()
 
@@ -42,18 +45,33 @@ def _fmt(value, digits: int = 4) -> str:
 
 def print_summary(summary: dict) -> None:
     table = Table(title="MiniPLM run", show_header=False)
-    for key in ("workdir", "rows_read", "quarantined", "documents_total", "documents_new", "instances_total",
-                "candidates", "instances_scored_teacher", "instances_scored_reference", "nonfinite", "selected",
-                "selected_tokens", "threshold", "teacher_tokens_per_s"):
+    for key in (
+        "workdir",
+        "rows_read",
+        "quarantined",
+        "documents_total",
+        "documents_new",
+        "instances_total",
+        "candidates",
+        "instances_scored_teacher",
+        "instances_scored_reference",
+        "nonfinite",
+        "selected",
+        "selected_tokens",
+        "threshold",
+        "teacher_tokens_per_s",
+    ):
         table.add_row(key, _fmt(summary.get(key)))
     out.print(table)
     q = summary["score_quantiles"]
-    out.print("score = mean teacher log-prob - mean reference log-prob; quantiles: "
-              + ", ".join(f"{k} {_fmt(v)}" for k, v in q.items())
-              + f"; min {_fmt(summary['score_min'])}, max {_fmt(summary['score_max'])}")
+    out.print(
+        "score = mean teacher log-prob - mean reference log-prob; quantiles: "
+        + ", ".join(f"{k} {_fmt(v)}" for k, v in q.items())
+        + f"; min {_fmt(summary['score_min'])}, max {_fmt(summary['score_max'])}"
+    )
     acc = Table(title="Where every document went (per source)")
     rows = summary.get("accounting") or []
-    for col in (rows[0].keys() if rows else []):
+    for col in rows[0].keys() if rows else []:
         acc.add_column(col, overflow="fold")
     for r in rows:
         acc.add_row(*[_fmt(v) for v in r.values()])
@@ -63,8 +81,9 @@ def print_summary(summary: dict) -> None:
         for col in ("score", "teacher", "reference", "text"):
             ex.add_column(col, overflow="fold")
         for r in summary["extremes"][label]:
-            ex.add_row(_fmt(r["score"]), _fmt(r["teacher_logp"]), _fmt(r["ref_logp"]),
-                       r["preview"].replace("\n", " ")[:120])
+            ex.add_row(
+                _fmt(r["score"]), _fmt(r["teacher_logp"]), _fmt(r["ref_logp"]), r["preview"].replace("\n", " ")[:120]
+            )
         out.print(ex)
     students = summary.get("students") or {}
     if students:
@@ -78,9 +97,10 @@ def print_summary(summary: dict) -> None:
 
 
 @app.command()
-def demo(workdir: Annotated[Path, typer.Option(help="Work directory")] = Path("miniplm-demo"),
-         json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on the last line")] = False
-         ) -> None:
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Work directory")] = Path("miniplm-demo"),
+    json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on the last line")] = False,
+) -> None:
     """Run the whole pipeline offline on the embedded demo (stdlib prose, SmolLM2-135M teacher)."""
     from miniplm.demo import demo_config
 
@@ -97,8 +117,12 @@ def _finish(summary: dict, json_output: bool) -> None:
 
 @app.command()
 def run(
-    corpus: Annotated[list[str], typer.Option(help="Input: JSONL(.gz), Parquet, CSV, .txt file or folder, saved "
-                                                   "HF dataset, hf:NAME[:SPLIT]; repeatable")],
+    corpus: Annotated[
+        list[str],
+        typer.Option(
+            help="Input: JSONL(.gz), Parquet, CSV, .txt file or folder, saved HF dataset, hf:NAME[:SPLIT]; repeatable"
+        ),
+    ],
     teacher: Annotated[str, typer.Option(help="Hub id, checkpoint directory, .gguf file, or demo:smollm2-135m")],
     workdir: Annotated[Path, typer.Option(help="Work directory")],
     reference: Annotated[str, typer.Option(help="'train' or a checkpoint sharing the teacher's tokenizer")] = "train",
@@ -138,12 +162,20 @@ def run(
             cfg = PipelineConfig.model_validate_json(config.read_text())
         else:
             cfg = PipelineConfig(
-                workdir=str(workdir), corpus=CorpusConfig(paths=corpus, text_column=text_column), teacher=teacher,
-                reference=ReferenceConfig(spec=reference, retrain=retrain_reference,
-                                          train=TrainConfig(max_steps=reference_steps, device=device)),
+                workdir=str(workdir),
+                corpus=CorpusConfig(paths=corpus, text_column=text_column),
+                teacher=teacher,
+                reference=ReferenceConfig(
+                    spec=reference,
+                    retrain=retrain_reference,
+                    train=TrainConfig(max_steps=reference_steps, device=device),
+                ),
                 instances=InstanceConfig(max_len=max_len),
-                split=SplitConfig(reference_fraction=reference_fraction if reference == "train" else 0.0,
-                                  heldout_fraction=heldout_fraction, seed=seed),
+                split=SplitConfig(
+                    reference_fraction=reference_fraction if reference == "train" else 0.0,
+                    heldout_fraction=heldout_fraction,
+                    seed=seed,
+                ),
                 score=ScoreConfig(device=device, dtype=dtype),
                 select=SelectConfig(alpha=alpha, budget_tokens=budget_tokens),
                 student=StudentConfig(enabled=students, train=TrainConfig(max_steps=student_steps, device=device)),
@@ -214,8 +246,10 @@ def _shell(con, fmt: str) -> None:
     from miniplm.catalog import ReadOnlyQueryError
     from miniplm.catalog import query as run_query
 
-    err.print("miniplm sql: views documents, instances, scores, scored, selections, selected, accounting. "
-              "End statements with ';', quit with .quit or Ctrl-D.")
+    err.print(
+        "miniplm sql: views documents, instances, scores, scored, selections, selected, accounting. "
+        "End statements with ';', quit with .quit or Ctrl-D."
+    )
     buffer: list[str] = []
     while True:
         try:
@@ -235,8 +269,10 @@ def _shell(con, fmt: str) -> None:
 
 
 @app.command()
-def status(workdir: Annotated[Path, typer.Option(help="Work directory")] = Path("miniplm-demo"),
-           json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
+def status(
+    workdir: Annotated[Path, typer.Option(help="Work directory")] = Path("miniplm-demo"),
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
     """What a work directory holds: sources, models, counts, the latest selection."""
     from miniplm.catalog import open_readonly
     from miniplm.shards import read_json
@@ -245,12 +281,18 @@ def status(workdir: Annotated[Path, typer.Option(help="Work directory")] = Path(
     wd = Workdir.open(workdir)
     manifest = read_json(wd.manifest) if wd.manifest.exists() else {}
     con = open_readonly(wd)
-    counts = dict(zip(
-        ("documents", "instances", "quarantined", "candidates", "scored_teacher", "scored_reference", "selected"),
-        con.execute("select (select count(*) from documents), (select count(*) from instance_index), "
+    counts = dict(
+        zip(
+            ("documents", "instances", "quarantined", "candidates", "scored_teacher", "scored_reference", "selected"),
+            con.execute(
+                "select (select count(*) from documents), (select count(*) from instance_index), "
                 "(select count(*) from quarantine), (select count(*) from scored), "
                 "(select count(teacher_logp) from scored), (select count(ref_logp) from scored), "
-                "(select count(*) from selected)").fetchall()[0], strict=True))
+                "(select count(*) from selected)"
+            ).fetchall()[0],
+            strict=True,
+        )
+    )
     info = {
         "workdir": str(wd.root),
         "sources": [s["spec"] for s in manifest.get("sources", [])],

@@ -1,4 +1,4 @@
-"""One pydantic model per stage; the pipeline's parameters are their composition (the Prefect UI renders it as a form)."""
+"""One pydantic model per stage; the pipeline parameters compose them (the Prefect UI renders a form)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ from pydantic import BaseModel, Field, model_validator
 
 
 class CorpusConfig(BaseModel):
-    paths: list[str] = Field(..., min_length=1, description="JSONL(.gz), Parquet, CSV, .txt files or folders, "
-                             "saved Hugging Face datasets, or hf:NAME[:SPLIT]")
+    paths: list[str] = Field(
+        ...,
+        min_length=1,
+        description="JSONL(.gz), Parquet, CSV, .txt files or folders, saved Hugging Face datasets, or hf:NAME[:SPLIT]",
+    )
     text_column: str = Field("text", description="Column or JSON field that holds the text")
 
 
@@ -18,8 +21,13 @@ class InstanceConfig(BaseModel):
 
 
 class SplitConfig(BaseModel):
-    reference_fraction: float = Field(0.05, ge=0, lt=1, description="Share of documents (so about that share of "
-                                      "tokens) that trains the reference LM; never scored or selected")
+    reference_fraction: float = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        description="Share of documents (so about that share of "
+        "tokens) that trains the reference LM; never scored or selected",
+    )
     heldout_fraction: float = Field(0.02, ge=0, lt=1, description="Share of documents kept apart to evaluate students")
     seed: int = Field(0, description="Seeds document membership (a hash of seed and doc_id)")
 
@@ -33,7 +41,9 @@ class SplitConfig(BaseModel):
 class ModelArchConfig(BaseModel):
     """A Hugging Face causal-LM config: a model_type and its keyword arguments, or a path/hub id with config.json."""
 
-    source: str | None = Field(None, description="config.json path, checkpoint directory or hub id; overrides model_type")
+    source: str | None = Field(
+        None, description="config.json path, checkpoint directory or hub id; overrides model_type"
+    )
     model_type: str = "llama"
     kwargs: dict[str, Any] = Field(default_factory=dict, description="config fields, e.g. hidden_size")
 
@@ -56,12 +66,23 @@ class TrainConfig(BaseModel):
 
 def default_reference_arch() -> ModelArchConfig:
     # Small on purpose: the reference only needs to know what is easy. ~0.5M parameters besides embeddings.
-    return ModelArchConfig(model_type="llama", kwargs=dict(hidden_size=128, intermediate_size=384,
-                           num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True))
+    return ModelArchConfig(
+        model_type="llama",
+        kwargs=dict(
+            hidden_size=128,
+            intermediate_size=384,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            tie_word_embeddings=True,
+        ),
+    )
 
 
 class ReferenceConfig(BaseModel):
-    spec: str = Field("train", description="'train' to train one on D_ref, or a model spec that shares the teacher's tokenizer")
+    spec: str = Field(
+        "train", description="'train' to train one on D_ref, or a model spec that shares the teacher's tokenizer"
+    )
     arch: ModelArchConfig = Field(default_factory=default_reference_arch)
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(max_steps=200))
     retrain: bool = Field(False, description="Retrain even though a trained reference exists")
@@ -80,8 +101,17 @@ class SelectConfig(BaseModel):
 
 
 def default_student_arch() -> ModelArchConfig:
-    return ModelArchConfig(model_type="llama", kwargs=dict(hidden_size=128, intermediate_size=384,
-                           num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True))
+    return ModelArchConfig(
+        model_type="llama",
+        kwargs=dict(
+            hidden_size=128,
+            intermediate_size=384,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            tie_word_embeddings=True,
+        ),
+    )
 
 
 class StudentConfig(BaseModel):

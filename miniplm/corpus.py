@@ -27,8 +27,14 @@ READER_VERSION = 1
 RAW_PREVIEW = 500  # characters of a quarantined row kept for inspection
 
 DOCUMENT_SCHEMA = pa.schema(
-    [("doc_id", pa.string()), ("text", pa.string()), ("source", pa.string()), ("row", pa.int64()),
-     ("n_chars", pa.int64()), ("source_key", pa.string())]
+    [
+        ("doc_id", pa.string()),
+        ("text", pa.string()),
+        ("source", pa.string()),
+        ("row", pa.int64()),
+        ("n_chars", pa.int64()),
+        ("source_key", pa.string()),
+    ]
 )
 QUARANTINE_SCHEMA = pa.schema(
     [("source", pa.string()), ("row", pa.int64()), ("reason", pa.string()), ("raw", pa.string())]
@@ -99,12 +105,14 @@ def _load_hub(spec: str):
 
 def _read_jsonl(path: Path, text_column: str) -> Iterator[Row]:
     name = str(path)
-    with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+    with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
         for row, line in enumerate(f):
             try:
                 decoded = line.decode("utf-8")
             except UnicodeDecodeError as exc:
-                yield Row(name, row, None, f"not valid UTF-8 ({exc.reason} at byte {exc.start})", repr(line[:RAW_PREVIEW]))
+                yield Row(
+                    name, row, None, f"not valid UTF-8 ({exc.reason} at byte {exc.start})", repr(line[:RAW_PREVIEW])
+                )
                 continue
             if not decoded.strip():
                 yield Row(name, row, None, "blank line", decoded)
@@ -118,15 +126,18 @@ def _read_jsonl(path: Path, text_column: str) -> Iterator[Row]:
                 yield Row(name, row, None, f"expected a JSON object, got {type(obj).__name__}", decoded)
                 continue
             if text_column not in obj:
-                yield Row(name, row, None, f"no {text_column!r} field (fields: {', '.join(sorted(obj))[:200]})", decoded)
+                yield Row(
+                    name, row, None, f"no {text_column!r} field (fields: {', '.join(sorted(obj))[:200]})", decoded
+                )
                 continue
             yield Row(name, row, obj[text_column], raw=decoded)
 
 
 def _read_table_column(name: str, table_columns: list[str], text_column: str) -> None:
     if text_column not in table_columns:
-        raise CorpusError(f"{name}: no column {text_column!r} (columns: {', '.join(table_columns)}); "
-                          f"pass --text-column")
+        raise CorpusError(
+            f"{name}: no column {text_column!r} (columns: {', '.join(table_columns)}); pass --text-column"
+        )
 
 
 def _read_parquet(path: Path, text_column: str) -> Iterator[Row]:
@@ -201,8 +212,10 @@ def read_rows(spec: str, text_column: str = "text") -> Iterator[Row]:
     elif suffixes == ".txt":
         yield from _read_txt_files([path])
     else:
-        raise CorpusError(f"{spec}: unknown format {suffixes!r} (expected .jsonl[.gz], .parquet, .csv, .tsv, "
-                          ".txt, a folder of .txt files, a saved Hugging Face dataset, or hf:NAME)")
+        raise CorpusError(
+            f"{spec}: unknown format {suffixes!r} (expected .jsonl[.gz], .parquet, .csv, .tsv, "
+            ".txt, a folder of .txt files, a saved Hugging Face dataset, or hf:NAME)"
+        )
 
 
 def ingest(spec: str, workdir: Workdir, text_column: str = "text", source_key: str | None = None) -> IngestStats:

@@ -66,9 +66,11 @@ def write_demo_corpus(directory: Path) -> list[str]:
         json.dumps({"id": "empty", "text": "   "}),
         json.dumps({"id": "ok", "text": "A short but valid document.\nIt has two lines."}),
     ]
-    return [str(_write_jsonl(directory / "pydoc_topics.jsonl", topic_rows)),
-            str(_write_jsonl(directory / "stdlib_docstrings.jsonl", module_rows)),
-            str(_write_jsonl(directory / "messy.jsonl", messy))]
+    return [
+        str(_write_jsonl(directory / "pydoc_topics.jsonl", topic_rows)),
+        str(_write_jsonl(directory / "stdlib_docstrings.jsonl", module_rows)),
+        str(_write_jsonl(directory / "messy.jsonl", messy)),
+    ]
 
 
 def demo_config(workdir: str | Path) -> PipelineConfig:
@@ -82,8 +84,12 @@ def demo_config(workdir: str | Path) -> PipelineConfig:
         instances=InstanceConfig(max_len=512),
         # A corpus of ~150k tokens: 5% would give the reference too little to learn from.
         split=SplitConfig(reference_fraction=0.15, heldout_fraction=0.08, seed=0),
-        reference=ReferenceConfig(train=TrainConfig(max_steps=120, batch_size=4, learning_rate=3e-3,
-                                                    warmup_steps=10, eval_interval=40)),
-        student=StudentConfig(train=TrainConfig(max_steps=150, batch_size=8, block_size=128, learning_rate=3e-3,
-                                                warmup_steps=15, eval_interval=50)),
+        reference=ReferenceConfig(
+            train=TrainConfig(max_steps=120, batch_size=4, learning_rate=3e-3, warmup_steps=10, eval_interval=40)
+        ),
+        student=StudentConfig(
+            train=TrainConfig(
+                max_steps=150, batch_size=8, block_size=128, learning_rate=3e-3, warmup_steps=15, eval_interval=50
+            )
+        ),
     )

@@ -19,8 +19,7 @@ from miniplm.workdir import Workdir
 DECODE_BATCH = 512
 
 
-def export_members(workdir: Workdir, manifest: dict, members_path: Path, out_dir: Path,
-                   student_tokenizer: str) -> dict:
+def export_members(workdir: Workdir, manifest: dict, members_path: Path, out_dir: Path, student_tokenizer: str) -> dict:
     """Write out_dir/text.parquet and out_dir/tokens-<fp>.bin for the instances listed in members_path."""
     teacher_tok = load_tokenizer(manifest["teacher"]["path"])
     student_tok = load_tokenizer(student_tokenizer)
@@ -35,8 +34,10 @@ def export_members(workdir: Workdir, manifest: dict, members_path: Path, out_dir
     ends_doc = [bool(ids) and ids[-1] == eos for ids in token_lists]
     texts: list[str] = []
     for lo in range(0, len(token_lists), DECODE_BATCH):
-        chunk = [ids[:-1] if end else ids for ids, end in
-                 zip(token_lists[lo : lo + DECODE_BATCH], ends_doc[lo : lo + DECODE_BATCH], strict=True)]
+        chunk = [
+            ids[:-1] if end else ids
+            for ids, end in zip(token_lists[lo : lo + DECODE_BATCH], ends_doc[lo : lo + DECODE_BATCH], strict=True)
+        ]
         texts.extend(teacher_tok.batch_decode(chunk, skip_special_tokens=False, clean_up_tokenization_spaces=False))
     text_table = table.drop_columns(["token_ids"]).append_column("text", pa.array(texts, pa.string()))
     text_table = text_table.append_column("ends_document", pa.array(ends_doc, pa.bool_()))
@@ -49,7 +50,12 @@ def export_members(workdir: Workdir, manifest: dict, members_path: Path, out_dir
                 yield list(ids) + ([student_tok.eos_token_id] if end else [])
 
     n_tokens = write_token_stream(tokens_path, student_sequences())
-    summary = {"instances": len(texts), "student_tokens": n_tokens, "text_path": str(out_dir / "text.parquet"),
-               "tokens_path": str(tokens_path), "teacher_tokens": int(sum(len(t) for t in token_lists))}
+    summary = {
+        "instances": len(texts),
+        "student_tokens": n_tokens,
+        "text_path": str(out_dir / "text.parquet"),
+        "tokens_path": str(tokens_path),
+        "teacher_tokens": int(sum(len(t) for t in token_lists)),
+    }
     write_json(summary, summary_path)
     return summary

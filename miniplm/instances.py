@@ -19,8 +19,13 @@ from miniplm.progress import progress_bar
 from miniplm.shards import write_parquet
 
 INSTANCE_SCHEMA = pa.schema(
-    [("instance_id", pa.string()), ("doc_id", pa.string()), ("chunk_index", pa.int32()),
-     ("n_tokens", pa.int32()), ("token_ids", pa.list_(pa.int32()))]
+    [
+        ("instance_id", pa.string()),
+        ("doc_id", pa.string()),
+        ("chunk_index", pa.int32()),
+        ("n_tokens", pa.int32()),
+        ("token_ids", pa.list_(pa.int32())),
+    ]
 )
 TOKENIZE_BATCH = 256  # documents per tokenizer call
 
@@ -83,8 +88,9 @@ def tokenize_shard(documents: Path, out: Path, tokenizer_path: str, max_len: int
         for lo in range(0, len(texts), TOKENIZE_BATCH):
             batch = texts[lo : lo + TOKENIZE_BATCH]
             enc = tokenizer(batch, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-            for did, text, ids, offsets in zip(doc_ids[lo : lo + TOKENIZE_BATCH], batch, enc["input_ids"],
-                                               enc["offset_mapping"], strict=True):
+            for did, text, ids, offsets in zip(
+                doc_ids[lo : lo + TOKENIZE_BATCH], batch, enc["input_ids"], enc["offset_mapping"], strict=True
+            ):
                 tokens = list(ids) + [eos]
                 kinds = boundary_kinds(text, offsets)
                 for chunk, (a, b) in enumerate(cut_points(kinds, len(tokens), max_len)):

@@ -56,8 +56,15 @@ def split_source(workdir: str, source_key: str, cfg: SplitConfig) -> dict:
     return write_splits(wd.documents(source_key), out, cfg)
 
 
-def make_manifest(workdir: str, sources: list[dict], instance_spec: str, split_cfg: SplitConfig,
-                  teacher: dict, reference: dict | None = None, selection_id: str | None = None) -> dict:
+def make_manifest(
+    workdir: str,
+    sources: list[dict],
+    instance_spec: str,
+    split_cfg: SplitConfig,
+    teacher: dict,
+    reference: dict | None = None,
+    selection_id: str | None = None,
+) -> dict:
     """The run's view of the world: live sources, instance spec, split, models. Written as manifest.json."""
     wd = Workdir.open(workdir)
     previous = read_json(wd.registry_file) if wd.registry_file.exists() else {}
@@ -84,16 +91,15 @@ def make_manifest(workdir: str, sources: list[dict], instance_spec: str, split_c
 
 def obtain_reference(workdir: str, manifest: dict, cfg: ReferenceConfig, max_len: int) -> dict:
     wd = Workdir.open(workdir)
-    if cfg.spec == "train":
-        ref = train_reference(wd, manifest, cfg, max_len)
-    else:
-        ref = resolve_model(cfg.spec)
+    ref = train_reference(wd, manifest, cfg, max_len) if cfg.spec == "train" else resolve_model(cfg.spec)
     check_same_tokenizer(manifest["teacher"]["path"], ref.path)
     return ref.to_dict()
 
 
 def score_side(workdir: str, manifest: dict, model: dict, cfg: ScoreConfig, role: str) -> dict:
-    return score_missing(Workdir.open(workdir), manifest, model["path"], model["fingerprint"], cfg, desc=f"score {role}")
+    return score_missing(
+        Workdir.open(workdir), manifest, model["path"], model["fingerprint"], cfg, desc=f"score {role}"
+    )
 
 
 def select(workdir: str, manifest: dict, cfg: SelectConfig) -> dict:
@@ -118,20 +124,32 @@ def train_students(workdir: str, manifest: dict, selection: dict, cfg: StudentCo
         sets["uniform"] = _write_members(wd.export_dir(f"uniform-{sid}-s{seed}") / "members.parquet", sample)
     heldout = con.sql(
         "select instance_id, null::double as score, row_number() over (order by instance_id) as rank "
-        "from instance_index where split = 'heldout'").to_arrow_table()
+        "from instance_index where split = 'heldout'"
+    ).to_arrow_table()
     heldout_dir = wd.export_dir(f"heldout-{manifest['split_key']}")
-    heldout_export = export_members(wd, manifest, _write_members(heldout_dir / "members.parquet", heldout),
-                                    heldout_dir, tokenizer) if heldout.num_rows else None
+    heldout_export = (
+        export_members(wd, manifest, _write_members(heldout_dir / "members.parquet", heldout), heldout_dir, tokenizer)
+        if heldout.num_rows
+        else None
+    )
     results = {}
     for name, members in sets.items():
-        export = export_members(wd, manifest, members, wd.export_dir(f"{name}-{sid}" if name != "miniplm" else sid),
-                                tokenizer)
+        export = export_members(
+            wd, manifest, members, wd.export_dir(f"{name}-{sid}" if name != "miniplm" else sid), tokenizer
+        )
         if export["student_tokens"] < 16:
             results[name] = {"skipped": f"only {export['student_tokens']} tokens to train on", "export": export}
             continue
-        summary = train_lm(wd.student_dir(f"{name}-{sid}"), cfg.arch, tokenizer, Path(export["tokens_path"]),
-                           cfg.train, Path(heldout_export["tokens_path"]) if heldout_export else None,
-                           max_positions=cfg.train.block_size, desc=f"train student ({name})")
+        summary = train_lm(
+            wd.student_dir(f"{name}-{sid}"),
+            cfg.arch,
+            tokenizer,
+            Path(export["tokens_path"]),
+            cfg.train,
+            Path(heldout_export["tokens_path"]) if heldout_export else None,
+            max_positions=cfg.train.block_size,
+            desc=f"train student ({name})",
+        )
         results[name] = {k: v for k, v in summary.items() if k not in {"history", "run_key"}} | {"export": export}
     return results
 
@@ -148,12 +166,15 @@ def summarize(workdir: str, manifest: dict, selection: dict, counts: dict, stude
         rows = con.sql(
             f"select s.instance_id, s.score, s.teacher_logp, s.ref_logp, left(d.text, 160) as preview "
             f"from scored s join documents d using (doc_id) where isfinite(s.score) "
-            f"order by s.score {order}, s.instance_id limit 3").fetchall()
-        extremes[label] = [dict(zip(("instance_id", "score", "teacher_logp", "ref_logp", "preview"), r, strict=True))
-                           for r in rows]
+            f"order by s.score {order}, s.instance_id limit 3"
+        ).fetchall()
+        extremes[label] = [
+            dict(zip(("instance_id", "score", "teacher_logp", "ref_logp", "preview"), r, strict=True)) for r in rows
+        ]
     totals = con.execute(
         "select (select count(*) from documents), (select count(*) from instance_index), "
-        "(select count(*) from quarantine)").fetchall()[0]
+        "(select count(*) from quarantine)"
+    ).fetchall()[0]
     summary = {
         "workdir": str(wd.root),
         "documents_total": totals[0],
@@ -175,14 +196,22 @@ def summarize(workdir: str, manifest: dict, selection: dict, counts: dict, stude
         "reference": reference_info(wd) or {"spec": manifest["reference"]["spec"]},
         "accounting": accounting,
         "extremes": extremes,
-        "students": {name: {"heldout_loss": s.get("final_eval_loss"), "steps": s.get("steps"),
-                            "train_tokens": s.get("export", {}).get("student_tokens"), "skipped": s.get("skipped")}
-                     for name, s in (students or {}).items()},
+        "students": {
+            name: {
+                "heldout_loss": s.get("final_eval_loss"),
+                "steps": s.get("steps"),
+                "train_tokens": s.get("export", {}).get("student_tokens"),
+                "skipped": s.get("skipped"),
+            }
+            for name, s in (students or {}).items()
+        },
     }
     if summary["students"].get("miniplm", {}).get("heldout_loss") and summary["students"].get("uniform", {}).get(
-            "heldout_loss"):
-        summary["heldout_loss_gain"] = summary["students"]["uniform"]["heldout_loss"] - summary["students"]["miniplm"][
-            "heldout_loss"]
+        "heldout_loss"
+    ):
+        summary["heldout_loss_gain"] = (
+            summary["students"]["uniform"]["heldout_loss"] - summary["students"]["miniplm"]["heldout_loss"]
+        )
     summary = json.loads(json.dumps(summary, default=str))  # plain JSON types (NaN-safe below)
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
 
@@ -202,7 +231,6 @@ def effective_split_for(cfg: PipelineConfig) -> SplitConfig:
     return effective_split(cfg.split, cfg.reference.spec == "train")
 
 
-
 def previous_manifest(workdir: str) -> dict | None:
     wd = Workdir.open(workdir)
     return read_json(wd.manifest) if wd.manifest.exists() else None
@@ -217,5 +245,6 @@ def count_new_documents(workdir: str, before: dict | None, after: dict) -> int:
     old = [str(wd.documents(s["source_key"])) for s in before["sources"] if wd.documents(s["source_key"]).exists()]
     if not old:
         return con.execute("select count(*) from documents").fetchall()[0][0]
-    return con.execute("select count(*) from documents anti join read_parquet($old) as old using (doc_id)",
-                       {"old": old}).fetchall()[0][0]
+    return con.execute(
+        "select count(*) from documents anti join read_parquet($old) as old using (doc_id)", {"old": old}
+    ).fetchall()[0][0]

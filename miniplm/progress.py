@@ -27,8 +27,9 @@ class Bar:
     def __init__(self, total: int, desc: str, unit: str, min_interval_s: float = 2.0) -> None:
         self.total = max(int(total), 0)
         self.done = 0
-        self._tqdm = tqdm(total=self.total, desc=desc, unit=unit, unit_scale=True, dynamic_ncols=True,
-                          disable=None, leave=False)
+        self._tqdm = tqdm(
+            total=self.total, desc=desc, unit=unit, unit_scale=True, dynamic_ncols=True, disable=None, leave=False
+        )
         self._last = 0.0
         self._min_interval_s = min_interval_s
 

@@ -35,21 +35,39 @@ def train_reference(workdir: Workdir, manifest: dict, cfg: ReferenceConfig, max_
     train_path, heldout_path = run_dir / "d_ref.tokens", run_dir / "heldout.tokens"
     n_train = write_split_tokens(workdir, manifest, "reference", train_path)
     if n_train < 16:
-        raise ValueError(f"D_ref has {n_train} tokens: too few to train a reference LM. Raise "
-                         "split.reference_fraction, add data, or pass an existing reference model.")
+        raise ValueError(
+            f"D_ref has {n_train} tokens: too few to train a reference LM. Raise "
+            "split.reference_fraction, add data, or pass an existing reference model."
+        )
     write_split_tokens(workdir, manifest, "heldout", heldout_path)
     train_cfg = cfg.train
     if "block_size" not in train_cfg.model_fields_set:  # see whole instances, as it will when scoring
         train_cfg = train_cfg.model_copy(update={"block_size": max_len})
-    summary = train_lm(run_dir, cfg.arch, manifest["teacher"]["path"], train_path, train_cfg,
-                       eval_tokens=heldout_path, max_positions=max_len, desc="train reference")
+    summary = train_lm(
+        run_dir,
+        cfg.arch,
+        manifest["teacher"]["path"],
+        train_path,
+        train_cfg,
+        eval_tokens=heldout_path,
+        max_positions=max_len,
+        desc="train reference",
+    )
     tmp = final.with_name(".reference.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(summary["model_dir"], tmp)
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
-    write_json({"d_ref_tokens": n_train, "steps": summary["steps"], "final_eval_loss": summary["final_eval_loss"],
-                "final_train_loss": summary["final_train_loss"], "parameters": summary["parameters"]}, info_path)
+    write_json(
+        {
+            "d_ref_tokens": n_train,
+            "steps": summary["steps"],
+            "final_eval_loss": summary["final_eval_loss"],
+            "final_train_loss": summary["final_train_loss"],
+            "parameters": summary["parameters"],
+        },
+        info_path,
+    )
     return ResolvedModel(spec="train", path=str(final), fingerprint=model_fingerprint(final))
 
 

@@ -38,8 +38,14 @@ def pick_device(device: str = "auto") -> torch.device:
 
 def pick_dtype(device: torch.device, dtype: str = "auto") -> torch.dtype:
     if dtype != "auto":
-        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-                "float16": torch.float16, "fp16": torch.float16}[dtype]
+        return {
+            "float32": torch.float32,
+            "fp32": torch.float32,
+            "bfloat16": torch.bfloat16,
+            "bf16": torch.bfloat16,
+            "float16": torch.float16,
+            "fp16": torch.float16,
+        }[dtype]
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
     # On CPUs with native bf16 dot products bf16 scored 1.5-2.2x faster than float32 (DESIGN.md).
@@ -83,8 +89,14 @@ def length_sorted_batches(lengths: Sequence[int], batch_tokens: int) -> list[np.
 class LMScorer:
     """Scores token sequences with one causal LM. Construction stores configuration; the model loads on first use."""
 
-    def __init__(self, model_path: str, device: str = "auto", dtype: str = "auto", batch_tokens: int | None = None,
-                 attn_implementation: str = "sdpa") -> None:
+    def __init__(
+        self,
+        model_path: str,
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_tokens: int | None = None,
+        attn_implementation: str = "sdpa",
+    ) -> None:
         self.model_path = model_path
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, dtype)
@@ -98,8 +110,9 @@ class LMScorer:
         if self._model is None:
             from transformers import AutoModelForCausalLM
 
-            model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=self.dtype,
-                                                         attn_implementation=self.attn_implementation)
+            model = AutoModelForCausalLM.from_pretrained(
+                self.model_path, dtype=self.dtype, attn_implementation=self.attn_implementation
+            )
             self._model = model.to(self.device).eval()
         return self._model
 
@@ -133,8 +146,9 @@ class LMScorer:
         sums = torch.zeros(len(rows), dtype=torch.float32, device=self.device).index_add_(0, row_of, logp)
         return sums.cpu(), (lengths - 1).clamp(min=0)
 
-    def score(self, token_lists: Sequence[Sequence[int]], bar: Bar | None = None,
-              desc: str = "score") -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def score(
+        self, token_lists: Sequence[Sequence[int]], bar: Bar | None = None, desc: str = "score"
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Yield (indices into token_lists, sum_logp, n_predicted) per batch, longest batches first."""
         lengths = [len(t) for t in token_lists]
         if bar is None:
@@ -175,23 +189,38 @@ class LMScorer:
         return sums, counts
 
 
-SCORE_SCHEMA = pa.schema([("model_fp", pa.string()), ("instance_id", pa.string()), ("n_predicted", pa.int32()),
-                          ("sum_logp", pa.float64()), ("mean_logp", pa.float64())])
+SCORE_SCHEMA = pa.schema(
+    [
+        ("model_fp", pa.string()),
+        ("instance_id", pa.string()),
+        ("n_predicted", pa.int32()),
+        ("sum_logp", pa.float64()),
+        ("mean_logp", pa.float64()),
+    ]
+)
 
 
-def score_missing(workdir: Workdir, manifest: dict, model_path: str, model_fp: str, cfg: ScoreConfig,
-                  desc: str = "score") -> dict:
+def score_missing(
+    workdir: Workdir, manifest: dict, model_path: str, model_fp: str, cfg: ScoreConfig, desc: str = "score"
+) -> dict:
     """Score every candidate instance that has no score from this model yet; one Parquet shard per chunk.
 
     A crash loses at most the chunk in progress: finished shards are found by the anti-join next time.
     """
     con = connect(workdir, manifest)
     params = {"model_fp": model_fp, "split": POOL}
-    todo = con.execute(f"select count(*), coalesce(sum(len(token_ids)), 0) from ({load_sql('instances_to_score')})",
-                       params).fetchall()[0]
+    todo = con.execute(
+        f"select count(*), coalesce(sum(len(token_ids)), 0) from ({load_sql('instances_to_score')})", params
+    ).fetchall()[0]
     n_todo, tokens_todo = int(todo[0]), int(todo[1])
-    summary = {"model_fp": model_fp, "instances_scored": n_todo, "tokens_scored": tokens_todo, "shards": 0,
-               "seconds": 0.0, "tokens_per_s": 0.0}
+    summary = {
+        "model_fp": model_fp,
+        "instances_scored": n_todo,
+        "tokens_scored": tokens_todo,
+        "shards": 0,
+        "seconds": 0.0,
+        "tokens_per_s": 0.0,
+    }
     if n_todo == 0:
         return summary
     scorer = LMScorer(model_path, device=cfg.device, dtype=cfg.dtype, batch_tokens=cfg.batch_tokens)
@@ -213,10 +242,22 @@ def score_missing(workdir: Workdir, manifest: dict, model_path: str, model_fp: s
             sums, counts = scorer.score_all(chunk.column("token_ids").to_pylist(), bar)
             with np.errstate(invalid="ignore", divide="ignore"):
                 means = sums.astype(np.float64) / counts
-            table = pa.table({"model_fp": [model_fp] * len(ids), "instance_id": ids, "n_predicted": counts.astype(np.int32),
-                              "sum_logp": sums.astype(np.float64), "mean_logp": means}, schema=SCORE_SCHEMA)
+            table = pa.table(
+                {
+                    "model_fp": [model_fp] * len(ids),
+                    "instance_id": ids,
+                    "n_predicted": counts.astype(np.int32),
+                    "sum_logp": sums.astype(np.float64),
+                    "mean_logp": means,
+                },
+                schema=SCORE_SCHEMA,
+            )
             write_parquet(table, workdir.scores_dir(model_fp) / f"{stable_hash(ids)}.parquet")
             summary["shards"] += 1
-    summary.update(seconds=round(scorer.stats.seconds, 3), tokens_per_s=round(scorer.stats.tokens_per_s, 1),
-                   device=str(scorer.device), dtype=str(scorer.dtype).removeprefix("torch."))
+    summary.update(
+        seconds=round(scorer.stats.seconds, 3),
+        tokens_per_s=round(scorer.stats.tokens_per_s, 1),
+        device=str(scorer.device),
+        dtype=str(scorer.dtype).removeprefix("torch."),
+    )
     return summary

@@ -21,12 +21,25 @@ from miniplm.hashing import stable_hash
 from miniplm.shards import write_parquet
 from miniplm.workdir import Workdir
 
-SELECTION_SCHEMA = pa.schema([
-    ("selection_id", pa.string()), ("method", pa.string()), ("alpha", pa.float64()), ("budget_tokens", pa.int64()),
-    ("teacher", pa.string()), ("teacher_fp", pa.string()), ("reference", pa.string()), ("reference_fp", pa.string()),
-    ("n_candidates", pa.int64()), ("n_selected", pa.int64()), ("n_nonfinite", pa.int64()), ("n_unscored", pa.int64()),
-    ("threshold", pa.float64()), ("selected_tokens", pa.int64()), ("created_at", pa.timestamp("us")),
-])
+SELECTION_SCHEMA = pa.schema(
+    [
+        ("selection_id", pa.string()),
+        ("method", pa.string()),
+        ("alpha", pa.float64()),
+        ("budget_tokens", pa.int64()),
+        ("teacher", pa.string()),
+        ("teacher_fp", pa.string()),
+        ("reference", pa.string()),
+        ("reference_fp", pa.string()),
+        ("n_candidates", pa.int64()),
+        ("n_selected", pa.int64()),
+        ("n_nonfinite", pa.int64()),
+        ("n_unscored", pa.int64()),
+        ("threshold", pa.float64()),
+        ("selected_tokens", pa.int64()),
+        ("created_at", pa.timestamp("us")),
+    ]
+)
 
 
 def candidate_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -49,9 +62,15 @@ def uniform_sample(con: duckdb.DuckDBPyConnection, k: int, seed: int) -> pa.Tabl
 
 def selection_id(manifest: dict, cfg: SelectConfig) -> str:
     sources = [s["source_key"] for s in manifest["sources"]]
-    return stable_hash("selection-v1", cfg.model_dump(), manifest["teacher"]["fingerprint"],
-                       manifest["reference"]["fingerprint"], manifest["instance_spec"], manifest["split_key"],
-                       sorted(sources))[:16]
+    return stable_hash(
+        "selection-v1",
+        cfg.model_dump(),
+        manifest["teacher"]["fingerprint"],
+        manifest["reference"]["fingerprint"],
+        manifest["instance_spec"],
+        manifest["split_key"],
+        sorted(sources),
+    )[:16]
 
 
 def run_selection(workdir: Workdir, manifest: dict, cfg: SelectConfig) -> dict:
@@ -87,6 +106,7 @@ def run_selection(workdir: Workdir, manifest: dict, cfg: SelectConfig) -> dict:
     members = kept.append_column("selection_id", pa.array([sid] * kept.num_rows, pa.string()))
     members = members.select(["selection_id", "instance_id", "score", "n_tokens", "rank"])
     write_parquet(members, members_path)
-    write_parquet(pa.Table.from_pylist([record], schema=SELECTION_SCHEMA), record_path)  # the record last: it marks completion
+    write_parquet(
+        pa.Table.from_pylist([record], schema=SELECTION_SCHEMA), record_path
+    )  # the record last: it marks completion
     return record
-

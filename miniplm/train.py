@@ -81,8 +81,10 @@ def estimate_loss(model, data: np.ndarray, batch_size: int, block_size: int, max
     n_windows = min(max_batches * batch_size, (len(data) - 1) // block_size)
     total, count = 0.0, 0
     for lo in range(0, n_windows, batch_size):
-        rows = [data[i * block_size : i * block_size + block_size + 1].astype(np.int64)
-                for i in range(lo, min(lo + batch_size, n_windows))]
+        rows = [
+            data[i * block_size : i * block_size + block_size + 1].astype(np.int64)
+            for i in range(lo, min(lo + batch_size, n_windows))
+        ]
         x = torch.from_numpy(np.stack(rows)).to(device)
         loss = model(input_ids=x, labels=x).loss
         total += float(loss) * x.shape[0] * (x.shape[1] - 1)
@@ -91,8 +93,16 @@ def estimate_loss(model, data: np.ndarray, batch_size: int, block_size: int, max
     return total / count if count else float("nan")
 
 
-def train_lm(out_dir: Path, arch: ModelArchConfig, tokenizer_path: str, train_tokens: Path, cfg: TrainConfig,
-             eval_tokens: Path | None = None, max_positions: int = 1024, desc: str = "train") -> dict:
+def train_lm(
+    out_dir: Path,
+    arch: ModelArchConfig,
+    tokenizer_path: str,
+    train_tokens: Path,
+    cfg: TrainConfig,
+    eval_tokens: Path | None = None,
+    max_positions: int = 1024,
+    desc: str = "train",
+) -> dict:
     """Train (or resume) a causal LM; the final model lands in `out_dir/model` in Hugging Face format."""
     from transformers import AutoModelForCausalLM
 
@@ -118,8 +128,11 @@ def train_lm(out_dir: Path, arch: ModelArchConfig, tokenizer_path: str, train_to
     model = AutoModelForCausalLM.from_config(config).to(device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate, betas=(0.9, 0.95))
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.learning_rate,
+        betas=(0.9, 0.95),
+    )
     rng = np.random.default_rng(cfg.seed)
     step, history = 0, []
     if (ckpt_dir / "state.pt").exists():  # resume
@@ -135,9 +148,18 @@ def train_lm(out_dir: Path, arch: ModelArchConfig, tokenizer_path: str, train_to
         tmp = out_dir / ".checkpoint.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        torch.save({"run_key": run_key, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "step": step,
-                    "history": history}, tmp / "state.pt")
+        torch.save(
+            {
+                "run_key": run_key,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+                "step": step,
+                "history": history,
+            },
+            tmp / "state.pt",
+        )
         shutil.rmtree(ckpt_dir, ignore_errors=True)
         tmp.rename(ckpt_dir)
 
@@ -162,8 +184,9 @@ def train_lm(out_dir: Path, arch: ModelArchConfig, tokenizer_path: str, train_to
             tokens_seen += x.shape[0] * block_size
             record = {"step": step, "lr": lr, "train_loss": loss.item()}
             if eval_data is not None and (step % cfg.eval_interval == 0 or step == cfg.max_steps):
-                record["eval_loss"] = estimate_loss(model, eval_data, cfg.batch_size, block_size,
-                                                    cfg.eval_batches, device)
+                record["eval_loss"] = estimate_loss(
+                    model, eval_data, cfg.batch_size, block_size, cfg.eval_batches, device
+                )
             history.append(record)
             bar.update(1)
             if step % cfg.checkpoint_interval == 0 and step < cfg.max_steps:

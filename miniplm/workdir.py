@@ -23,7 +23,9 @@ class Workdir:
     def open(cls, root: str | Path) -> Workdir:
         wd = cls(Path(root).expanduser().resolve())
         if not wd.id_file.exists():
-            raise FileNotFoundError(f"{wd.root} is not a miniplm work directory (no {wd.id_file.name}); run `miniplm run` first")
+            raise FileNotFoundError(
+                f"{wd.root} is not a miniplm work directory (no {wd.id_file.name}); run `miniplm run` first"
+            )
         return wd
 
     @property

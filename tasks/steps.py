@@ -34,9 +34,11 @@ def ingest(workdir: str, spec: str, text_column: str, source_key: str) -> dict:
     """Read one source into documents + quarantine shards."""
     stats = pipeline.ingest_source(workdir, spec, text_column, source_key)
     create_markdown_artifact(
-        key="ingest", description=f"ingest {spec}",
+        key="ingest",
+        description=f"ingest {spec}",
         markdown=f"**{spec}**: {stats['rows_read']} rows read, {stats['documents']} documents, "
-                 f"{stats['duplicates_in_source']} duplicates, {stats['quarantined']} quarantined")
+        f"{stats['duplicates_in_source']} duplicates, {stats['quarantined']} quarantined",
+    )
     return stats
 
 
@@ -53,8 +55,15 @@ def split(workdir: str, source_key: str, cfg: SplitConfig) -> dict:
 
 
 @task(name="manifest")
-def manifest(workdir: str, sources: list[dict], instance_spec: str, split_cfg: SplitConfig, teacher: dict,
-             reference: dict | None = None, selection_id: str | None = None) -> dict:
+def manifest(
+    workdir: str,
+    sources: list[dict],
+    instance_spec: str,
+    split_cfg: SplitConfig,
+    teacher: dict,
+    reference: dict | None = None,
+    selection_id: str | None = None,
+) -> dict:
     """Record the run's live shards and models, and publish the catalog views over them."""
     return pipeline.make_manifest(workdir, sources, instance_spec, split_cfg, teacher, reference, selection_id)
 
@@ -77,8 +86,9 @@ def score(workdir: str, manifest: dict, model: dict, cfg: ScoreConfig, role: str
 def select(workdir: str, manifest: dict, cfg: SelectConfig) -> dict:
     """Rank in DuckDB by teacher minus reference mean log-prob and keep the top fraction."""
     record = pipeline.select(workdir, manifest, cfg)
-    create_table_artifact(key="selection", table=[{k: str(v) for k, v in record.items()}],
-                          description="Difference Sampling selection")
+    create_table_artifact(
+        key="selection", table=[{k: str(v) for k, v in record.items()}], description="Difference Sampling selection"
+    )
     return record
 
 
@@ -95,10 +105,12 @@ def summary(workdir: str, manifest: dict, selection: dict, counts: dict, student
     q = result["score_quantiles"]
     rows = "\n".join(f"| {k} | {v} |" for k, v in result.items() if isinstance(v, int | float | str))
     create_markdown_artifact(
-        key="run-summary", description="MiniPLM run summary",
-        markdown="## MiniPLM run\n\n| figure | value |\n|---|---|\n" + rows +
-                 "\n\n### Score distribution (teacher - reference mean log-prob)\n\n| p05 | p25 | p50 | p75 | p95 |\n"
-                 "|---|---|---|---|---|\n" + "| " + " | ".join(f"{q[k]:.4f}" if q[k] is not None else "-" for k in q) +
-                 " |\n")
+        key="run-summary",
+        description="MiniPLM run summary",
+        markdown="## MiniPLM run\n\n| figure | value |\n|---|---|\n"
+        + rows
+        + "\n\n### Score distribution (teacher - reference mean log-prob)\n\n| p05 | p25 | p50 | p75 | p95 |\n"
+        "|---|---|---|---|---|\n" + "| " + " | ".join(f"{q[k]:.4f}" if q[k] is not None else "-" for k in q) + " |\n",
+    )
     create_table_artifact(key="accounting", table=result["accounting"], description="Where every document went")
     return result

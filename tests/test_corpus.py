@@ -25,18 +25,23 @@ def test_doc_id_is_content_hash_of_normalized_text():
 
 def test_jsonl_bad_rows_are_quarantined_with_file_row_and_reason(tmp_path):
     path = tmp_path / "in.jsonl"
-    path.write_bytes(b"\n".join([
-        json.dumps({"text": "first document"}).encode(),
-        b'{"text": "broken',
-        json.dumps({"body": "wrong field"}).encode(),
-        json.dumps({"text": None}).encode(),
-        json.dumps({"text": 42}).encode(),
-        json.dumps({"text": "   "}).encode(),
-        b"\xff\xfe not utf-8",
-        json.dumps({"text": "first document  "}).encode(),  # duplicate once normalized
-        json.dumps([1, 2]).encode(),
-        json.dumps({"text": "second document"}).encode(),
-    ]) + b"\n")
+    path.write_bytes(
+        b"\n".join(
+            [
+                json.dumps({"text": "first document"}).encode(),
+                b'{"text": "broken',
+                json.dumps({"body": "wrong field"}).encode(),
+                json.dumps({"text": None}).encode(),
+                json.dumps({"text": 42}).encode(),
+                json.dumps({"text": "   "}).encode(),
+                b"\xff\xfe not utf-8",
+                json.dumps({"text": "first document  "}).encode(),  # duplicate once normalized
+                json.dumps([1, 2]).encode(),
+                json.dumps({"text": "second document"}).encode(),
+            ]
+        )
+        + b"\n"
+    )
     wd = Workdir.create(tmp_path / "wd")
     stats = ingest(str(path), wd)
     assert (stats.rows_read, stats.documents, stats.duplicates_in_source, stats.quarantined) == (10, 2, 1, 7)

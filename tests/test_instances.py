@@ -8,7 +8,9 @@ from miniplm.instances import boundary_kinds, cut_points, instance_spec, tokeniz
 from miniplm.models import load_tokenizer
 
 
-@pytest.mark.parametrize("n_tokens,max_len", [(1, 8), (2, 8), (8, 8), (9, 8), (17, 8), (100, 16), (1000, 64), (5, 3), (7, 3)])
+@pytest.mark.parametrize(
+    "n_tokens,max_len", [(1, 8), (2, 8), (8, 8), (9, 8), (17, 8), (100, 16), (1000, 64), (5, 3), (7, 3)]
+)
 def test_cut_points_cover_everything_within_limit(n_tokens, max_len):
     rng = np.random.default_rng(n_tokens)
     kinds = rng.choice([0, 0, 0, 1, 2], size=max(n_tokens - 1, 0)).astype(np.int8)
@@ -58,5 +60,7 @@ def test_tokenize_shard_instances_reassemble_the_document(tmp_path, models):
     # the same document and spec always give the same ids; another max_len gives other ids
     again = tokenize_shard(tmp_path / "docs.parquet", tmp_path / "inst2.parquet", tok_path, 32, spec)
     assert again == stats
-    assert pq.read_table(tmp_path / "inst2.parquet").column("instance_id").to_pylist() == [r["instance_id"] for r in rows]
+    assert pq.read_table(tmp_path / "inst2.parquet").column("instance_id").to_pylist() == [
+        r["instance_id"] for r in rows
+    ]
     assert instance_spec(tok_path, 64) != spec

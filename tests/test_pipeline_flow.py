@@ -26,8 +26,11 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 def config(tmp_path, models, paths, **overrides) -> PipelineConfig:
     base = dict(
-        workdir=str(tmp_path / "wd"), corpus=CorpusConfig(paths=[str(p) for p in paths]), teacher=str(models["teacher"]),
-        instances=InstanceConfig(max_len=48), split=SplitConfig(reference_fraction=0.2, heldout_fraction=0.1),
+        workdir=str(tmp_path / "wd"),
+        corpus=CorpusConfig(paths=[str(p) for p in paths]),
+        teacher=str(models["teacher"]),
+        instances=InstanceConfig(max_len=48),
+        split=SplitConfig(reference_fraction=0.2, heldout_fraction=0.1),
         reference=ReferenceConfig(train=TrainConfig(max_steps=15, batch_size=4, eval_interval=5)),
         student=StudentConfig(train=TrainConfig(max_steps=10, batch_size=4, block_size=32, eval_interval=5)),
     )
@@ -76,8 +79,17 @@ def test_views_have_the_documented_columns(first_run):
         "instances": ["instance_id", "doc_id", "chunk_index", "n_tokens", "token_ids"],
         "scored": ["instance_id", "doc_id", "n_tokens", "teacher_logp", "ref_logp", "score"],
         "selected": ["instance_id", "score", "rank"],
-        "selections": ["selection_id", "alpha", "teacher", "reference", "n_candidates", "n_selected", "n_nonfinite",
-                       "threshold", "created_at"],
+        "selections": [
+            "selection_id",
+            "alpha",
+            "teacher",
+            "reference",
+            "n_candidates",
+            "n_selected",
+            "n_nonfinite",
+            "threshold",
+            "created_at",
+        ],
     }
     for view, columns in expected.items():
         got = con.sql(f"select * from {view} limit 0").columns
@@ -89,8 +101,10 @@ def test_views_have_the_documented_columns(first_run):
 def test_scores_match_plain_torch_and_selection_matches_plain_sort(first_run):
     cfg, summary = first_run
     con = catalog(cfg)
-    rows = con.sql("select s.instance_id, s.teacher_logp, s.ref_logp, s.score, i.token_ids from scored s "
-                   "join instances i using (instance_id) order by s.instance_id limit 4").fetchall()
+    rows = con.sql(
+        "select s.instance_id, s.teacher_logp, s.ref_logp, s.score, i.token_ids from scored s "
+        "join instances i using (instance_id) order by s.instance_id limit 4"
+    ).fetchall()
     from miniplm.workdir import Workdir
 
     wd = Workdir.open(cfg.workdir)
@@ -144,8 +158,9 @@ def test_second_run_is_all_cache_hits(first_run):
     cfg, summary = first_run
     again = miniplm_pipeline(cfg)
     assert set(again["steps_run"]) <= {"resolve-model"}  # fingerprints the teacher; never cached
-    assert {"ingest", "tokenize", "reference", "score-teacher", "score-reference", "select",
-            "train-students"} <= set(again["steps_cached"])
+    assert {"ingest", "tokenize", "reference", "score-teacher", "score-reference", "select", "train-students"} <= set(
+        again["steps_cached"]
+    )
     assert again["documents_new"] == 0
     assert again["selection_id"] == summary["selection_id"]
     assert json.dumps(again["score_quantiles"]) == json.dumps(summary["score_quantiles"])

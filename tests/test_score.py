@@ -36,7 +36,9 @@ def test_float32_scores_match_plain_torch(models, sequences):
 
 def test_bfloat16_scores_within_tolerance(models, sequences):
     model = AutoModelForCausalLM.from_pretrained(models["teacher"], dtype=torch.float32).eval()
-    sums, counts = LMScorer(str(models["teacher"]), device="cpu", dtype="bfloat16", batch_tokens=512).score_all(sequences)
+    sums, counts = LMScorer(str(models["teacher"]), device="cpu", dtype="bfloat16", batch_tokens=512).score_all(
+        sequences
+    )
     for seq, s, c in zip(sequences, sums, counts, strict=True):
         assert abs(s / c - plain_mean_logprob(model, seq)) < 2e-2
 

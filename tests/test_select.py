@@ -21,19 +21,52 @@ def build_scored_workdir(tmp_path, teacher: list[float], reference: list[float],
     ids = [f"{i:04d}" for i in range(n)]
     docs = [f"d{i:04d}" for i in range(n)]
     split_cfg = SplitConfig()
-    write_parquet(pa.table({"doc_id": docs, "text": [f"text {i}" for i in range(n)], "source": ["s"] * n,
-                            "row": list(range(n)), "n_chars": [6] * n, "source_key": [SOURCE] * n}),
-                  wd.documents(SOURCE))
-    write_parquet(pa.table({"instance_id": ids, "doc_id": docs, "chunk_index": pa.array([0] * n, pa.int32()),
-                            "n_tokens": pa.array([10 + i % 7 for i in range(n)], pa.int32()),
-                            "token_ids": pa.array([[1, 2]] * n, pa.list_(pa.int32()))}), wd.instances(SPEC, SOURCE))
+    write_parquet(
+        pa.table(
+            {
+                "doc_id": docs,
+                "text": [f"text {i}" for i in range(n)],
+                "source": ["s"] * n,
+                "row": list(range(n)),
+                "n_chars": [6] * n,
+                "source_key": [SOURCE] * n,
+            }
+        ),
+        wd.documents(SOURCE),
+    )
+    write_parquet(
+        pa.table(
+            {
+                "instance_id": ids,
+                "doc_id": docs,
+                "chunk_index": pa.array([0] * n, pa.int32()),
+                "n_tokens": pa.array([10 + i % 7 for i in range(n)], pa.int32()),
+                "token_ids": pa.array([[1, 2]] * n, pa.list_(pa.int32())),
+            }
+        ),
+        wd.instances(SPEC, SOURCE),
+    )
     write_parquet(pa.table({"doc_id": docs, "split": splits}), wd.splits(split_key(split_cfg), SOURCE))
     for fp, values in (("T", teacher), ("R", reference)):
-        write_parquet(pa.table({"model_fp": [fp] * n, "instance_id": ids, "n_predicted": pa.array([9] * n, pa.int32()),
-                                "sum_logp": [v * 9 for v in values], "mean_logp": values}), wd.scores_dir(fp) / "a.parquet")
-    manifest = {"sources": [{"spec": "s", "source_key": SOURCE}], "instance_spec": SPEC, "split_key": split_key(split_cfg),
-                "teacher": {"spec": "t", "path": "t", "fingerprint": "T"},
-                "reference": {"spec": "r", "path": "r", "fingerprint": "R"}}
+        write_parquet(
+            pa.table(
+                {
+                    "model_fp": [fp] * n,
+                    "instance_id": ids,
+                    "n_predicted": pa.array([9] * n, pa.int32()),
+                    "sum_logp": [v * 9 for v in values],
+                    "mean_logp": values,
+                }
+            ),
+            wd.scores_dir(fp) / "a.parquet",
+        )
+    manifest = {
+        "sources": [{"spec": "s", "source_key": SOURCE}],
+        "instance_spec": SPEC,
+        "split_key": split_key(split_cfg),
+        "teacher": {"spec": "t", "path": "t", "fingerprint": "T"},
+        "reference": {"spec": "r", "path": "r", "fingerprint": "R"},
+    }
     return wd, manifest, ids
 
 

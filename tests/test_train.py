@@ -7,8 +7,12 @@ from miniplm import train as train_mod
 from miniplm.config import ModelArchConfig, TrainConfig
 from miniplm.train import get_lr, train_lm, write_token_stream
 
-ARCH = ModelArchConfig(model_type="llama", kwargs=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                                       num_attention_heads=4, num_key_value_heads=2))
+ARCH = ModelArchConfig(
+    model_type="llama",
+    kwargs=dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2
+    ),
+)
 
 
 def _stream(tmp_path, models):
