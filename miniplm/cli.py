@@ -69,12 +69,12 @@ def print_summary(summary: dict) -> None:
         + ", ".join(f"{k} {_fmt(v)}" for k, v in q.items())
         + f"; min {_fmt(summary['score_min'])}, max {_fmt(summary['score_max'])}"
     )
-    acc = Table(title="Where every document went (per source)")
+    acc = Table(title="Where every document went (per source)", header_style="bold")
     rows = summary.get("accounting") or []
     for col in rows[0].keys() if rows else []:
         acc.add_column(col, overflow="fold")
     for r in rows:
-        acc.add_row(*[_fmt(v) for v in r.values()])
+        acc.add_row(*[Path(v).name if k == "source" else _fmt(v) for k, v in r.items()])
     out.print(acc)
     for label in ("top", "bottom"):
         ex = Table(title=f"{label.capitalize()}-scored instances")

@@ -85,7 +85,7 @@ def demo_config(workdir: str | Path) -> PipelineConfig:
         # A corpus of ~150k tokens: 5% would give the reference too little to learn from.
         split=SplitConfig(reference_fraction=0.15, heldout_fraction=0.08, seed=0),
         reference=ReferenceConfig(
-            train=TrainConfig(max_steps=120, batch_size=4, learning_rate=3e-3, warmup_steps=10, eval_interval=40)
+            train=TrainConfig(max_steps=50, batch_size=4, learning_rate=3e-3, warmup_steps=5, eval_interval=25)
         ),
         student=StudentConfig(
             train=TrainConfig(
