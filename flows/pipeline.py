@@ -87,9 +87,10 @@ def miniplm_pipeline(config: PipelineConfig) -> dict:
     counts = {
         "documents_new": count_new_documents(workdir, before, manifest),
         "rows_read": sum(s["rows_read"] for s in ingested),
-        "instances_scored_teacher": teacher_scores["instances_scored"],
-        "instances_scored_reference": reference_scores["instances_scored"],
-        "teacher_tokens_per_s": teacher_scores["tokens_per_s"],
+        # instances scored by this run: a step answered from the cache scored nothing
+        "instances_scored_teacher": 0 if "score-teacher" in step.cached else teacher_scores["instances_scored"],
+        "instances_scored_reference": 0 if "score-reference" in step.cached else reference_scores["instances_scored"],
+        "teacher_tokens_per_s": None if "score-teacher" in step.cached else teacher_scores["tokens_per_s"],
         "steps_cached": step.cached,
         "steps_run": step.ran,
     }

@@ -140,13 +140,25 @@ def open_readonly(workdir: Workdir) -> duckdb.DuckDBPyConnection:
     return con
 
 
+READ_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA", "COPY", "SET", "CALL", "VARIABLE_SET"}
+
+
 def query(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.DuckDBPyRelation | None:
+    """Run read-only SQL: a statement that would change the catalog is refused before it runs."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error:
+        statements = []  # let execution report the syntax error with its position
+    for statement in statements:
+        kind = statement.type.name
+        if kind not in READ_STATEMENTS:
+            raise ReadOnlyQueryError(
+                f"miniplm sql is read-only: {kind} statements are not allowed. The catalog is views over immutable "
+                "Parquet shards; to keep a result, `copy (select ...) to 'out.parquet'`."
+            )
     try:
         return con.sql(sql)
     except duckdb.Error as exc:
         if "read-only" in str(exc).lower() or "read only" in str(exc).lower():
-            raise ReadOnlyQueryError(
-                f"the catalog is read-only here: {exc}. Copy what you need, e.g. "
-                f"`copy (select ...) to 'out.parquet'`, or query from your own DuckDB session."
-            ) from exc
+            raise ReadOnlyQueryError(f"miniplm sql is read-only: {exc}") from exc
         raise

@@ -37,6 +37,13 @@ def config(tmp_path, models, paths, **overrides) -> PipelineConfig:
     return PipelineConfig(**(base | overrides))
 
 
+def student_with_own_tokenizer(models) -> StudentConfig:
+    return StudentConfig(
+        tokenizer=str(models["other_tokenizer"]),
+        train=TrainConfig(max_steps=10, batch_size=4, block_size=32, eval_interval=5),
+    )
+
+
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory, models, prefect_harness):
     from flows.pipeline import miniplm_pipeline
@@ -45,7 +52,7 @@ def first_run(tmp_path_factory, models, prefect_harness):
     texts = corpus_texts(90)
     a = write_jsonl(tmp / "a.jsonl", texts[:60])
     b = write_jsonl(tmp / "b.jsonl", texts[55:] + ["   "])  # 5 cross-file duplicates and one empty row
-    cfg = config(tmp, models, [a, b])
+    cfg = config(tmp, models, [a, b], student=student_with_own_tokenizer(models))
     return cfg, miniplm_pipeline(cfg)
 
 
@@ -136,11 +143,28 @@ def test_reference_is_a_hugging_face_checkpoint_in_the_teachers_tokenizer(first_
 
 
 def test_students_trained_on_kept_and_uniform_samples(first_run):
-    _, summary = first_run
+    cfg, summary = first_run
     students = summary["students"]
     assert set(students) == {"miniplm", "uniform"}
     for s in students.values():
         assert s["steps"] == 10 and math.isfinite(s["heldout_loss"])
+    # the student has its own tokenizer: kept instances were decoded and re-tokenized, one to one
+    from miniplm.models import load_tokenizer
+    from miniplm.workdir import Workdir
+
+    wd = Workdir.open(cfg.workdir)
+    student_dir = wd.student_dir(f"miniplm-{summary['selection_id']}") / "model"
+    model = AutoModelForCausalLM.from_pretrained(student_dir)
+    assert model.config.vocab_size == len(load_tokenizer(cfg.student.tokenizer))
+    text = duckdb.sql(f"select * from read_parquet('{wd.export_dir(summary['selection_id']) / 'text.parquet'}')")
+    kept = text.fetchall()
+    assert len(kept) == summary["selected"]
+    con = catalog(cfg)
+    doc_texts = dict(con.sql("select doc_id, text from documents").fetchall())
+    columns = text.columns
+    for row in kept[:20]:
+        r = dict(zip(columns, row, strict=True))
+        assert r["text"] in doc_texts[r["doc_id"]]
 
 
 def test_sql_is_read_only(first_run):

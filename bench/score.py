@@ -1,0 +1,208 @@
+"""Scoring throughput: a naive baseline, miniplm's scorer, and this machine's matmul peak, on the same instances.
+
+    python bench/score.py                         # tiny random Llama, under a minute
+    python bench/score.py --model demo:smollm2-135m --tokens 20000
+
+Prints one line per measurement and, last, one JSON object (see bench/RESULTS.md for recorded figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from miniplm.instances import boundary_kinds, cut_points  # noqa: E402
+from miniplm.score import LMScorer, pick_device, pick_dtype  # noqa: E402
+
+
+def real_texts() -> list[str]:
+    """Real prose in a realistic mix of lengths: language-reference topics and module docstrings."""
+    from pydoc_data.topics import topics
+
+    from miniplm.demo import _module_docstrings
+
+    docs = [d["text"] for d in _module_docstrings()] + [v for _, v in sorted(topics.items())]
+    rng = np.random.default_rng(0)
+    return [docs[i] for i in rng.permutation(len(docs))]
+
+
+def make_instances(tokenizer, max_len: int, budget_tokens: int) -> list[list[int]]:
+    """Instances exactly as the pipeline cuts them, in corpus order, until the token budget is reached."""
+    out, total = [], 0
+    for text in real_texts():
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        tokens = list(enc["input_ids"]) + [tokenizer.eos_token_id]
+        for a, b in cut_points(boundary_kinds(text, enc["offset_mapping"]), len(tokens), max_len):
+            out.append(tokens[a:b])
+            total += b - a
+            if total >= budget_tokens:
+                return out
+    return out
+
+
+def tiny_model(root: Path) -> str:
+    from tests.tiny import make_lm, make_tokenizer
+
+    tok = make_tokenizer(root / "tokenizer", vocab_size=8000)
+    return str(make_lm(root / "model", tok, hidden=256, layers=4))
+
+
+def peak_flops(device: torch.device, dtype: torch.dtype) -> float:
+    n = 4096 if device.type == "cpu" else 8192
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    b = torch.randn(n, n, dtype=dtype, device=device)
+    best = float("inf")
+    for _ in range(4):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+@torch.inference_mode()
+def naive_scores(model, instances: list[list[int]], device: torch.device, pad_id: int) -> tuple[np.ndarray, float]:
+    """How most scripts do it: input order, padded batches of 8, float32, full log-softmax, then gather."""
+    means = []
+    start = time.perf_counter()
+    for lo in range(0, len(instances), 8):
+        rows = instances[lo : lo + 8]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+            mask[i, : len(r)] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        logprobs = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+        token_lp = logprobs[:, :-1].gather(2, ids[:, 1:, None]).squeeze(2) * mask[:, 1:]
+        means.extend((token_lp.sum(1) / mask[:, 1:].sum(1)).tolist())
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return np.asarray(means), time.perf_counter() - start
+
+
+def project_scores(path: str, instances, device: str, dtype: str, batch_tokens: int | None) -> tuple[np.ndarray, float]:
+    scorer = LMScorer(path, device=device, dtype=dtype, batch_tokens=batch_tokens)
+    _ = scorer.model  # load outside the timed region
+    start = time.perf_counter()
+    sums, counts = scorer.score_all(instances)
+    if scorer.device.type == "cuda":
+        torch.cuda.synchronize()
+    return sums / counts, time.perf_counter() - start
+
+
+def top_half_jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    k = len(a) // 2
+    top_a, top_b = set(np.argsort(-a, kind="stable")[:k]), set(np.argsort(-b, kind="stable")[:k])
+    return len(top_a & top_b) / len(top_a | top_b)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="model spec (hub id, checkpoint dir, .gguf, demo:smollm2-135m); default tiny")
+    parser.add_argument("--tokens", type=int, default=None, help="tokens to score (default 6000 tiny, 20000 otherwise)")
+    parser.add_argument("--max-len", type=int, default=1024)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="auto", help="the project scorer's dtype (auto picks the faster)")
+    parser.add_argument("--batch-tokens", type=int, default=None)
+    parser.add_argument("--skip-naive", action="store_true")
+    args = parser.parse_args()
+
+    import tempfile
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from miniplm.models import resolve_model
+
+    tmp = tempfile.TemporaryDirectory()
+    path = resolve_model(args.model).path if args.model else tiny_model(Path(tmp.name))
+    name = args.model or "tiny-random-llama"
+    tokens_target = args.tokens or (6000 if args.model is None else 20000)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    instances = make_instances(tokenizer, args.max_len, tokens_target)
+    n_tokens = sum(len(i) for i in instances)
+    lengths = [len(i) for i in instances]
+    print(
+        f"model {name}: {len(instances)} instances, {n_tokens} tokens, lengths min {min(lengths)} "
+        f"median {int(np.median(lengths))} max {max(lengths)}",
+        flush=True,
+    )
+    device = pick_device(args.device)
+    dtype = pick_dtype(device, args.dtype)
+    dtype_name = str(dtype).removeprefix("torch.")
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device).eval()
+    params = sum(p.numel() for p in model.parameters())
+    print(
+        f"params {params / 1e6:.1f}M, device {device}, scorer dtype {dtype_name}, threads {torch.get_num_threads()}",
+        flush=True,
+    )
+
+    peak = peak_flops(device, dtype)
+    print(f"peak matmul ({dtype_name}): {peak / 1e9:.0f} GFLOP/s", flush=True)
+
+    naive_tps = None
+    if not args.skip_naive:
+        naive, naive_s = naive_scores(model, instances, device, tokenizer.eos_token_id)
+        naive_tps = n_tokens / naive_s
+        print(f"naive (input order, batches of 8, float32, full log-softmax): {naive_tps:.0f} tokens/s", flush=True)
+    del model
+
+    ours, ours_s = project_scores(path, instances, args.device, dtype_name, args.batch_tokens)
+    tps = n_tokens / ours_s
+    achieved = 2 * params * tps
+    print(
+        f"miniplm scorer ({dtype_name}): {tps:.0f} tokens/s, {achieved / 1e9:.0f} GFLOP/s, "
+        f"{achieved / peak:.2f} of peak",
+        flush=True,
+    )
+    if naive_tps is not None:
+        drift = float(np.max(np.abs(ours - naive)))
+        print(f"max |miniplm - naive| mean log-prob: {drift:.2e} nats/token", flush=True)
+
+    jaccard = None
+    bf16_ok = device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if bf16_ok:
+        other = "float32" if dtype == torch.bfloat16 else "bfloat16"
+        other_scores, _ = project_scores(path, instances, args.device, other, args.batch_tokens)
+        bf16, fp32 = (ours, other_scores) if dtype == torch.bfloat16 else (other_scores, ours)
+        jaccard = top_half_jaccard(bf16, fp32)
+        print(
+            f"top-half Jaccard bf16 vs fp32: {jaccard:.4f}; max |bf16 - fp32| {np.max(np.abs(bf16 - fp32)):.2e}",
+            flush=True,
+        )
+
+    print(
+        json.dumps(
+            {
+                "model": name,
+                "params": params,
+                "device": str(device),
+                "dtype": dtype_name,
+                "instances": len(instances),
+                "tokens": n_tokens,
+                "naive_tokens_per_s": round(naive_tps, 1) if naive_tps else None,
+                "tokens_per_s": round(tps, 1),
+                "speedup": round(tps / naive_tps, 2) if naive_tps else None,
+                "peak_flops": peak,
+                "achieved_flops": achieved,
+                "fraction_of_peak": round(achieved / peak, 3),
+                "selection_jaccard_bf16_fp32": None if jaccard is None else round(jaccard, 4),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

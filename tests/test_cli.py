@@ -1,0 +1,135 @@
+"""The CLI as a user runs it: separate processes, a real ephemeral Prefect server, JSON on the last line."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.tiny import corpus_texts, write_jsonl
+
+REQUIRED = {
+    "documents_total",
+    "documents_new",
+    "instances_total",
+    "instances_scored_teacher",
+    "instances_scored_reference",
+    "selected",
+    "nonfinite",
+    "quarantined",
+}
+
+
+def miniplm(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "miniplm.cli", *args], capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"miniplm {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory, models):
+    tmp = tmp_path_factory.mktemp("cli")
+    texts = corpus_texts(60, seed=3)
+    a = write_jsonl(tmp / "a.jsonl", texts[:40])
+    b = write_jsonl(tmp / "b.jsonl", texts[40:] + [""])
+    wd = tmp / "wd"
+    args = [
+        "run",
+        "--corpus",
+        str(a),
+        "--corpus",
+        str(b),
+        "--teacher",
+        str(models["teacher"]),
+        "--reference",
+        "train",
+        "--alpha",
+        "0.3",
+        "--max-len",
+        "40",
+        "--workdir",
+        str(wd),
+        "--reference-fraction",
+        "0.2",
+        "--reference-steps",
+        "5",
+        "--student-steps",
+        "5",
+        "--json",
+    ]
+    result = miniplm(*args)
+    return wd, args, json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_run_json_summary(cli_run):
+    _, _, summary = cli_run
+    assert set(summary) >= REQUIRED
+    assert summary["quarantined"] == 1
+    assert summary["documents_new"] == summary["documents_total"] > 0
+    assert summary["instances_scored_teacher"] == summary["candidates"]
+    assert summary["selected"] == int(0.3 * (summary["candidates"] - summary["nonfinite"]))
+
+
+def test_rerun_scores_nothing(cli_run):
+    _, args, _ = cli_run
+    again = json.loads(miniplm(*args).stdout.strip().splitlines()[-1])
+    assert again["documents_new"] == 0
+    assert again["instances_scored_teacher"] == again["instances_scored_reference"] == 0
+
+
+def test_sql_formats(cli_run):
+    wd, _, summary = cli_run
+    rows = json.loads(
+        miniplm(
+            "sql", "--workdir", str(wd), "--format", "json", "select count(*) as n, min(rank) as first from selected"
+        ).stdout
+    )
+    assert rows == [{"n": summary["selected"], "first": 1}]
+    csv_out = miniplm("sql", "--workdir", str(wd), "--format", "csv", "select alpha, n_selected from selections").stdout
+    assert csv_out.splitlines() == ["alpha,n_selected", f"0.3,{summary['selected']}"]
+    table = miniplm("sql", "--workdir", str(wd), "select instance_id, score from scored limit 2").stdout
+    assert "instance_id" in table and "(2 rows)" in table
+
+
+def test_sql_refuses_writes_and_bad_sql(cli_run):
+    wd, _, _ = cli_run
+    result = miniplm("sql", "--workdir", str(wd), "delete from selections", check=False)
+    assert result.returncode == 1 and "read-only" in result.stderr
+    result = miniplm("sql", "--workdir", str(wd), "select nope from scored", check=False)
+    assert result.returncode == 1 and "nope" in result.stderr
+
+
+def test_sql_shell_reads_statements_until_quit(cli_run):
+    wd, _, summary = cli_run
+    shell = subprocess.run(
+        [sys.executable, "-m", "miniplm.cli", "sql", "--workdir", str(wd), "--format", "csv"],
+        input="select count(*) as n\nfrom selected;\n.quit\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shell.returncode == 0
+    assert f"n\n{summary['selected']}" in shell.stdout
+
+
+def test_status(cli_run):
+    wd, _, summary = cli_run
+    info = json.loads(miniplm("status", "--workdir", str(wd), "--json").stdout)
+    assert info["selected"] == summary["selected"] and len(info["sources"]) == 2
+
+
+def test_run_reports_bad_input_clearly(tmp_path, models):
+    result = miniplm(
+        "run",
+        "--corpus",
+        str(tmp_path / "missing.jsonl"),
+        "--teacher",
+        str(models["teacher"]),
+        "--workdir",
+        str(tmp_path / "wd"),
+        "--json",
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "missing.jsonl: no such file or directory" in result.stderr
