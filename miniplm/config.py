@@ -92,6 +92,9 @@ class ScoreConfig(BaseModel):
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1, ...")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     batch_tokens: int | None = Field(None, ge=16, description="Tokens per batch (rows x longest row); auto by device")
+    processes: int | None = Field(
+        None, ge=1, description="Scoring processes; default one per GPU with device auto/cuda, else 1"
+    )
     shard_instances: int = Field(20000, ge=1, description="Instances per score shard: the unit of crash recovery")
 
 

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
+import os
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -108,6 +112,39 @@ def length_sorted_batches(lengths: Sequence[int], batch_tokens: int) -> list[np.
     return batches
 
 
+@dataclass
+class Prepared:
+    """One batch on its way to the device: built (and pinned) on a helper thread while the previous one runs."""
+
+    rows: list[Sequence[int]]
+    ids: torch.Tensor  # (B, T) right-padded, or (1, N) packed
+    lengths: torch.Tensor  # (B,)
+    packed: bool
+
+
+def packed_layout(lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For instances laid end to end in one row: position ids that restart per instance, which positions
+    predict a next token of the same instance (all but each instance's last), and the instance of each of those."""
+    total = int(lengths.sum())
+    starts = torch.cumsum(lengths, 0) - lengths
+    position_ids = torch.arange(total) - torch.repeat_interleave(starts, lengths)
+    predicts = torch.ones(total, dtype=torch.bool)
+    predicts[torch.cumsum(lengths, 0) - 1] = False
+    row_of = torch.repeat_interleave(torch.arange(len(lengths)), (lengths - 1).clamp(min=0))
+    return position_ids, predicts, row_of
+
+
+def flash_varlen_available(device: torch.device) -> bool:
+    """Padding-free packing is exact only with flash-attention's varlen kernel (SDPA would leak across instances)."""
+    if device.type != "cuda":
+        return False
+    try:
+        import flash_attn  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 class LMScorer:
     """Scores token sequences with one causal LM. Construction stores configuration; the model loads on first use."""
 
@@ -117,13 +154,13 @@ class LMScorer:
         device: str = "auto",
         dtype: str = "auto",
         batch_tokens: int | None = None,
-        attn_implementation: str = "sdpa",
+        pack: bool | None = None,
     ) -> None:
         self.model_path = model_path
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, dtype)
         self.batch_tokens = batch_tokens or default_batch_tokens(self.device)
-        self.attn_implementation = attn_implementation
+        self.pack = flash_varlen_available(self.device) if pack is None else pack
         self._model = None
         self.stats = ScoreStats()
 
@@ -132,83 +169,127 @@ class LMScorer:
         if self._model is None:
             from transformers import AutoModelForCausalLM
 
-            model = AutoModelForCausalLM.from_pretrained(
-                self.model_path, dtype=self.dtype, attn_implementation=self.attn_implementation
-            )
+            attn = "flash_attention_2" if self.pack else "sdpa"
+            model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=self.dtype, attn_implementation=attn)
             self._model = model.to(self.device).eval()
         return self._model
 
-    @torch.inference_mode()
-    def _score_batch(self, rows: list[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sum of log-probs (float32) and number of predicted positions, per row."""
-        model = self.model
+    def _prepare(self, rows: list[Sequence[int]]) -> Prepared:
         lengths = torch.tensor([len(r) for r in rows])
-        width = int(lengths.max())
-        ids = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, : len(r)] = torch.as_tensor(r, dtype=torch.long)
-        mask = torch.arange(width)[None, :] < lengths[:, None]  # (B, T)
-        ids, mask = ids.to(self.device, non_blocking=True), mask.to(self.device, non_blocking=True)
-        # Equal lengths need no mask, which lets SDPA take its fused causal path.
-        attn = None if bool((lengths == width).all()) else mask.long()
-        hidden = model.get_decoder()(input_ids=ids, attention_mask=attn).last_hidden_state  # (B, T, H)
-        predicted = mask[:, 1:]  # position t predicts token t+1 where it exists
-        h = hidden[:, :-1][predicted]  # (N, H) valid positions only
-        targets = ids[:, 1:][predicted]  # (N,)
-        row_of = torch.arange(len(rows), device=self.device)[:, None].expand_as(predicted)[predicted]
+        if self.pack:
+            ids = torch.tensor([t for r in rows for t in r], dtype=torch.long)[None]
+        else:
+            ids = torch.zeros((len(rows), int(lengths.max())), dtype=torch.long)
+            for i, r in enumerate(rows):
+                ids[i, : len(r)] = torch.as_tensor(r, dtype=torch.long)
+        if self.device.type == "cuda":
+            ids = ids.pin_memory()
+        return Prepared(rows, ids, lengths, self.pack)
+
+    def _head_logprobs(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """log p(target) per position: target logit minus a chunked float32 logsumexp, never a full log-softmax."""
+        model = self.model
         head = model.get_output_embeddings()
         softcap = getattr(model.config, "final_logit_softcapping", None)
-        logp = torch.empty(h.shape[0], dtype=torch.float32, device=self.device)
+        logp = torch.empty(h.shape[0], dtype=torch.float32, device=h.device)
         for lo in range(0, h.shape[0], HEAD_CHUNK_TOKENS):
             logits = head(h[lo : lo + HEAD_CHUNK_TOKENS]).float()  # (C, V)
             if softcap:
                 logits = torch.tanh(logits / softcap) * softcap
             target_logit = logits.gather(1, targets[lo : lo + HEAD_CHUNK_TOKENS, None]).squeeze(1)
             logp[lo : lo + HEAD_CHUNK_TOKENS] = target_logit - torch.logsumexp(logits, dim=-1)
-        sums = torch.zeros(len(rows), dtype=torch.float32, device=self.device).index_add_(0, row_of, logp)
-        return sums.cpu(), (lengths - 1).clamp(min=0)
+        return logp
+
+    @torch.inference_mode()
+    def _forward(self, batch: Prepared) -> torch.Tensor:
+        """Sum of log-probs per row (float32, left on the device)."""
+        decoder = self.model.get_decoder()
+        ids = batch.ids.to(self.device, non_blocking=True)
+        if batch.packed:
+            position_ids, predicts, row_of = (
+                t.to(self.device, non_blocking=True) for t in packed_layout(batch.lengths)
+            )
+            hidden = decoder(input_ids=ids, position_ids=position_ids[None]).last_hidden_state[0]  # (N, H)
+            keep = predicts[:-1]
+            h, targets = hidden[:-1][keep], ids[0, 1:][keep]
+        else:
+            width = ids.shape[1]
+            mask = torch.arange(width, device=self.device)[None, :] < batch.lengths.to(self.device)[:, None]  # (B, T)
+            # Equal lengths need no mask, which lets SDPA take its fused causal path.
+            attn = None if bool((batch.lengths == width).all()) else mask.long()
+            hidden = decoder(input_ids=ids, attention_mask=attn).last_hidden_state  # (B, T, H)
+            predicted = mask[:, 1:]  # position t predicts token t+1 where it exists
+            h, targets = hidden[:, :-1][predicted], ids[:, 1:][predicted]  # (N, H), (N,)
+            row_of = torch.arange(len(batch.rows), device=self.device)[:, None].expand_as(predicted)[predicted]
+        logp = self._head_logprobs(h, targets)
+        return torch.zeros(len(batch.rows), dtype=torch.float32, device=self.device).index_add_(0, row_of, logp)
+
+    def _forward_with_backoff(self, batch: Prepared) -> torch.Tensor:
+        """On CUDA out-of-memory, halve the batch (and the budget for the rest of the run) and retry."""
+        try:
+            return self._forward(batch)
+        except torch.OutOfMemoryError:
+            if len(batch.rows) == 1:
+                raise
+            torch.cuda.empty_cache()
+            self.batch_tokens = max(self.batch_tokens // 2, 1)
+            half = len(batch.rows) // 2
+            return torch.cat(
+                [
+                    self._forward_with_backoff(self._prepare(batch.rows[:half])),
+                    self._forward_with_backoff(self._prepare(batch.rows[half:])),
+                ]
+            )
 
     def score(
         self, token_lists: Sequence[Sequence[int]], bar: Bar | None = None, desc: str = "score"
-    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Yield (indices into token_lists, sum_logp, n_predicted) per batch, longest batches first."""
+    ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """Yield (indices into token_lists, per-row sum of log-probs on the device) per batch, longest first.
+
+        The next batch is assembled on a helper thread while the current one runs, so the device never waits
+        on the host for its input.
+        """
         lengths = [len(t) for t in token_lists]
         if bar is None:
             with progress_bar(sum(lengths), desc, "tok") as own_bar:
                 yield from self.score(token_lists, own_bar)
             return
-        for batch in length_sorted_batches(lengths, self.batch_tokens):
-            start = time.perf_counter()
-            rows = [token_lists[i] for i in batch]
-            sums, counts = self._score_batch_with_backoff(rows)
-            self.stats.seconds += time.perf_counter() - start
-            n_real = int(sum(len(r) for r in rows))
-            self.stats.instances += len(rows)
-            self.stats.tokens += n_real
-            self.stats.padded_tokens += len(rows) * max(len(r) for r in rows)
-            bar.update(n_real)
-            yield batch, sums.numpy(), counts.numpy()
-
-    def _score_batch_with_backoff(self, rows: list[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """On CUDA out-of-memory, halve the batch (and the budget for the rest of the run) and retry."""
-        try:
-            return self._score_batch(rows)
-        except torch.OutOfMemoryError:
-            if len(rows) == 1:
-                raise
-            torch.cuda.empty_cache()
-            self.batch_tokens = max(self.batch_tokens // 2, 1)
-            half = len(rows) // 2
-            a, b = self._score_batch_with_backoff(rows[:half]), self._score_batch_with_backoff(rows[half:])
-            return torch.cat([a[0], b[0]]), torch.cat([a[1], b[1]])
+        batches = length_sorted_batches(lengths, self.batch_tokens)
+        if not batches:
+            return
+        _ = self.model
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            upcoming = pool.submit(self._prepare, [token_lists[i] for i in batches[0]])
+            for n, batch in enumerate(batches):
+                prepared = upcoming.result()
+                if n + 1 < len(batches):
+                    upcoming = pool.submit(self._prepare, [token_lists[i] for i in batches[n + 1]])
+                sums = self._forward_with_backoff(prepared)
+                n_real = int(prepared.lengths.sum())
+                self.stats.instances += len(prepared.rows)
+                self.stats.tokens += n_real
+                self.stats.padded_tokens += int(prepared.ids.numel())
+                bar.update(n_real)
+                yield batch, sums
 
     def score_all(self, token_lists: Sequence[Sequence[int]], bar: Bar | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Sum of log-probs and predicted-position counts for every sequence, in input order."""
-        sums = np.zeros(len(token_lists), dtype=np.float32)
-        counts = np.zeros(len(token_lists), dtype=np.int64)
-        for idx, s, c in self.score(token_lists, bar):
-            sums[idx], counts[idx] = s, c
-        return sums, counts
+        """Sum of log-probs (float32) and predicted-position counts for every sequence, in input order.
+
+        Results stay on the device until the end and come to the host in one transfer.
+        """
+        order, pieces = [], []
+        start = time.perf_counter()
+        for idx, sums in self.score(token_lists, bar):
+            order.append(idx)
+            pieces.append(sums)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.stats.seconds += time.perf_counter() - start
+        out = np.zeros(len(token_lists), dtype=np.float32)
+        if pieces:
+            out[np.concatenate(order)] = torch.cat(pieces).cpu().numpy()
+        counts = np.maximum(np.asarray([len(t) for t in token_lists], dtype=np.int64) - 1, 0)
+        return out, counts
 
 
 SCORE_SCHEMA = pa.schema(
@@ -228,9 +309,62 @@ def score_missing(
     """Score every candidate instance that has no score from this model yet; one Parquet shard per chunk.
 
     A crash loses at most the chunk in progress: finished shards are found by the anti-join next time.
+    With several GPUs (or `cfg.processes` > 1) one process per device scores its own hash partition.
     """
+    all_gpus = cfg.device in {"auto", "cuda"} and pick_device(cfg.device).type == "cuda"  # not a named cuda:N
+    world = cfg.processes or (torch.cuda.device_count() if all_gpus else 1)
+    if world <= 1:
+        return _score_partition(str(workdir.root), manifest, model_path, model_fp, cfg, desc, 0, 1)
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    with tempfile.TemporaryDirectory() as tmp:
+        mp.spawn(
+            _score_rank,
+            args=(world, str(workdir.root), manifest, model_path, model_fp, cfg, desc, tmp),
+            nprocs=world,
+            join=True,
+        )
+        parts = [json.loads((Path(tmp) / f"{rank}.json").read_text()) for rank in range(world)]
+    summary = {
+        "model_fp": model_fp,
+        "instances_scored": sum(p["instances_scored"] for p in parts),
+        "tokens_scored": sum(p["tokens_scored"] for p in parts),
+        "shards": sum(p["shards"] for p in parts),
+        "seconds": max(p["seconds"] for p in parts),
+        "processes": world,
+    }
+    summary["tokens_per_s"] = round(summary["tokens_scored"] / summary["seconds"], 1) if summary["seconds"] else 0.0
+    return summary
+
+
+def _score_rank(
+    rank: int,
+    world: int,
+    root: str,
+    manifest: dict,
+    model_path: str,
+    model_fp: str,
+    cfg: ScoreConfig,
+    desc: str,
+    out_dir: str,
+) -> None:
+    device = pick_device(cfg.device)
+    if device.type == "cuda":
+        cfg = cfg.model_copy(update={"device": f"cuda:{rank}"})
+    else:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    summary = _score_partition(root, manifest, model_path, model_fp, cfg, f"{desc} [{rank}/{world}]", rank, world)
+    Path(out_dir, f"{rank}.json").write_text(json.dumps(summary))
+
+
+def _score_partition(
+    root: str, manifest: dict, model_path: str, model_fp: str, cfg: ScoreConfig, desc: str, rank: int, world: int
+) -> dict:
+    workdir = Workdir(Path(root))
     con = connect(workdir, manifest)
-    params = {"model_fp": model_fp, "split": POOL}
+    params = {"model_fp": model_fp, "split": POOL, "rank": rank, "world_size": world}
     todo = con.execute(
         f"select count(*), coalesce(sum(len(token_ids)), 0) from ({load_sql('instances_to_score')})", params
     ).fetchall()[0]

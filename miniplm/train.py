@@ -39,6 +39,8 @@ def write_token_stream(path: Path, sequences: Iterable[list[int]]) -> int:
 
 
 def read_token_stream(path: Path) -> np.ndarray:
+    if path.stat().st_size == 0:  # numpy cannot map an empty file
+        return np.zeros(0, dtype=TOKEN_DTYPE)
     return np.memmap(path, dtype=TOKEN_DTYPE, mode="r")
 
 

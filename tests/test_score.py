@@ -67,3 +67,56 @@ def test_length_sorted_batches_respect_budget_and_cover_all():
         assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 512
     firsts = [max(lengths[i] for i in b) for b in batches]
     assert firsts == sorted(firsts, reverse=True)
+
+
+def test_packed_layout_restarts_positions_and_skips_each_last_token():
+    from miniplm.score import packed_layout
+
+    position_ids, predicts, row_of = packed_layout(torch.tensor([3, 1, 2]))
+    assert position_ids.tolist() == [0, 1, 2, 0, 0, 1]
+    assert predicts.tolist() == [True, True, False, False, True, False]
+    assert row_of.tolist() == [0, 0, 2]
+
+
+def test_scores_in_two_processes_equal_one(tmp_path, models):
+    from miniplm.config import ScoreConfig
+    from miniplm.score import score_missing
+    from tests.test_select import build_scored_workdir
+
+    wd, manifest, ids = build_scored_workdir(tmp_path, [-1.0] * 40, [-2.0] * 40, ["pool"] * 40)
+    import pyarrow as pa
+
+    from miniplm.shards import write_parquet
+
+    rng = np.random.default_rng(5)
+    tokens = [rng.integers(0, 300, size=int(n)).tolist() for n in rng.integers(2, 60, size=40)]
+    table = pa.table(
+        {
+            "instance_id": ids,
+            "doc_id": [f"d{i:04d}" for i in range(40)],
+            "chunk_index": pa.array([0] * 40, pa.int32()),
+            "n_tokens": pa.array([len(t) for t in tokens], pa.int32()),
+            "token_ids": pa.array(tokens, pa.list_(pa.int32())),
+        }
+    )
+    write_parquet(table, wd.instances("spec0", "source0"))
+    one = score_missing(wd, manifest, str(models["teacher"]), "one", ScoreConfig(device="cpu", dtype="float32"))
+    two = score_missing(
+        wd,
+        manifest,
+        str(models["teacher"]),
+        "two",
+        ScoreConfig(device="cpu", dtype="float32", processes=2, shard_instances=7),
+    )
+    assert one["instances_scored"] == two["instances_scored"] == 40 and two["processes"] == 2
+    import duckdb
+
+    got = {
+        fp: dict(
+            duckdb.sql(f"select instance_id, sum_logp from read_parquet('{wd.scores_dir(fp)}/*.parquet')").fetchall()
+        )
+        for fp in ("one", "two")
+    }
+    assert got["one"].keys() == got["two"].keys() == set(ids)
+    for i in ids:
+        assert abs(got["one"][i] - got["two"][i]) < 1e-4

@@ -1,6 +1,8 @@
 -- Candidate instances that have no score yet from model $model_fp: the only ones a run scores.
+-- With several scoring processes, process $rank of $world_size takes one hash partition.
 with candidates as (
-    select instance_id from instance_index where split = $split
+    select instance_id from instance_index
+    where split = $split and hash(instance_id) % $world_size = $rank
 ),
 
 already_scored as (
