@@ -8,15 +8,19 @@ the first timed run so all three pay the same orchestration overhead. Last line:
 
 from __future__ import annotations
 
+import sys
+
+# Run as a script, Python puts bench/ first on the path, where select.py would shadow the standard library's
+# `select`; the repository root goes there instead.
+sys.path[0] = __file__.rsplit("/bench/", 1)[0]
+
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
@@ -38,7 +42,7 @@ def paragraphs(n: int) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--documents", type=int, default=3000)
-    parser.add_argument("--hidden", type=int, default=256, help="teacher width (the reference is trained)")
+    parser.add_argument("--hidden", type=int, default=512, help="teacher width (the reference is trained)")
     args = parser.parse_args()
 
     from prefect.testing.utilities import prefect_test_harness
@@ -56,7 +60,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="miniplm-bench-incremental-"))
     tok = make_tokenizer(tmp / "tok", vocab_size=4000)
-    teacher = make_lm(tmp / "teacher", tok, hidden=args.hidden, layers=4)
+    teacher = make_lm(tmp / "teacher", tok, hidden=args.hidden, layers=8)
     docs = paragraphs(args.documents + args.documents // 10)
     first = write_jsonl(tmp / "corpus" / "part-000.jsonl", docs[: args.documents])
     added = write_jsonl(tmp / "corpus" / "part-001.jsonl", docs[args.documents :])

@@ -8,19 +8,22 @@ Prints one line per measurement and, last, one JSON object (see bench/RESULTS.md
 
 from __future__ import annotations
 
+import sys
+
+# Run as a script, Python puts bench/ first on the path, where select.py would shadow the standard library's
+# `select`; the repository root goes there instead.
+sys.path[0] = __file__.rsplit("/bench/", 1)[0]
+
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from miniplm.instances import boundary_kinds, cut_points  # noqa: E402
-from miniplm.score import LMScorer, pick_device, pick_dtype  # noqa: E402
+from miniplm.instances import boundary_kinds, cut_points
+from miniplm.score import LMScorer, pick_device, pick_dtype
 
 
 def real_texts() -> list[str]:
@@ -112,7 +115,7 @@ def top_half_jaccard(a: np.ndarray, b: np.ndarray) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model spec (hub id, checkpoint dir, .gguf, demo:smollm2-135m); default tiny")
-    parser.add_argument("--tokens", type=int, default=None, help="tokens to score (default 6000 tiny, 20000 otherwise)")
+    parser.add_argument("--tokens", type=int, default=None, help="tokens to score (default 20000)")
     parser.add_argument("--max-len", type=int, default=1024)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto", help="the project scorer's dtype (auto picks the faster)")
@@ -129,7 +132,7 @@ def main() -> None:
     tmp = tempfile.TemporaryDirectory()
     path = resolve_model(args.model).path if args.model else tiny_model(Path(tmp.name))
     name = args.model or "tiny-random-llama"
-    tokens_target = args.tokens or (6000 if args.model is None else 20000)
+    tokens_target = args.tokens or 20000
     tokenizer = AutoTokenizer.from_pretrained(path)
     instances = make_instances(tokenizer, args.max_len, tokens_target)
     n_tokens = sum(len(i) for i in instances)

@@ -9,20 +9,23 @@ Last line: one JSON object with rows, seconds, peak_rss_mb, baseline_seconds.
 
 from __future__ import annotations
 
+import sys
+
+# Run as a script, Python puts bench/ first on the path, where select.py would shadow the standard library's
+# `select`; the repository root goes there instead.
+sys.path[0] = __file__.rsplit("/bench/", 1)[0]
+
 import argparse
 import json
 import math
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import duckdb
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from miniplm.catalog import load_sql  # noqa: E402
+from miniplm.catalog import load_sql
 
 
 def peak_rss_mb() -> float:
