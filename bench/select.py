@@ -2,7 +2,7 @@
 
     python bench/select.py --rows 100000000
 
-Uses the product's SQL (miniplm/sql/count_candidates.sql and select_top_fraction.sql) over a `scored` view,
+Uses the product's selection (miniplm.select.top_fraction and its SQL files) over a `scored` view,
 under a DuckDB memory limit, against the reference code's approach (torch.sort of all scores in memory).
 Last line: one JSON object with rows, seconds, peak_rss_mb, baseline_seconds.
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import duckdb
 
-from miniplm.catalog import load_sql
+from miniplm.select import candidate_counts, top_fraction
 
 
 def peak_rss_mb() -> float:
@@ -50,17 +50,17 @@ def make_scores(path: Path, rows: int) -> None:
 
 
 def rank_with_duckdb(scores: Path, out: Path, alpha: float, memory_limit: str, tmp: Path) -> dict:
+    """The product's selection functions over a `scored` view of the synthetic shard."""
     con = duckdb.connect()
     con.execute(f"set memory_limit = '{memory_limit}'")
     con.execute(f"set temp_directory = '{tmp}'")
     con.execute("set preserve_insertion_order = false")
     con.execute(f"create view scored as select * from read_parquet('{scores}')")
-    n_finite, n_nonfinite, _ = con.execute(load_sql("count_candidates")).fetchall()[0]
-    k = math.floor(alpha * n_finite)
-    con.execute(f"copy ({load_sql('select_top_fraction')}) to '{out}' (format parquet)", {"k": k})
-    kept = con.execute(f"select count(*), min(score) from read_parquet('{out}')").fetchall()[0]
+    counts = candidate_counts(con)
+    kept = top_fraction(con, alpha, out, "bench", counts["n_finite"])
     con.close()
-    return {"n_finite": n_finite, "n_nonfinite": n_nonfinite, "k": k, "kept": kept[0], "threshold": kept[1]}
+    return {**counts, "k": math.floor(alpha * counts["n_finite"]), "kept": kept["n_selected"],
+            "threshold": kept["threshold"]}
 
 
 def rank_with_torch_sort(scores: Path, alpha: float) -> float:

@@ -28,7 +28,7 @@ EMPTY = {
     "teacher_fp varchar, reference varchar, reference_fp varchar, n_candidates bigint, "
     "n_selected bigint, n_nonfinite bigint, n_unscored bigint, threshold double, "
     "selected_tokens bigint, created_at timestamp",
-    "members": "selection_id varchar, instance_id varchar, score double, n_tokens integer, rank bigint",
+    "members": "selection_id varchar, instance_id varchar, score double, n_tokens integer",
     "stats": "source varchar, source_key varchar, rows_read bigint, documents bigint, "
     "duplicates_in_source bigint, quarantined bigint",
 }

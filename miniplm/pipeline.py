@@ -11,7 +11,6 @@ import math
 from dataclasses import asdict
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from miniplm import corpus
@@ -22,8 +21,8 @@ from miniplm.instances import tokenize_shard
 from miniplm.models import check_same_tokenizer, resolve_model
 from miniplm.reference import reference_info, train_reference
 from miniplm.score import score_missing
-from miniplm.select import run_selection, uniform_sample
-from miniplm.shards import read_json, write_json, write_parquet
+from miniplm.select import run_selection, uniform_sample, write_members
+from miniplm.shards import read_json, write_json
 from miniplm.splits import effective_split, split_key, write_splits
 from miniplm.train import train_lm
 from miniplm.workdir import Workdir
@@ -106,12 +105,6 @@ def select(workdir: str, manifest: dict, cfg: SelectConfig) -> dict:
     return run_selection(Workdir.open(workdir), manifest, cfg)
 
 
-def _write_members(path: Path, table: pa.Table) -> Path:
-    if not path.exists():
-        write_parquet(table.select(["instance_id", "score", "rank"]), path)
-    return path
-
-
 def train_students(workdir: str, manifest: dict, selection: dict, cfg: StudentConfig, seed: int) -> dict:
     """The same student on the kept data and on a uniform sample of the same size; held-out loss for both."""
     wd = Workdir.open(workdir)
@@ -120,18 +113,15 @@ def train_students(workdir: str, manifest: dict, selection: dict, cfg: StudentCo
     sid = selection["selection_id"]
     sets = {"miniplm": wd.selected(sid)}
     if cfg.uniform_baseline:
-        sample = uniform_sample(con, selection["n_selected"], seed)
-        sets["uniform"] = _write_members(wd.export_dir(f"uniform-{sid}-s{seed}") / "members.parquet", sample)
-    heldout = con.sql(
-        "select instance_id, null::double as score, row_number() over (order by instance_id) as rank "
-        "from instance_index where split = 'heldout'"
-    ).to_arrow_table()
+        sets["uniform"] = wd.export_dir(f"uniform-{sid}-s{seed}") / "members.parquet"
+        if not sets["uniform"].exists():
+            uniform_sample(con, selection["n_selected"], seed, sets["uniform"], f"uniform-{sid}-s{seed}")
     heldout_dir = wd.export_dir(f"heldout-{manifest['split_key']}")
-    heldout_export = (
-        export_members(wd, manifest, _write_members(heldout_dir / "members.parquet", heldout), heldout_dir, tokenizer)
-        if heldout.num_rows
-        else None
-    )
+    heldout_members = heldout_dir / "members.parquet"
+    if not heldout_members.exists():
+        write_members(con, load_sql("heldout_members"), {}, heldout_members)
+    has_heldout = con.execute("select count(*) from read_parquet($p)", {"p": str(heldout_members)}).fetchall()[0][0]
+    heldout_export = export_members(wd, manifest, heldout_members, heldout_dir, tokenizer) if has_heldout else None
     results = {}
     for name, members in sets.items():
         export = export_members(

@@ -8,11 +8,13 @@ the result, so repeating a selection finds the existing record instead of adding
 from __future__ import annotations
 
 import math
+import os
+import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from miniplm.catalog import connect, load_sql
@@ -47,17 +49,40 @@ def candidate_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     return {"n_finite": n_finite, "n_nonfinite": n_nonfinite, "n_unscored": n_unscored}
 
 
-def top_fraction(con: duckdb.DuckDBPyConnection, alpha: float) -> pa.Table:
-    k = math.floor(alpha * candidate_counts(con)["n_finite"])
-    return con.sql(load_sql("select_top_fraction"), params={"k": k}).to_arrow_table()
+def write_members(con: duckdb.DuckDBPyConnection, sql: str, params: dict, out: Path) -> dict:
+    """Stream a member query into a Parquet shard (temporary name, then rename) and return its figures."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
+    con.execute(f"copy ({sql}) to '{tmp}' (format parquet, compression zstd)", params)
+    os.replace(tmp, out)
+    n, tokens, lowest = con.execute(
+        "select count(*), coalesce(sum(n_tokens), 0), min(score) from read_parquet($path)", {"path": str(out)}
+    ).fetchall()[0]
+    return {"n_selected": n, "selected_tokens": int(tokens), "threshold": lowest}
 
 
-def token_budget(con: duckdb.DuckDBPyConnection, budget_tokens: int) -> pa.Table:
-    return con.sql(load_sql("select_token_budget"), params={"budget_tokens": budget_tokens}).to_arrow_table()
+def top_fraction(con: duckdb.DuckDBPyConnection, alpha: float, out: Path, sid: str, n_finite: int) -> dict:
+    """The floor(alpha * N) best: find the k-th score, keep what is above it and the first ties at it by id."""
+    k = math.floor(alpha * n_finite)
+    threshold, ties = math.inf, 0
+    if k > 0:
+        threshold = con.execute(load_sql("score_threshold"), {"k": k}).fetchall()[0][0]
+        above = con.execute(
+            "select count(*) from scored where isfinite(score) and score > $t", {"t": threshold}
+        ).fetchall()[0][0]
+        ties = k - above
+    params = {"threshold": threshold, "ties": ties, "selection_id": sid}
+    return write_members(con, load_sql("select_top_fraction"), params, out)
 
 
-def uniform_sample(con: duckdb.DuckDBPyConnection, k: int, seed: int) -> pa.Table:
-    return con.sql(load_sql("sample_uniform"), params={"k": k, "seed": str(seed)}).to_arrow_table()
+def token_budget(con: duckdb.DuckDBPyConnection, budget_tokens: int, out: Path, sid: str) -> dict:
+    params = {"budget_tokens": budget_tokens, "selection_id": sid}
+    return write_members(con, load_sql("select_token_budget"), params, out)
+
+
+def uniform_sample(con: duckdb.DuckDBPyConnection, k: int, seed: int, out: Path, sid: str) -> dict:
+    params = {"k": k, "seed": str(seed), "selection_id": sid}
+    return write_members(con, load_sql("sample_uniform"), params, out)
 
 
 def selection_id(manifest: dict, cfg: SelectConfig) -> str:
@@ -82,10 +107,9 @@ def run_selection(workdir: Workdir, manifest: dict, cfg: SelectConfig) -> dict:
     con = connect(workdir, manifest)
     counts = candidate_counts(con)
     if cfg.budget_tokens is not None:
-        method, kept = "token_budget", token_budget(con, cfg.budget_tokens)
+        method, kept = "token_budget", token_budget(con, cfg.budget_tokens, members_path, sid)
     else:
-        method, kept = "top_fraction", top_fraction(con, cfg.alpha)
-    scores = kept.column("score").to_pylist()
+        method, kept = "top_fraction", top_fraction(con, cfg.alpha, members_path, sid, counts["n_finite"])
     record = {
         "selection_id": sid,
         "method": method,
@@ -96,17 +120,12 @@ def run_selection(workdir: Workdir, manifest: dict, cfg: SelectConfig) -> dict:
         "reference": manifest["reference"]["spec"],
         "reference_fp": manifest["reference"]["fingerprint"],
         "n_candidates": counts["n_finite"] + counts["n_nonfinite"] + counts["n_unscored"],
-        "n_selected": kept.num_rows,
+        "n_selected": kept["n_selected"],
         "n_nonfinite": counts["n_nonfinite"],
         "n_unscored": counts["n_unscored"],
-        "threshold": min(scores) if scores else None,
-        "selected_tokens": int(pc.sum(kept.column("n_tokens")).as_py() or 0),
+        "threshold": kept["threshold"],
+        "selected_tokens": kept["selected_tokens"],
         "created_at": datetime.now(UTC).replace(tzinfo=None),
     }
-    members = kept.append_column("selection_id", pa.array([sid] * kept.num_rows, pa.string()))
-    members = members.select(["selection_id", "instance_id", "score", "n_tokens", "rank"])
-    write_parquet(members, members_path)
-    write_parquet(
-        pa.Table.from_pylist([record], schema=SELECTION_SCHEMA), record_path
-    )  # the record last: it marks completion
+    write_parquet(pa.Table.from_pylist([record], schema=SELECTION_SCHEMA), record_path)  # last: marks completion
     return record

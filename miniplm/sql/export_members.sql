@@ -5,7 +5,7 @@ with members as (
 
 final as (
     select
-        members.rank,
+        row_number() over (order by members.score desc nulls last, members.instance_id) as rank,
         members.instance_id,
         instances.doc_id,
         instances.chunk_index,

@@ -15,8 +15,8 @@ final as (
 )
 
 select
+    $selection_id as selection_id,
     instance_id,
     score,
-    n_tokens,
-    row_number() over (order by md5(instance_id || ':' || $seed), instance_id) as rank
+    n_tokens
 from final;

@@ -13,7 +13,6 @@ ranked as (
         instance_id,
         score,
         n_tokens,
-        row_number() over (order by score desc, instance_id asc) as rank,
         sum(n_tokens) over (order by score desc, instance_id asc rows unbounded preceding) as cumulative_tokens
     from candidates
 ),
@@ -24,8 +23,8 @@ final as (
 )
 
 select
+    $selection_id as selection_id,
     instance_id,
     score,
-    n_tokens,
-    rank
+    n_tokens
 from final;

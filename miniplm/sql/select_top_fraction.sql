@@ -1,5 +1,6 @@
--- Difference Sampling: the $k best candidates by score = mean teacher log-prob - mean reference log-prob.
--- $k = floor(alpha * N) over the N candidates with a finite score; ties broken by instance_id.
+-- Difference Sampling: the $k best candidates by score = mean teacher log-prob - mean reference log-prob,
+-- ordered by score DESC, instance_id ASC. $threshold is the $k-th highest score (score_threshold.sql) and
+-- $ties how many candidates scoring exactly $threshold still fit; no full sort of the candidates is needed.
 with candidates as (
     select
         instance_id,
@@ -9,24 +10,27 @@ with candidates as (
     where isfinite(score)
 ),
 
-top_k as (
+above as (
     select * from candidates
-    order by score desc, instance_id asc
-    limit $k
+    where score > $threshold
+),
+
+at_threshold as (
+    select * from candidates
+    where score = $threshold
+    order by instance_id
+    limit $ties
 ),
 
 final as (
-    select
-        instance_id,
-        score,
-        n_tokens,
-        row_number() over (order by score desc, instance_id asc) as rank
-    from top_k
+    select * from above
+    union all
+    select * from at_threshold
 )
 
 select
+    $selection_id as selection_id,
     instance_id,
     score,
-    n_tokens,
-    rank
+    n_tokens
 from final;

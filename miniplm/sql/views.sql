@@ -136,14 +136,22 @@ create or replace view selections as
 select * from ${selections_relation};
 
 create or replace view selection_members as
-select * from ${members_relation};
+select
+    selection_id,
+    instance_id,
+    score,
+    n_tokens,
+    -- ranks are derived here rather than stored: keeping the top fraction needs no sort of the kept rows
+    row_number() over (partition by selection_id order by score desc, instance_id asc) as rank
+from ${members_relation};
 
 create or replace view selected as
 select
     instance_id,
     score,
-    rank
-from selection_members
+    row_number() over (order by score desc, instance_id asc) as rank,
+    n_tokens
+from ${members_relation}
 where selection_id = '${current_selection_id}';
 
 create or replace view ingest_stats as
