@@ -20,7 +20,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True)
-out = Console()
+# Piped output is read by people in logs and by other programs: wide enough not to squeeze tables.
+out = Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def _prefect_defaults() -> None:
