@@ -17,6 +17,7 @@ from miniplm import corpus
 from miniplm.catalog import connect, load_sql, publish_catalog
 from miniplm.config import PipelineConfig, ReferenceConfig, ScoreConfig, SelectConfig, SplitConfig, StudentConfig
 from miniplm.export import export_members
+from miniplm.hashing import stable_hash
 from miniplm.instances import tokenize_shard
 from miniplm.models import check_same_tokenizer, resolve_model
 from miniplm.reference import reference_info, train_reference
@@ -111,22 +112,26 @@ def train_students(workdir: str, manifest: dict, selection: dict, cfg: StudentCo
     con = connect(wd, manifest)
     tokenizer = cfg.tokenizer or manifest["teacher"]["path"]
     sid = selection["selection_id"]
-    sets = {"miniplm": wd.selected(sid)}
+    # (members, export directory) per training set; the uniform sample is drawn once and kept beside its export
+    sets = {"miniplm": (wd.selected(sid), wd.export_dir(sid))}
     if cfg.uniform_baseline:
-        sets["uniform"] = wd.export_dir(f"uniform-{sid}-s{seed}") / "members.parquet"
-        if not sets["uniform"].exists():
-            uniform_sample(con, selection["n_selected"], seed, sets["uniform"], f"uniform-{sid}-s{seed}")
-    heldout_dir = wd.export_dir(f"heldout-{manifest['split_key']}")
+        uniform_dir = wd.export_dir(f"uniform-{sid}-s{seed}")
+        sets["uniform"] = (uniform_dir / "members.parquet", uniform_dir)
+        if not sets["uniform"][0].exists():
+            uniform_sample(con, selection["n_selected"], seed, sets["uniform"][0], uniform_dir.name)
+    # the held-out set changes with the corpus, so its export is named by the live sources too
+    heldout_key = stable_hash(
+        manifest["split_key"], manifest["instance_spec"], sorted(s["source_key"] for s in manifest["sources"])
+    )[:16]
+    heldout_dir = wd.export_dir(f"heldout-{heldout_key}")
     heldout_members = heldout_dir / "members.parquet"
     if not heldout_members.exists():
         write_members(con, load_sql("heldout_members"), {}, heldout_members)
     has_heldout = con.execute("select count(*) from read_parquet($p)", {"p": str(heldout_members)}).fetchall()[0][0]
     heldout_export = export_members(wd, manifest, heldout_members, heldout_dir, tokenizer) if has_heldout else None
     results = {}
-    for name, members in sets.items():
-        export = export_members(
-            wd, manifest, members, wd.export_dir(f"{name}-{sid}" if name != "miniplm" else sid), tokenizer
-        )
+    for name, (members, export_dir) in sets.items():
+        export = export_members(wd, manifest, members, export_dir, tokenizer)
         if export["student_tokens"] < 16:
             results[name] = {"skipped": f"only {export['student_tokens']} tokens to train on", "export": export}
             continue

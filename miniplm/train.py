@@ -113,7 +113,14 @@ def train_lm(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     summary_path, ckpt_dir, final_dir = out_dir / "summary.json", out_dir / "checkpoint", out_dir / "model"
-    run_key = {"arch": arch.model_dump(), "train": cfg.model_dump(), "tokenizer": tokenizer_path}
+    # what the result depends on: a summary or checkpoint made from anything else is not reused
+    run_key = {
+        "arch": arch.model_dump(),
+        "train": cfg.model_dump(),
+        "tokenizer": tokenizer_path,
+        "data": str(train_tokens),
+        "eval": str(eval_tokens) if eval_tokens else None,
+    }
     if summary_path.exists() and (final_dir / "config.json").exists():
         summary = json.loads(summary_path.read_text())
         if summary.get("run_key") == run_key:
