@@ -170,7 +170,15 @@ class LMScorer:
             from transformers import AutoModelForCausalLM
 
             attn = "flash_attention_2" if self.pack else "sdpa"
-            model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=self.dtype, attn_implementation=attn)
+            try:
+                model = AutoModelForCausalLM.from_pretrained(
+                    self.model_path, dtype=self.dtype, attn_implementation=attn
+                )
+            except ValueError as exc:
+                if self.pack or "attention" not in str(exc).lower():
+                    raise
+                # a few architectures (Gemma 2, for one) have no SDPA path: let transformers pick theirs
+                model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=self.dtype)
             self._model = model.to(self.device).eval()
         return self._model
 

@@ -120,3 +120,36 @@ def test_scores_in_two_processes_equal_one(tmp_path, models):
     assert got["one"].keys() == got["two"].keys() == set(ids)
     for i in ids:
         assert abs(got["one"][i] - got["two"][i]) < 1e-4
+
+
+ARCHITECTURES = {
+    "gpt2": dict(n_embd=32, n_layer=2, n_head=4),
+    "gpt_neox": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4),
+    "opt": dict(hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4, word_embed_proj_dim=32),
+    "qwen2": dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
+    ),
+    # final-logit soft-capping, and no SDPA path in transformers
+    "gemma2": dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+    ),
+}
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_other_architectures_score_like_plain_torch(tmp_path, arch):
+    from transformers import AutoConfig
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(arch, vocab_size=256, **ARCHITECTURES[arch])).eval()
+    model.save_pretrained(tmp_path)
+    rng = np.random.default_rng(1)
+    rows = [rng.integers(0, 256, size=n).tolist() for n in (4, 19, 40)]
+    sums, counts = LMScorer(str(tmp_path), device="cpu", dtype="float32").score_all(rows)
+    for row, s, c in zip(rows, sums, counts, strict=True):
+        assert abs(s / c - plain_mean_logprob(model, row)) < 1e-5
