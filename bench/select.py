@@ -59,8 +59,12 @@ def rank_with_duckdb(scores: Path, out: Path, alpha: float, memory_limit: str, t
     counts = candidate_counts(con)
     kept = top_fraction(con, alpha, out, "bench", counts["n_finite"])
     con.close()
-    return {**counts, "k": math.floor(alpha * counts["n_finite"]), "kept": kept["n_selected"],
-            "threshold": kept["threshold"]}
+    return {
+        **counts,
+        "k": math.floor(alpha * counts["n_finite"]),
+        "kept": kept["n_selected"],
+        "threshold": kept["threshold"],
+    }
 
 
 def rank_with_torch_sort(scores: Path, alpha: float) -> float:

@@ -170,6 +170,28 @@ def tokenizer_fingerprint(path: str) -> str:
     return stable_hash("tokenizer", body, tok.eos_token_id)
 
 
+def context_length(path: str) -> int | None:
+    """The longest input a checkpoint's config admits (None if it does not say)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path)
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_context(path: str, max_len: int, role: str) -> None:
+    """Instances longer than a model's context would be scored past what it was built for."""
+    limit = context_length(path)
+    if limit is not None and max_len > limit:
+        raise ModelSpecError(
+            f"the {role} ({path}) takes at most {limit} positions but max_len is {max_len}; "
+            f"pass --max-len {limit} or less"
+        )
+
+
 def check_same_tokenizer(teacher_path: str, reference_path: str) -> None:
     """The score subtracts per-token log-probs, so both models must cut text into the same tokens."""
     teacher, reference = load_tokenizer(teacher_path), load_tokenizer(reference_path)

@@ -19,7 +19,7 @@ from miniplm.config import PipelineConfig, ReferenceConfig, ScoreConfig, SelectC
 from miniplm.export import export_members
 from miniplm.hashing import stable_hash
 from miniplm.instances import tokenize_shard
-from miniplm.models import check_same_tokenizer, resolve_model
+from miniplm.models import check_context, check_same_tokenizer, resolve_model
 from miniplm.reference import reference_info, train_reference
 from miniplm.score import score_missing
 from miniplm.select import run_selection, uniform_sample, write_members
@@ -93,6 +93,7 @@ def obtain_reference(workdir: str, manifest: dict, cfg: ReferenceConfig, max_len
     wd = Workdir.open(workdir)
     ref = train_reference(wd, manifest, cfg, max_len) if cfg.spec == "train" else resolve_model(cfg.spec)
     check_same_tokenizer(manifest["teacher"]["path"], ref.path)
+    check_context(ref.path, max_len, "reference")
     return ref.to_dict()
 
 

@@ -8,7 +8,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from miniplm import pipeline
 from miniplm.config import ReferenceConfig, ScoreConfig, SelectConfig, SplitConfig, StudentConfig
 from miniplm.instances import instance_spec as _instance_spec
-from miniplm.models import DEMO_TEACHER, demo_gguf_path, fetch_demo_gguf, resolve_model
+from miniplm.models import DEMO_TEACHER, check_context, demo_gguf_path, fetch_demo_gguf, resolve_model
 from tasks.caching import CACHED, RETRIES, progress_artifact, step_cache_key
 
 
@@ -33,6 +33,8 @@ def resolve(spec: str) -> dict:
 
 @task(name="instance-spec")
 def instance_spec(tokenizer_path: str, max_len: int) -> str:
+    """What instances depend on besides their document; refuses a max_len beyond the teacher's context."""
+    check_context(tokenizer_path, max_len, "teacher")
     return _instance_spec(tokenizer_path, max_len)
 
 

@@ -36,3 +36,12 @@ def test_fingerprint_follows_weights(tmp_path, models):
     weights[name] = weights[name] + 1
     save_file(weights, copy / "model.safetensors", metadata={"format": "pt"})
     assert model_fingerprint(copy) != before
+
+
+def test_max_len_beyond_the_models_context_is_a_clear_error(models):
+    from miniplm.models import check_context, context_length
+
+    assert context_length(str(models["teacher"])) == 2048
+    check_context(str(models["teacher"]), 2048, "teacher")
+    with pytest.raises(ModelSpecError, match="at most 2048 positions but max_len is 4096"):
+        check_context(str(models["teacher"]), 4096, "teacher")
