@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -70,7 +69,3 @@ def code_fingerprint() -> str:
     """Fingerprint of the library's own code and SQL: a change to either invalidates cached steps."""
     root = Path(__file__).parent
     return tree_fingerprint(root, ("*.py", "*.sql"))
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in {"1", "true", "yes"}

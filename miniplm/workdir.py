@@ -93,7 +93,3 @@ class Workdir:
     @property
     def views_sql(self) -> Path:
         return self.root / "views.sql"
-
-    @property
-    def runs(self) -> Path:
-        return self.root / "runs"
