@@ -12,7 +12,7 @@ from prefect import flow
 from prefect.states import State
 
 from miniplm.config import PipelineConfig
-from miniplm.models import DEMO_TEACHER, tokenizer_fingerprint
+from miniplm.models import DEMO_TEACHER
 from miniplm.pipeline import count_new_documents, effective_split_for, plan_sources, previous_manifest
 from miniplm.workdir import Workdir
 from tasks import steps
@@ -49,17 +49,8 @@ def miniplm_pipeline(config: PipelineConfig) -> dict:
 
     # 3 instances in the teacher's tokenizer, never spanning two documents
     instance_spec = steps.instance_spec(teacher["path"], config.instances.max_len)
-    tokenizer_fp = tokenizer_fingerprint(teacher["path"])
     for s in sources:
-        step(
-            steps.tokenize,
-            workdir,
-            s["source_key"],
-            teacher["path"],
-            tokenizer_fp,
-            config.instances.max_len,
-            instance_spec,
-        )
+        step(steps.tokenize, workdir, s["source_key"], teacher["path"], config.instances.max_len, instance_spec)
 
     # 4 D_ref / held-out / pool, by a seeded hash of each doc_id
     split_cfg = effective_split_for(config)

@@ -64,19 +64,24 @@ class TrainConfig(BaseModel):
     device: str = "auto"
 
 
-def default_reference_arch() -> ModelArchConfig:
-    # Small on purpose: the reference only needs to know what is easy. ~0.5M parameters besides embeddings.
+def small_llama(num_hidden_layers: int) -> ModelArchConfig:
+    """A 128-wide Llama with tied embeddings: the default shape of the reference and the student."""
     return ModelArchConfig(
         model_type="llama",
         kwargs=dict(
             hidden_size=128,
             intermediate_size=384,
-            num_hidden_layers=2,
+            num_hidden_layers=num_hidden_layers,
             num_attention_heads=4,
             num_key_value_heads=2,
             tie_word_embeddings=True,
         ),
     )
+
+
+def default_reference_arch() -> ModelArchConfig:
+    # Small on purpose: the reference only needs to know what is easy. ~0.5M parameters besides embeddings.
+    return small_llama(2)
 
 
 class ReferenceConfig(BaseModel):
@@ -104,17 +109,7 @@ class SelectConfig(BaseModel):
 
 
 def default_student_arch() -> ModelArchConfig:
-    return ModelArchConfig(
-        model_type="llama",
-        kwargs=dict(
-            hidden_size=128,
-            intermediate_size=384,
-            num_hidden_layers=4,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            tie_word_embeddings=True,
-        ),
-    )
+    return small_llama(4)
 
 
 class StudentConfig(BaseModel):

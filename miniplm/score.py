@@ -87,7 +87,6 @@ def default_batch_tokens(device: torch.device) -> int:
 class ScoreStats:
     instances: int = 0
     tokens: int = 0  # tokens fed to the model (real, not padding)
-    padded_tokens: int = 0  # rows x longest row, summed over batches
     seconds: float = 0.0
 
     @property
@@ -276,7 +275,6 @@ class LMScorer:
                 n_real = int(prepared.lengths.sum())
                 self.stats.instances += len(prepared.rows)
                 self.stats.tokens += n_real
-                self.stats.padded_tokens += int(prepared.ids.numel())
                 bar.update(n_real)
                 yield batch, sums
 

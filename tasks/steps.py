@@ -52,8 +52,8 @@ def ingest(workdir: str, spec: str, text_column: str, source_key: str) -> dict:
 
 
 @task(name="tokenize", cache_key_fn=step_cache_key, **CACHED)
-def tokenize(workdir: str, source_key: str, tokenizer_path: str, tokenizer_fp: str, max_len: int, spec: str) -> dict:
-    """Cut one documents shard into instances in the teacher's tokenizer."""
+def tokenize(workdir: str, source_key: str, tokenizer_path: str, max_len: int, spec: str) -> dict:
+    """Cut one documents shard into instances in the teacher's tokenizer (`spec` carries its fingerprint)."""
     with progress_artifact("tokenize", f"tokenize {source_key[:8]}"):
         return pipeline.tokenize_source(workdir, source_key, tokenizer_path, max_len, spec)
 
