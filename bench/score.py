@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from miniplm.instances import boundary_kinds, cut_points
-from miniplm.score import LMScorer, pick_device, pick_dtype
+from miniplm.scorer import LMScorer, pick_device, pick_dtype
 
 
 def real_texts() -> list[str]:
@@ -38,16 +38,22 @@ def real_texts() -> list[str]:
 
 
 def make_instances(tokenizer, max_len: int, budget_tokens: int) -> list[list[int]]:
-    """Instances exactly as the pipeline cuts them, in corpus order, until the token budget is reached."""
-    out, total = [], 0
+    """Instances exactly as the pipeline cuts them from the whole corpus, then a seeded random sample of them (in
+    that random order, which is the naive loop's input order) until the token budget is reached: the mix of
+    lengths is the corpus's own, not that of whichever documents come first. A budget beyond the corpus (about
+    150k tokens; a GPU needs more to time) takes it again in a fresh order."""
+    every = []
     for text in real_texts():
         enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         tokens = list(enc["input_ids"]) + [tokenizer.eos_token_id]
-        for a, b in cut_points(boundary_kinds(text, enc["offset_mapping"]), len(tokens), max_len):
-            out.append(tokens[a:b])
-            total += b - a
+        every += [tokens[a:b] for a, b in cut_points(boundary_kinds(text, enc["offset_mapping"]), len(tokens), max_len)]
+    out, total, rng = [], 0, np.random.default_rng(0)
+    while total < budget_tokens:
+        for i in rng.permutation(len(every)):
             if total >= budget_tokens:
-                return out
+                break
+            out.append(every[i])
+            total += len(every[i])
     return out
 
 
@@ -96,14 +102,16 @@ def naive_scores(model, instances: list[list[int]], device: torch.device, pad_id
     return np.asarray(means), time.perf_counter() - start
 
 
-def project_scores(path: str, instances, device: str, dtype: str, batch_tokens: int | None) -> tuple[np.ndarray, float]:
-    scorer = LMScorer(path, device=device, dtype=dtype, batch_tokens=batch_tokens)
-    _ = scorer.model  # load outside the timed region
+def project_scores(
+    path: str, instances, device: str, dtype: str, batch_tokens: int | None, pack: bool | None
+) -> tuple[np.ndarray, float]:
+    scorer = LMScorer(path, device=device, dtype=dtype, batch_tokens=batch_tokens, pack=pack)
+    scorer.score_all(instances[:8])  # load and warm up outside the timed region
     start = time.perf_counter()
     sums, counts = scorer.score_all(instances)
     if scorer.device.type == "cuda":
         torch.cuda.synchronize()
-    return sums / counts, time.perf_counter() - start
+    return sums / counts, time.perf_counter() - start, scorer.pack
 
 
 def top_half_jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -120,6 +128,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto", help="the project scorer's dtype (auto picks the faster)")
     parser.add_argument("--batch-tokens", type=int, default=None)
+    parser.add_argument(
+        "--pack", choices=["auto", "on", "off"], default="auto", help="padding-free packing (auto: where a kernel is)"
+    )
     parser.add_argument("--skip-naive", action="store_true")
     args = parser.parse_args()
 
@@ -137,9 +148,11 @@ def main() -> None:
     instances = make_instances(tokenizer, args.max_len, tokens_target)
     n_tokens = sum(len(i) for i in instances)
     lengths = [len(i) for i in instances]
+    naive_fill = n_tokens / sum(len(lengths[i : i + 8]) * max(lengths[i : i + 8]) for i in range(0, len(lengths), 8))
     print(
         f"model {name}: {len(instances)} instances, {n_tokens} tokens, lengths min {min(lengths)} "
-        f"median {int(np.median(lengths))} max {max(lengths)}",
+        f"median {int(np.median(lengths))} max {max(lengths)}; the naive loop's batches of 8 are "
+        f"{naive_fill:.0%} real tokens",
         flush=True,
     )
     device = pick_device(args.device)
@@ -157,17 +170,19 @@ def main() -> None:
 
     naive_tps = None
     if not args.skip_naive:
+        naive_scores(model, instances[:8], device, tokenizer.eos_token_id)  # warm-up: kernels, allocator
         naive, naive_s = naive_scores(model, instances, device, tokenizer.eos_token_id)
         naive_tps = n_tokens / naive_s
         print(f"naive (input order, batches of 8, float32, full log-softmax): {naive_tps:.0f} tokens/s", flush=True)
     del model
 
-    ours, ours_s = project_scores(path, instances, args.device, dtype_name, args.batch_tokens)
+    pack = {"auto": None, "on": True, "off": False}[args.pack]
+    ours, ours_s, packed = project_scores(path, instances, args.device, dtype_name, args.batch_tokens, pack)
     tps = n_tokens / ours_s
     achieved = 2 * params * tps
     print(
-        f"miniplm scorer ({dtype_name}): {tps:.0f} tokens/s, {achieved / 1e9:.0f} GFLOP/s, "
-        f"{achieved / peak:.2f} of peak",
+        f"miniplm scorer ({dtype_name}, {'packed' if packed else 'padded'}): {tps:.0f} tokens/s, "
+        f"{achieved / 1e9:.0f} GFLOP/s, {achieved / peak:.2f} of peak",
         flush=True,
     )
     if naive_tps is not None:
@@ -178,7 +193,7 @@ def main() -> None:
     bf16_ok = device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
     if bf16_ok:
         other = "float32" if dtype == torch.bfloat16 else "bfloat16"
-        other_scores, _ = project_scores(path, instances, args.device, other, args.batch_tokens)
+        other_scores, _, _ = project_scores(path, instances, args.device, other, args.batch_tokens, pack)
         bf16, fp32 = (ours, other_scores) if dtype == torch.bfloat16 else (other_scores, ours)
         jaccard = top_half_jaccard(bf16, fp32)
         print(
@@ -193,6 +208,7 @@ def main() -> None:
                 "params": params,
                 "device": str(device),
                 "dtype": dtype_name,
+                "packed": packed,
                 "instances": len(instances),
                 "tokens": n_tokens,
                 "naive_tokens_per_s": round(naive_tps, 1) if naive_tps else None,

@@ -109,7 +109,7 @@ def train_lm(
     from transformers import AutoModelForCausalLM
 
     from miniplm.models import load_tokenizer
-    from miniplm.score import pick_device
+    from miniplm.scorer import pick_device
 
     out_dir.mkdir(parents=True, exist_ok=True)
     summary_path, ckpt_dir, final_dir = out_dir / "summary.json", out_dir / "checkpoint", out_dir / "model"

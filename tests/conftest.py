@@ -12,6 +12,8 @@ def pytest_configure(config):
     # Isolate Prefect (database and result storage) and miniplm's model cache from the user's own.
     base = Path(os.environ.get("MINIPLM_TEST_HOME", "/tmp/miniplm-test-home"))
     os.environ.setdefault("PREFECT_HOME", str(base / f"prefect-{os.getpid()}"))
+    # Prefect's ephemeral server opens its SQLite file there but creates no missing parent folders.
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")

@@ -3,7 +3,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from miniplm.score import LMScorer, length_sorted_batches
+from miniplm.scorer import LMScorer, length_sorted_batches
 
 
 def plain_mean_logprob(model, tokens: list[int]) -> float:
@@ -43,6 +43,19 @@ def test_bfloat16_scores_within_tolerance(models, sequences):
         assert abs(s / c - plain_mean_logprob(model, seq)) < 2e-2
 
 
+@pytest.mark.parametrize("dtype,tolerance", [("float32", 1e-5), ("bfloat16", 2e-2)])
+def test_packed_instances_score_as_if_alone(models, sequences, dtype, tolerance):
+    """End to end in one row, each instance still sees only itself (on a CPU: SDPA per instance slice)."""
+    model = AutoModelForCausalLM.from_pretrained(models["teacher"], dtype=torch.float32).eval()
+    scorer = LMScorer(str(models["teacher"]), device="cpu", dtype=dtype, batch_tokens=512, pack=True)
+    sums, counts = scorer.score_all(sequences)
+    assert scorer.pack and scorer.model.config._attn_implementation == "miniplm_varlen"
+    for seq, s, c in zip(sequences, sums, counts, strict=True):
+        assert c == len(seq) - 1
+        if c:
+            assert abs(s / c - plain_mean_logprob(model, seq)) < tolerance
+
+
 def test_batch_composition_does_not_change_scores(models, sequences):
     one = LMScorer(str(models["teacher"]), device="cpu", dtype="float32", batch_tokens=16).score_all(sequences)[0]
     many = LMScorer(str(models["teacher"]), device="cpu", dtype="float32", batch_tokens=4096).score_all(sequences)[0]
@@ -70,7 +83,7 @@ def test_length_sorted_batches_respect_budget_and_cover_all():
 
 
 def test_packed_layout_restarts_positions_and_skips_each_last_token():
-    from miniplm.score import packed_layout
+    from miniplm.scorer import packed_layout
 
     position_ids, predicts, row_of = packed_layout(torch.tensor([3, 1, 2]))
     assert position_ids.tolist() == [0, 1, 2, 0, 0, 1]
@@ -129,6 +142,15 @@ ARCHITECTURES = {
     "qwen2": dict(
         hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
     ),
+    # a sliding window shorter than the longest row: packed attention must band it too
+    "mistral": dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        sliding_window=8,
+    ),
     # final-logit soft-capping, and no SDPA path in transformers
     "gemma2": dict(
         hidden_size=32,
@@ -141,8 +163,9 @@ ARCHITECTURES = {
 }
 
 
+@pytest.mark.parametrize("pack", [False, True], ids=["padded", "packed"])
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
-def test_other_architectures_score_like_plain_torch(tmp_path, arch):
+def test_other_architectures_score_like_plain_torch(tmp_path, arch, pack):
     from transformers import AutoConfig
 
     torch.manual_seed(0)
@@ -150,6 +173,8 @@ def test_other_architectures_score_like_plain_torch(tmp_path, arch):
     model.save_pretrained(tmp_path)
     rng = np.random.default_rng(1)
     rows = [rng.integers(0, 256, size=n).tolist() for n in (4, 19, 40)]
-    sums, counts = LMScorer(str(tmp_path), device="cpu", dtype="float32").score_all(rows)
+    scorer = LMScorer(str(tmp_path), device="cpu", dtype="float32", pack=pack)
+    sums, counts = scorer.score_all(rows)
+    assert scorer.pack == (pack and arch != "gemma2")  # Gemma 2 soft-caps attention logits: scored unpacked
     for row, s, c in zip(rows, sums, counts, strict=True):
         assert abs(s / c - plain_mean_logprob(model, row)) < 1e-5
