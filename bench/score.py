@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import AutoModelForCausalLM
 
 from miniplm.instances import boundary_kinds, cut_points
 from miniplm.scorer import LMScorer, pick_device, pick_dtype
@@ -114,6 +115,20 @@ def project_scores(
     return sums / counts, time.perf_counter() - start, scorer.pack
 
 
+@torch.inference_mode()
+def float64_reference(path: str, instances: list[list[int]], device: torch.device) -> np.ndarray:
+    """The exact computation to compare against: float64 weights and activations, eager attention, one
+    instance at a time, full log-softmax."""
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float64, attn_implementation="eager")
+    model = model.to(device).eval()
+    means = []
+    for row in instances:
+        ids = torch.tensor([row], device=device)
+        logprobs = torch.log_softmax(model(input_ids=ids).logits[0, :-1], dim=-1)
+        means.append(logprobs.gather(1, ids[0, 1:, None]).mean().item())
+    return np.asarray(means)
+
+
 def top_half_jaccard(a: np.ndarray, b: np.ndarray) -> float:
     k = len(a) // 2
     top_a, top_b = set(np.argsort(-a, kind="stable")[:k]), set(np.argsort(-b, kind="stable")[:k])
@@ -132,11 +147,17 @@ def main() -> None:
         "--pack", choices=["auto", "on", "off"], default="auto", help="padding-free packing (auto: where a kernel is)"
     )
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument(
+        "--reference-instances",
+        type=int,
+        default=16,
+        help="instances also scored in float64 to check accuracy (0: none)",
+    )
     args = parser.parse_args()
 
     import tempfile
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from miniplm.models import resolve_model
 
@@ -188,6 +209,13 @@ def main() -> None:
     if naive_tps is not None:
         drift = float(np.max(np.abs(ours - naive)))
         print(f"max |miniplm - naive| mean log-prob: {drift:.2e} nats/token", flush=True)
+    vs_float64 = None
+    if args.reference_instances:
+        n_ref = min(args.reference_instances, len(instances))
+        ref = float64_reference(path, instances[:n_ref], device)
+        vs_float64 = float(np.max(np.abs(ours[:n_ref] - ref)))
+        naive_vs = f", naive {np.max(np.abs(naive[:n_ref] - ref)):.2e}" if naive_tps is not None else ""
+        print(f"max |miniplm ({dtype_name}) - float64 reference| on {n_ref} instances: {vs_float64:.2e}{naive_vs}")
 
     jaccard = None
     bf16_ok = device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
@@ -218,6 +246,7 @@ def main() -> None:
                 "achieved_flops": achieved,
                 "fraction_of_peak": round(achieved / peak, 3),
                 "selection_jaccard_bf16_fp32": None if jaccard is None else round(jaccard, 4),
+                "max_abs_diff_vs_float64": vs_float64,
             }
         )
     )
