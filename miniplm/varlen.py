@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -47,8 +48,12 @@ def torch_varlen() -> Callable | None:
     return call
 
 
+_kernel_failed: list[str] = []  # the first error of PyTorch's kernel in this process, if it raised one
+
+
 def kernel_available(device: torch.device, dtype: torch.dtype) -> bool:
-    return device.type == "cuda" and dtype in (torch.bfloat16, torch.float16) and torch_varlen() is not None
+    half = dtype in (torch.bfloat16, torch.float16)
+    return device.type == "cuda" and half and torch_varlen() is not None and not _kernel_failed
 
 
 def _per_instance_sdpa(query, key, value, cu: list[int], scale, sliding_window: int | None) -> torch.Tensor:
@@ -90,7 +95,16 @@ def varlen_attention(
     windowed = bool(sliding_window) and max_len > sliding_window
     if kernel_available(query.device, query.dtype) and not windowed:
         q, k, v = (t[0].transpose(0, 1).contiguous() for t in (query, key, value))  # (N, H, D)
-        return torch_varlen()(q, k, v, cu.to(torch.int32), max_len, scaling)[None], None
+        try:
+            return torch_varlen()(q, k, v, cu.to(torch.int32), max_len, scaling)[None], None
+        except torch.OutOfMemoryError:
+            raise  # the scorer halves the batch
+        except (RuntimeError, TypeError, ValueError) as exc:
+            # A kernel this GPU, head size or torch build does not support: exact and slower from here on.
+            _kernel_failed.append(f"{type(exc).__name__}: {exc}")
+            warnings.warn(
+                f"varlen flash attention failed ({_kernel_failed[0][:300]}); attending per instance", stacklevel=2
+            )
     return _per_instance_sdpa(query, key, value, cu.tolist(), scaling, sliding_window), None
 
 
