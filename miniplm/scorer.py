@@ -73,8 +73,25 @@ def fastest_cpu_dtype() -> torch.dtype:
 
 
 def default_batch_tokens(device: torch.device) -> int:
-    # CPU: more than ~4k tokens per batch spills the 2 MB L2 per core and gets slower (DESIGN.md).
+    # CPU: more than ~4k tokens per batch spills the 2 MB L2 per core and gets slower (DESIGN.md; bench/RESULTS.md).
+    # CUDA: a starting point only; once the model is on the GPU, gpu_batch_tokens sizes batches by free memory.
     return 4096 if device.type == "cpu" else 65536
+
+
+def gpu_batch_tokens(config, dtype: torch.dtype, free_bytes: int) -> int:
+    """Tokens per batch for the GPU memory left free once the weights are loaded.
+
+    In inference only one layer's activations are alive at a time: about 6 hidden-wide and 3 MLP-wide vectors
+    per token (residual, norm, q/k/v, attention output; gate, up, their product), plus the float32 hidden state
+    kept for the head. Half the free memory, less 2 GiB for the head's logit chunk, goes to batches; the
+    out-of-memory backoff catches what this misjudges. Clamped to 4k..128k tokens (beyond that the GPU is full).
+    """
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    hidden = text.hidden_size
+    mlp = next((v for k in ("intermediate_size", "ffn_dim", "n_inner") if (v := getattr(text, k, None))), 4 * hidden)
+    per_token = (6 * hidden + 3 * mlp) * dtype.itemsize + 4 * hidden
+    usable = free_bytes // 2 - (2 << 30)
+    return int(min(max(usable // per_token, 4096), 131072)) // 1024 * 1024
 
 
 @dataclass
@@ -189,6 +206,7 @@ class LMScorer:
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, dtype)
         self.batch_tokens = batch_tokens or default_batch_tokens(self.device)
+        self._size_batches_by_memory = batch_tokens is None and self.device.type == "cuda"
         self.pack = packing_pays(self.device, self.dtype) if pack is None else pack
         self._model = None
         self.stats = ScoreStats()
@@ -212,6 +230,9 @@ class LMScorer:
                 self.pack = False
                 model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=self.dtype)
             self._model = model.to(self.device).eval()
+            if self._size_batches_by_memory:
+                free, _ = torch.cuda.mem_get_info(self.device)
+                self.batch_tokens = gpu_batch_tokens(model.config, self.dtype, free)
         return self._model
 
     def _packed_attention(self) -> str:
@@ -326,10 +347,10 @@ class LMScorer:
             with progress_bar(sum(lengths), desc, "tok") as own_bar:
                 yield from self.score(token_lists, own_bar)
             return
-        batches = length_sorted_batches(lengths, self.batch_tokens)
-        if not batches:
+        if not lengths:
             return
-        _ = self.model
+        _ = self.model  # loads the model, and on CUDA sizes batches by the memory it leaves free
+        batches = length_sorted_batches(lengths, self.batch_tokens)
         with ThreadPoolExecutor(max_workers=1) as pool:
             upcoming = pool.submit(self._prepare, [token_lists[i] for i in batches[0]])
             for n, batch in enumerate(batches):

@@ -190,3 +190,26 @@ def test_other_architectures_score_like_plain_torch(tmp_path, arch, pack):
     assert scorer.pack == (pack and arch != "gemma2")  # Gemma 2 soft-caps attention logits: scored unpacked
     for row, s, c in zip(rows, sums, counts, strict=True):
         assert abs(s / c - plain_mean_logprob(model, row)) < 1e-5
+
+
+def test_gpu_batches_sized_by_free_memory():
+    from transformers import AutoConfig, LlamaConfig
+
+    from miniplm.scorer import gpu_batch_tokens
+
+    llama_1b = LlamaConfig(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32)
+    gib = 1 << 30
+    sizes = [gpu_batch_tokens(llama_1b, torch.bfloat16, free * gib) for free in (1, 6, 12, 24, 80, 140)]
+    assert sizes[0] == 4096 and sizes[-1] == 131072  # clamped at both ends
+    assert sizes == sorted(sizes) and len(set(sizes)) > 3 and all(s % 1024 == 0 for s in sizes)
+    # 12 GiB free: the batch's per-layer activations (~57 KB a token in bf16) stay well inside half of it
+    assert sizes[2] * (6 * 2048 + 3 * 8192) * 2 < 6 * gib
+    assert gpu_batch_tokens(llama_1b, torch.float32, 12 * gib) < sizes[2]  # wider activations, fewer tokens
+    # architectures that name their MLP width differently (OPT: ffn_dim; GPT-2: n_inner, None meaning 4x)
+    narrow = AutoConfig.for_model("opt", hidden_size=2048, ffn_dim=2048)
+    wide = AutoConfig.for_model("opt", hidden_size=2048, ffn_dim=16384)
+    assert gpu_batch_tokens(narrow, torch.bfloat16, 12 * gib) > gpu_batch_tokens(wide, torch.bfloat16, 12 * gib)
+    gpt2 = AutoConfig.for_model("gpt2", n_embd=2048, n_inner=None)
+    assert gpu_batch_tokens(gpt2, torch.bfloat16, 12 * gib) == gpu_batch_tokens(
+        AutoConfig.for_model("gpt2", n_embd=2048, n_inner=8192), torch.bfloat16, 12 * gib
+    )
