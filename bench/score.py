@@ -157,15 +157,13 @@ def main() -> None:
 
     import tempfile
 
-    from transformers import AutoTokenizer
-
-    from miniplm.models import resolve_model
+    from miniplm.models import load_tokenizer, resolve_model
 
     tmp = tempfile.TemporaryDirectory()
     path = resolve_model(args.model).path if args.model else tiny_model(Path(tmp.name))
     name = args.model or "tiny-random-llama"
     tokens_target = args.tokens or 20000
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = load_tokenizer(path)  # as the pipeline loads it: a clear error where there is no EOS token
     instances = make_instances(tokenizer, args.max_len, tokens_target)
     n_tokens = sum(len(i) for i in instances)
     lengths = [len(i) for i in instances]
