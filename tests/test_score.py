@@ -23,13 +23,18 @@ def sequences(models):
     return [rng.integers(0, vocab, size=n).tolist() for n in (2, 3, 7, 31, 64, 64, 65, 150, 9, 300)]
 
 
-def test_float32_scores_match_plain_torch(models, sequences):
+@pytest.mark.parametrize("pack", [False, True], ids=["padded", "packed"])
+@pytest.mark.parametrize("dtype,tolerance", [("float32", 1e-5), ("bfloat16", 2e-2)])
+def test_scores_match_plain_torch(models, sequences, dtype, tolerance, pack):
+    """Padded, or end to end in one row where each instance still sees only itself (on a CPU: SDPA per slice)."""
     model = AutoModelForCausalLM.from_pretrained(models["teacher"], dtype=torch.float32).eval()
-    scorer = LMScorer(str(models["teacher"]), device="cpu", dtype="float32", batch_tokens=256)
+    scorer = LMScorer(str(models["teacher"]), device="cpu", dtype=dtype, batch_tokens=256, pack=pack)
     sums, counts = scorer.score_all(sequences)
+    attention = scorer.model.config._attn_implementation
+    assert scorer.pack == pack and attention == ("miniplm_varlen" if pack else "sdpa")
     for seq, s, c in zip(sequences, sums, counts, strict=True):
         assert c == len(seq) - 1
-        assert abs(s / c - plain_mean_logprob(model, seq)) < 1e-5
+        assert abs(s / c - plain_mean_logprob(model, seq)) < tolerance
     assert scorer.stats.instances == len(sequences)
     assert scorer.stats.tokens == sum(len(s) for s in sequences)
 
@@ -44,28 +49,6 @@ def test_long_instances_keep_float64_sums(models, pack):
     assert sums.dtype == np.float64
     for row, s, c in zip(rows, sums, counts, strict=True):
         assert abs(s / c - plain_mean_logprob(model, row)) < 1e-6
-
-
-def test_bfloat16_scores_within_tolerance(models, sequences):
-    model = AutoModelForCausalLM.from_pretrained(models["teacher"], dtype=torch.float32).eval()
-    sums, counts = LMScorer(str(models["teacher"]), device="cpu", dtype="bfloat16", batch_tokens=512).score_all(
-        sequences
-    )
-    for seq, s, c in zip(sequences, sums, counts, strict=True):
-        assert abs(s / c - plain_mean_logprob(model, seq)) < 2e-2
-
-
-@pytest.mark.parametrize("dtype,tolerance", [("float32", 1e-5), ("bfloat16", 2e-2)])
-def test_packed_instances_score_as_if_alone(models, sequences, dtype, tolerance):
-    """End to end in one row, each instance still sees only itself (on a CPU: SDPA per instance slice)."""
-    model = AutoModelForCausalLM.from_pretrained(models["teacher"], dtype=torch.float32).eval()
-    scorer = LMScorer(str(models["teacher"]), device="cpu", dtype=dtype, batch_tokens=512, pack=True)
-    sums, counts = scorer.score_all(sequences)
-    assert scorer.pack and scorer.model.config._attn_implementation == "miniplm_varlen"
-    for seq, s, c in zip(sequences, sums, counts, strict=True):
-        assert c == len(seq) - 1
-        if c:
-            assert abs(s / c - plain_mean_logprob(model, seq)) < tolerance
 
 
 def test_batch_composition_does_not_change_scores(models, sequences):
@@ -147,31 +130,16 @@ def test_scores_in_two_processes_equal_one(tmp_path, models):
         assert abs(got["one"][i] - got["two"][i]) < 1e-4
 
 
+GQA = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
 ARCHITECTURES = {
     "gpt2": dict(n_embd=32, n_layer=2, n_head=4),
     "gpt_neox": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4),
     "opt": dict(hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4, word_embed_proj_dim=32),
-    "qwen2": dict(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
-    ),
+    "qwen2": GQA,
     # a sliding window shorter than the longest row: packed attention must band it too
-    "mistral": dict(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        sliding_window=8,
-    ),
+    "mistral": {**GQA, "sliding_window": 8},
     # final-logit soft-capping, and no SDPA path in transformers
-    "gemma2": dict(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-    ),
+    "gemma2": {**GQA, "head_dim": 8},
 }
 
 
