@@ -6,10 +6,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_score_benchmark_prints_its_figures():
-    """bench/score.py runs as documented and ends with the JSON object the issue names (figures not judged here)."""
+def run_bench(*args: str) -> tuple[list[str], dict]:
     result = subprocess.run(
-        [sys.executable, "bench/score.py", "--tokens", "2500", "--reference-instances", "2"],
+        [sys.executable, "bench/score.py", "--reference-instances", "2", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -17,7 +16,15 @@ def test_score_benchmark_prints_its_figures():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
-    figures = json.loads(lines[-1])
+    return lines, json.loads(lines[-1])
+
+
+def test_score_benchmark_prints_its_figures():
+    """bench/score.py runs as documented and ends with the JSON object the issue names (figures not judged here).
+
+    The dtype is pinned: `auto` picks bfloat16 on CPUs that multiply it faster, and the accuracy asserted here
+    is float32's."""
+    lines, figures = run_bench("--tokens", "2500", "--dtype", "float32")
     required = {
         "model", "params", "tokens", "naive_tokens_per_s", "tokens_per_s", "speedup", "peak_flops",
         "achieved_flops", "fraction_of_peak", "selection_jaccard_bf16_fp32",
@@ -32,3 +39,12 @@ def test_score_benchmark_prints_its_figures():
     assert figures["fraction_of_peak"] == round(figures["achieved_flops"] / figures["peak_flops"], 3)
     assert figures["max_abs_diff_vs_float64"] < 1e-5  # the scorer in float32 against the exact computation
     assert any(line.startswith("naive (input order") for line in lines)
+    assert figures["dtype"] == "float32"
+
+
+def test_score_benchmark_in_bfloat16_stays_within_its_tolerance():
+    """bfloat16 weights and activations (head in float32): within the scorer's bfloat16 tolerance of float64, on
+    any CPU (emulated where the CPU has no bfloat16 instructions, hence the short run)."""
+    _, figures = run_bench("--tokens", "300", "--dtype", "bfloat16", "--skip-naive")
+    assert figures["dtype"] == "bfloat16"
+    assert figures["max_abs_diff_vs_float64"] < 2e-2
