@@ -6,30 +6,17 @@ teacher ────────────────────────
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
-from prefect.states import State
 
+from flows.prepare import miniplm_prepare
+from flows.runners import scoring_gpus
+from flows.scoring import score_with
+from flows.steplog import StepLog
 from miniplm.config import PipelineConfig
-from miniplm.models import DEMO_TEACHER
-from miniplm.pipeline import count_new_documents, effective_split_for, plan_sources, previous_manifest
+from miniplm.partitions import score_variant
+from miniplm.steps import count_new_documents, previous_manifest
 from miniplm.workdir import Workdir
 from tasks import steps
-
-
-class StepLog:
-    """Runs tasks and remembers which ones were answered from the cache."""
-
-    def __init__(self) -> None:
-        self.cached: list[str] = []
-        self.ran: list[str] = []
-
-    def __call__(self, task, *args: Any, **kwargs: Any) -> Any:
-        state: State = task(*args, return_state=True, **kwargs)
-        label = task.name if "role" not in kwargs else f"{task.name}-{kwargs['role']}"
-        (self.cached if state.name == "Cached" else self.ran).append(label)
-        return state.result()
 
 
 @flow(name="miniplm-pipeline", log_prints=True, flow_run_name="miniplm {config.workdir}")
@@ -39,36 +26,26 @@ def miniplm_pipeline(config: PipelineConfig) -> dict:
     workdir = str(Workdir.create(config.workdir).root)
     before = previous_manifest(workdir)
 
-    # 1 the teacher: a hub id, a local checkpoint, a GGUF file, or the embedded demo model
-    spec = step(steps.fetch_demo_teacher) if config.teacher == DEMO_TEACHER else config.teacher
-    teacher = {**step(steps.resolve, spec), "spec": config.teacher}
+    # 1-4 the data path: teacher's tokenizer, ingest, tokenize, split (see flows/prepare.py)
+    prepared = miniplm_prepare(config)
+    step.merge(prepared)
+    gpus = scoring_gpus(config.runner, config.score)
+    manifest = prepared["manifest"].model_copy(update={"score_variant": score_variant(config.score, gpus)})
 
-    # 2 read the corpus: documents with content ids; bad rows quarantined with a reason
-    sources = plan_sources(config)
-    ingested = [step(steps.ingest, workdir, s["spec"], config.corpus.text_column, s["source_key"]) for s in sources]
-
-    # 3 instances in the teacher's tokenizer, never spanning two documents
-    instance_spec = steps.instance_spec(teacher["path"], config.instances.max_len)
-    for s in sources:
-        step(steps.tokenize, workdir, s["source_key"], teacher["path"], config.instances.max_len, instance_spec)
-
-    # 4 D_ref / held-out / pool, by a seeded hash of each doc_id
-    split_cfg = effective_split_for(config)
-    for s in sources:
-        step(steps.split, workdir, s["source_key"], split_cfg)
-    manifest = steps.manifest(workdir, sources, instance_spec, split_cfg, teacher)
-
-    # 5 the reference LM: trained on D_ref (kept until asked to retrain), or the one given
+    # 5 the reference LM: trained on D_ref (kept until asked to retrain), or the one given; never a weak one
     reference = step(steps.reference, workdir, manifest, config.reference, config.instances.max_len)
+    manifest = steps.manifest(workdir, manifest.model_copy(update={"reference": reference}))
 
-    # 6 score the pool: only instances a model has not scored yet
-    teacher_scores = step(steps.score, workdir, manifest, teacher, config.score, role="teacher")
-    manifest = steps.manifest(workdir, sources, instance_spec, split_cfg, teacher, reference)
-    reference_scores = step(steps.score, workdir, manifest, reference, config.score, role="reference")
+    # 6 score the pool: partitions of what each model has not scored yet, on the configured task runner
+    scoring = score_with(config.runner, config.score)
+    scores = {}
+    for role, model in (("teacher", manifest.teacher), ("reference", manifest.reference)):
+        scores[role] = scoring(workdir, manifest, model, config.score, role, config.runner, gpus)
+        step.record(f"score-{role}", cached=scores[role]["partitions"] == 0)
 
     # 7 select in DuckDB: score DESC, instance_id ASC, keep floor(alpha * N)
     selection = step(steps.select, workdir, manifest, config.select)
-    manifest = steps.manifest(workdir, sources, instance_spec, split_cfg, teacher, reference, selection["selection_id"])
+    manifest = steps.manifest(workdir, manifest.model_copy(update={"selection_id": selection["selection_id"]}))
 
     # 8 students: the kept data vs a uniform sample of the same size, same compute
     students = None
@@ -77,11 +54,11 @@ def miniplm_pipeline(config: PipelineConfig) -> dict:
 
     counts = {
         "documents_new": count_new_documents(workdir, before, manifest),
-        "rows_read": sum(s["rows_read"] for s in ingested),
-        # instances scored by this run: a step answered from the cache scored nothing
-        "instances_scored_teacher": 0 if "score-teacher" in step.cached else teacher_scores["instances_scored"],
-        "instances_scored_reference": 0 if "score-reference" in step.cached else reference_scores["instances_scored"],
-        "teacher_tokens_per_s": None if "score-teacher" in step.cached else teacher_scores["tokens_per_s"],
+        "rows_read": prepared["rows_read"],
+        "instances_scored_teacher": scores["teacher"]["instances_scored"],
+        "instances_scored_reference": scores["reference"]["instances_scored"],
+        "teacher_tokens_per_s": scores["teacher"]["tokens_per_s"] or None,
+        "score_partitions": {role: s["partitions"] for role, s in scores.items()},
         "steps_cached": step.cached,
         "steps_run": step.ran,
     }

@@ -1,5 +1,9 @@
 """The DuckDB catalog: views over the work directory's Parquet shards, built from the run manifest.
 
+Each view is a `.sql` file in `sql/views/`, a few globs over the work directory's stable folder layout, so a
+corpus of many thousands of shards costs the views nothing to parse. The manifest fills in what the run's
+views depend on (the live sources, instance spec, split, the scoring models), nothing more.
+
 Bulk data never enters DuckDB's own file, so any number of readers can query while a run writes:
 each run writes `views.sql` and a fresh `catalog.duckdb` under a temporary name and renames it into place.
 """
@@ -7,31 +11,37 @@ each run writes `views.sql` and a fresh `catalog.duckdb` under a temporary name 
 from __future__ import annotations
 
 import os
-import uuid
 from importlib import resources
 from pathlib import Path
 from string import Template
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
-from miniplm.shards import read_json
+from miniplm import schemas
+from miniplm.manifest import RunManifest
+from miniplm.shards import read_json, temporary_name, write_parquet
 from miniplm.workdir import Workdir
 
-EMPTY = {
-    "documents": "doc_id varchar, text varchar, source varchar, row bigint, n_chars bigint, source_key varchar",
-    "quarantine": "source varchar, row bigint, reason varchar, raw varchar",
-    "instances": "instance_id varchar, doc_id varchar, chunk_index integer, n_tokens integer, token_ids integer[]",
-    "splits": "doc_id varchar, split varchar",
-    "scores": "model_fp varchar, instance_id varchar, n_predicted integer, sum_logp double, mean_logp double",
-    "selections": "selection_id varchar, method varchar, alpha double, budget_tokens bigint, teacher varchar, "
-    "teacher_fp varchar, reference varchar, reference_fp varchar, n_candidates bigint, "
-    "n_selected bigint, n_nonfinite bigint, n_unscored bigint, threshold double, "
-    "selected_tokens bigint, created_at timestamp",
-    "members": "selection_id varchar, instance_id varchar, score double, n_tokens integer",
-    "stats": "source varchar, source_key varchar, rows_read bigint, documents bigint, "
-    "duplicates_in_source bigint, quarantined bigint",
-}
+# Creation order: a view is bound when it is created, so what it reads comes first.
+VIEWS = (
+    "sources",
+    "models",
+    "splits",
+    "documents",
+    "quarantine",
+    "ingest_stats",
+    "instance_index",
+    "instances",
+    "scores",
+    "scored",
+    "selections",
+    "selection_members",
+    "selected",
+    "accounting",
+)
+NONE = "_"  # the key of the empty shards that give every glob a match and every view its columns
 
 
 def load_sql(name: str) -> str:
@@ -47,77 +57,70 @@ def _quote(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def _relation(kind: str, files: list[str], reader: str = "read_parquet") -> str:
-    """A table expression over files, or an empty one with the right columns when there are none yet."""
-    if not files:
-        columns = ", ".join(f"null::{c.split(' ', 1)[1]} as {c.split(' ', 1)[0]}" for c in EMPTY[kind].split(", "))
-        return f"(select {columns} limit 0)"
-    listing = ", ".join(_quote(f) for f in files)
-    return f"{reader}([{listing}])"
-
-
 def _values(rows: list[tuple], width: int) -> str:
     if not rows:
-        return "(" + ", ".join(["null"] * width) + ")"  # one all-null row; filtered out by joins
+        return "(" + ", ".join(["null"] * width) + ")"  # one all-null row; matches nothing
     return ", ".join("(" + ", ".join(_quote(v) for v in row) + ")" for row in rows)
 
 
-def _rel(workdir: Workdir, path: Path) -> str:
-    return str(path.relative_to(workdir.root))
-
-
-def _live(workdir: Workdir, paths: list[Path]) -> list[str]:
-    """The shards that exist so far (a view over a missing file would fail at query time)."""
-    return [_rel(workdir, p) for p in paths if p.exists()]
-
-
-def _existing(workdir: Workdir, pattern: str) -> list[str]:
-    return sorted(_rel(workdir, p) for p in workdir.root.glob(pattern) if not p.name.startswith("."))
-
-
-def render_views(workdir: Workdir, manifest: dict) -> str:
-    sources = manifest.get("sources", [])
-    keys = [s["source_key"] for s in sources]
-    spec, split_key = manifest.get("instance_spec"), manifest.get("split_key")
-    registry = read_json(workdir.registry_file) if workdir.registry_file.exists() else {}
-    teacher, reference = manifest.get("teacher") or {}, manifest.get("reference") or {}
-    fill = {
-        "sources_values": _values([(i, s["spec"], s["source_key"]) for i, s in enumerate(sources)], 3),
-        "documents_relation": _relation("documents", _live(workdir, [workdir.documents(k) for k in keys])),
-        "quarantine_relation": _relation("quarantine", _live(workdir, [workdir.quarantine(k) for k in keys])),
-        "stats_relation": _relation("stats", _live(workdir, [workdir.ingest_stats(k) for k in keys]), "read_json"),
-        "instances_relation": _relation(
-            "instances", _live(workdir, [workdir.instances(spec, k) for k in keys]) if spec else []
-        ),
-        "splits_relation": _relation(
-            "splits", _live(workdir, [workdir.splits(split_key, k) for k in keys]) if split_key else []
-        ),
-        "scores_relation": _relation("scores", _existing(workdir, "scores/*/*.parquet")),
-        "models_values": _values([(fp, m["role"], m["spec"], m["path"]) for fp, m in registry.items()], 4),
-        "teacher_fp": teacher.get("fingerprint", ""),
-        "reference_fp": reference.get("fingerprint", ""),
-        "selections_relation": _relation("selections", _existing(workdir, "selections/*.parquet")),
-        "members_relation": _relation("members", _existing(workdir, "selected/*.parquet")),
-        "current_selection_id": manifest.get("selection_id") or "",
+def ensure_anchors(workdir: Workdir, manifest: RunManifest | None) -> None:
+    """Empty shards with the right columns under every glob the views read, so a view never meets a folder with
+    no files (DuckDB refuses a glob that matches nothing) and always has its columns."""
+    empty = {
+        workdir.documents(NONE, 0): schemas.DOCUMENT,
+        workdir.quarantine_dir(NONE) / "part-00000.parquet": schemas.QUARANTINE,
+        workdir.partition_scores_dir(NONE, NONE, NONE, 0) / "empty.parquet": schemas.SCORE,
+        workdir.selection(NONE): schemas.SELECTION,
+        workdir.selected(NONE): schemas.MEMBER,
     }
-    return Template(load_sql("views")).substitute(fill)
+    if manifest is not None:
+        empty[workdir.instances(manifest.instance_spec, NONE, 0)] = schemas.INSTANCE
+        empty[workdir.splits(manifest.split_key, NONE, 0)] = schemas.SPLIT
+    for path, schema in empty.items():
+        if not path.exists():
+            write_parquet(pa.Table.from_pylist([], schema=schema), path)
+    if not workdir.ingest_stats(NONE).exists():
+        workdir.ingest_stats(NONE).write_text("{}")
 
 
-def connect(workdir: Workdir, manifest: dict) -> duckdb.DuckDBPyConnection:
+def render_views(workdir: Workdir, manifest: RunManifest | None) -> str:
+    registry = read_json(workdir.registry_file) if workdir.registry_file.exists() else {}
+    sources = manifest.sources if manifest else []
+    fill = {
+        "sources_values": _values([(i, s.spec, s.source_key) for i, s in enumerate(sources)], 3),
+        "models_values": _values([(fp, m["role"], m["spec"], m["path"]) for fp, m in registry.items()], 4),
+        "instance_spec": manifest.instance_spec if manifest else NONE,
+        "split_key": manifest.split_key if manifest else NONE,
+        "teacher_fp": manifest.teacher.fingerprint if manifest else "",
+        "reference_fp": manifest.reference.fingerprint if manifest and manifest.reference else "",
+        "variant": manifest.score_variant if manifest else "",
+        "current_selection_id": (manifest.selection_id if manifest else None) or "",
+    }
+    header = (
+        '-- The public views of a miniplm work directory (README: "The scored corpus in SQL"), for one run.\n'
+        "-- Paths are relative to the work directory: run from inside it, or `set file_search_path = '<workdir>'`.\n"
+    )
+    body = "\n".join(resources.files("miniplm").joinpath("sql", "views", f"{v}.sql").read_text() for v in VIEWS)
+    return header + "\n" + Template(body).substitute(fill)
+
+
+def connect(workdir: Workdir, manifest: RunManifest | None) -> duckdb.DuckDBPyConnection:
     """An in-memory connection with the views of `manifest`: what pipeline steps query."""
+    ensure_anchors(workdir, manifest)
     con = duckdb.connect()
     con.execute(f"set file_search_path = {_quote(str(workdir.root))}")
     con.execute(render_views(workdir, manifest))
     return con
 
 
-def publish_catalog(workdir: Workdir, manifest: dict) -> Path:
+def publish_catalog(workdir: Workdir, manifest: RunManifest) -> Path:
     """Write views.sql and a fresh catalog.duckdb (renamed into place: readers keep their old snapshot)."""
+    ensure_anchors(workdir, manifest)
     sql = render_views(workdir, manifest)
-    views_tmp = workdir.views_sql.with_name(f".views.{uuid.uuid4().hex}.tmp")
+    views_tmp = temporary_name(workdir.views_sql)
     views_tmp.write_text(sql)
     os.replace(views_tmp, workdir.views_sql)
-    db_tmp = workdir.catalog.with_name(f".catalog.{uuid.uuid4().hex}.tmp")
+    db_tmp = temporary_name(workdir.catalog)
     con = duckdb.connect(str(db_tmp))
     try:
         con.execute(f"set file_search_path = {_quote(str(workdir.root))}")

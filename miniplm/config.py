@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
@@ -11,9 +12,26 @@ class CorpusConfig(BaseModel):
     paths: list[str] = Field(
         ...,
         min_length=1,
+        title="Corpus files",
         description="JSONL(.gz), Parquet, CSV, .txt files or folders, saved Hugging Face datasets, or hf:NAME[:SPLIT]",
     )
-    text_column: str = Field("text", description="Column or JSON field that holds the text")
+    text_column: str = Field("text", title="Text column", description="Column or JSON field that holds the text")
+    shard_documents: int = Field(
+        100_000, ge=1, title="Documents per shard", description="A source is written as shards of at most this many"
+    )
+    shard_mb: int = Field(
+        256, ge=1, title="MB per shard", description="... and at most this many megabytes of text each"
+    )
+    max_doc_chars: int = Field(
+        1_000_000,
+        ge=1,
+        title="Longest document (characters)",
+        description="Longer documents are truncated or quarantined (see long_documents): one huge row must not "
+        "dominate the candidates or the memory",
+    )
+    long_documents: Literal["truncate", "quarantine"] = Field(
+        "truncate", title="Over-long documents", description="Keep the first max_doc_chars, or quarantine the row"
+    )
 
 
 class InstanceConfig(BaseModel):
@@ -49,58 +67,105 @@ class ModelArchConfig(BaseModel):
 
 
 class TrainConfig(BaseModel):
-    max_steps: int = Field(200, ge=1)
-    batch_size: int = Field(8, ge=1)
-    block_size: int = Field(256, ge=8, description="Tokens per training sequence")
-    learning_rate: float = Field(3e-3, gt=0)
-    min_lr_ratio: float = Field(0.1, ge=0, le=1)
-    warmup_steps: int = Field(20, ge=0)
-    weight_decay: float = Field(0.1, ge=0)
-    grad_clip: float = Field(1.0, gt=0)
-    eval_interval: int = Field(50, ge=1)
-    eval_batches: int = Field(20, ge=1)
-    checkpoint_interval: int = Field(100, ge=1)
-    seed: int = 0
-    device: str = "auto"
+    max_steps: int | None = Field(
+        200, ge=1, title="Steps", description="Empty: `epochs` passes over the data, capped at `max_tokens`"
+    )
+    epochs: float = Field(1.0, gt=0, title="Passes over the data", description="Used when steps is empty")
+    max_tokens: int | None = Field(
+        None, ge=1, title="Token budget", description="Most training tokens when steps is empty"
+    )
+    batch_size: int = Field(8, ge=1, title="Sequences per step")
+    block_size: int = Field(256, ge=8, title="Tokens per sequence")
+    learning_rate: float = Field(3e-3, gt=0, title="Peak learning rate")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, title="Final / peak learning rate")
+    warmup_steps: int = Field(20, ge=0, title="Warm-up steps", description="At most a tenth of the steps is used")
+    weight_decay: float = Field(0.1, ge=0, title="Weight decay")
+    grad_clip: float = Field(1.0, gt=0, title="Gradient clip")
+    eval_interval: int | None = Field(
+        50, ge=1, title="Evaluate every (steps)", description="Empty: ten evaluations over the run"
+    )
+    eval_batches: int = Field(20, ge=1, title="Batches per evaluation")
+    patience: int | None = Field(
+        None,
+        ge=1,
+        title="Early-stopping patience",
+        description="Stop after this many evaluations without improvement and keep the best weights; empty: never",
+    )
+    checkpoint_interval: int = Field(100, ge=1, title="Checkpoint every (steps)")
+    seed: int = Field(0, title="Seed")
+    device: str = Field("auto", title="Device")
+
+    def steps_for(self, train_tokens: int, block_size: int) -> int:
+        """Optimizer steps: as configured, or `epochs` passes over `train_tokens` (capped at `max_tokens`)."""
+        if self.max_steps is not None:
+            return self.max_steps
+        tokens = train_tokens * self.epochs
+        if self.max_tokens is not None:
+            tokens = min(tokens, self.max_tokens)
+        return max(1, math.ceil(tokens / (self.batch_size * block_size)))
 
 
-def small_llama(num_hidden_layers: int) -> ModelArchConfig:
-    """A 128-wide Llama with tied embeddings: the default shape of the reference and the student."""
+def small_llama(num_hidden_layers: int, hidden_size: int = 128) -> ModelArchConfig:
+    """A Llama with tied embeddings, 32-wide heads, two query heads per key/value head, and an MLP 3x as wide: the
+    shape of the default reference and student."""
+    heads = max(2, hidden_size // 32)
     return ModelArchConfig(
         model_type="llama",
         kwargs=dict(
-            hidden_size=128,
-            intermediate_size=384,
+            hidden_size=hidden_size,
+            intermediate_size=3 * hidden_size,
             num_hidden_layers=num_hidden_layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
+            num_attention_heads=heads,
+            num_key_value_heads=max(1, heads // 2),
             tie_word_embeddings=True,
         ),
     )
 
 
-def default_reference_arch() -> ModelArchConfig:
-    # Small on purpose: the reference only needs to know what is easy. ~0.5M parameters besides embeddings.
-    return small_llama(2)
+def default_reference_train() -> TrainConfig:
+    # The paper's reference: one pass over D_ref. A validation slice of D_ref stops it early and keeps the best.
+    return TrainConfig(max_steps=None, epochs=1.0, max_tokens=5_000_000_000, eval_interval=None, patience=3)
 
 
 class ReferenceConfig(BaseModel):
     spec: str = Field(
-        "train", description="'train' to train one on D_ref, or a model spec that shares the teacher's tokenizer"
+        "train",
+        title="Reference LM",
+        description="'train' to train one on D_ref, or a model spec that shares the teacher's tokenizer",
     )
-    arch: ModelArchConfig = Field(default_factory=default_reference_arch)
-    train: TrainConfig = Field(default_factory=lambda: TrainConfig(max_steps=200))
-    retrain: bool = Field(False, description="Retrain even though a trained reference exists")
+    arch: ModelArchConfig | None = Field(
+        None, title="Architecture", description="Empty: a Llama sized to D_ref (about one parameter per 20 tokens)"
+    )
+    train: TrainConfig = Field(default_factory=default_reference_train)
+    validation_fraction: float = Field(
+        0.1, gt=0, lt=1, title="Validation share of D_ref", description="D_ref documents kept to validate it"
+    )
+    retrain: bool = Field(False, title="Retrain", description="Retrain even though a trained reference exists")
+    accept_weak: bool = Field(
+        False,
+        title="Accept a weak reference",
+        description="Go on with a reference no better than a unigram model (its scores then mean little)",
+    )
 
 
 class ScoreConfig(BaseModel):
-    device: str = Field("auto", description="auto, cpu, cuda, cuda:1, ...")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    batch_tokens: int | None = Field(None, ge=16, description="Tokens per batch (rows x longest row); auto by device")
-    processes: int | None = Field(
-        None, ge=1, description="Scoring processes; default one per GPU with device auto/cuda, else 1"
+    device: str = Field("auto", title="Device", description="auto, cpu, cuda, cuda:1, ...")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", title="Precision", description="auto: bfloat16 on GPUs; on a CPU, whichever it multiplies faster"
     )
-    shard_instances: int = Field(20000, ge=1, description="Instances per score shard: the unit of crash recovery")
+    batch_tokens: int | None = Field(
+        None, ge=16, title="Tokens per batch", description="Empty: measured per device, model and dtype"
+    )
+    partition_minutes: float = Field(
+        5.0, gt=0, title="Minutes per partition", description="Scoring is split into tasks of about this much work"
+    )
+    partition_tokens: int | None = Field(
+        None, ge=1, title="Tokens per partition", description="Set the partition size outright instead"
+    )
+    checkpoint_seconds: float = Field(
+        60.0, gt=0, title="Checkpoint every (s)", description="A killed scoring task redoes at most this much work"
+    )
+    threads: int | None = Field(None, ge=1, title="CPU threads", description="Empty: all the task's cores")
 
 
 class SelectConfig(BaseModel):
@@ -120,6 +185,25 @@ class StudentConfig(BaseModel):
     uniform_baseline: bool = Field(True, description="Also train the same student on a uniform sample of the same size")
 
 
+class RunnerConfig(BaseModel):
+    """Where scoring tasks run: here, one at a time per device, or on a Ray cluster; the flow's code is the same."""
+
+    kind: Literal["local", "ray"] = Field(
+        "local", title="Task runner", description="local: this machine; ray: the Ray cluster at `address`"
+    )
+    address: str | None = Field(
+        None,
+        title="Ray address",
+        description="ray://HEAD:10001, HEAD:6379, or auto (a cluster started on this machine); empty starts one here",
+    )
+    gpus_per_task: float = Field(
+        1.0, ge=0, title="GPUs per scoring task", description="Asked of Ray where the cluster has GPUs"
+    )
+    cpus_per_task: float = Field(
+        1.0, gt=0, title="CPUs per scoring task", description="Asked of Ray where it has none; also torch's threads"
+    )
+
+
 class PipelineConfig(BaseModel):
     workdir: str = Field(..., description="Work directory that holds the corpus, scores, models and catalog")
     corpus: CorpusConfig
@@ -130,3 +214,4 @@ class PipelineConfig(BaseModel):
     score: ScoreConfig = Field(default_factory=ScoreConfig)
     select: SelectConfig = Field(default_factory=SelectConfig)
     student: StudentConfig = Field(default_factory=StudentConfig)
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,26 +20,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from miniplm import schemas
+from miniplm.config import CorpusConfig
 from miniplm.hashing import doc_id, file_sha256, normalize_text, stable_hash, tree_fingerprint
-from miniplm.shards import write_json, write_parquet
+from miniplm.shards import ShardWriter, read_json, write_json
 from miniplm.workdir import Workdir
 
-READER_VERSION = 1
+READER_VERSION = 2
 RAW_PREVIEW = 500  # characters of a quarantined row kept for inspection
-
-DOCUMENT_SCHEMA = pa.schema(
-    [
-        ("doc_id", pa.string()),
-        ("text", pa.string()),
-        ("source", pa.string()),
-        ("row", pa.int64()),
-        ("n_chars", pa.int64()),
-        ("source_key", pa.string()),
-    ]
-)
-QUARANTINE_SCHEMA = pa.schema(
-    [("source", pa.string()), ("row", pa.int64()), ("reason", pa.string()), ("raw", pa.string())]
-)
 
 
 class CorpusError(ValueError):
@@ -47,16 +36,21 @@ class CorpusError(ValueError):
 
 @dataclass
 class IngestStats:
+    """Where every row of one source went. Duplicates of a document in another shard or source are found in SQL
+    (the `documents` view keeps the first copy), so ingest never holds a set the size of the corpus."""
+
     source: str
     source_key: str
     rows_read: int = 0
-    documents: int = 0
-    duplicates_in_source: int = 0
+    written: int = 0  # rows written as documents (later shards or sources may repeat one)
+    duplicates_in_shard: int = 0
     quarantined: int = 0
+    truncated: int = 0  # written, cut at max_doc_chars
+    parts: int = 0
 
     def check(self) -> None:
-        # Nothing is lost: every row is a document, a duplicate, or quarantined.
-        assert self.rows_read == self.documents + self.duplicates_in_source + self.quarantined, self
+        # Nothing is lost: every row is written, a duplicate, or quarantined.
+        assert self.rows_read == self.written + self.duplicates_in_shard + self.quarantined, self
 
 
 @dataclass
@@ -78,8 +72,8 @@ def _is_saved_dataset(path: Path) -> bool:
     return path.is_dir() and any((path / name).exists() for name in ("dataset_info.json", "dataset_dict.json"))
 
 
-def source_fingerprint(spec: str, text_column: str) -> str:
-    """Content fingerprint of a source: what its shard's name (and cache key) is made of."""
+def source_fingerprint(spec: str, cfg: CorpusConfig) -> str:
+    """Content fingerprint of a source and of the settings that shape its documents: what its shards are named by."""
     if is_hub_spec(spec):
         ds = _load_hub(spec)
         content = ds._fingerprint
@@ -90,7 +84,8 @@ def source_fingerprint(spec: str, text_column: str) -> str:
             raise CorpusError(f"{spec}: no such file or directory")
         content = tree_fingerprint(path) if path.is_dir() else file_sha256(path)
         location = str(path)
-    return stable_hash("source", READER_VERSION, location, content, text_column)
+    shaping = {"text_column": cfg.text_column, "max_doc_chars": cfg.max_doc_chars, "long": cfg.long_documents}
+    return stable_hash("source", READER_VERSION, location, content, shaping)
 
 
 def _load_hub(spec: str):
@@ -107,6 +102,8 @@ def _read_jsonl(path: Path, text_column: str) -> Iterator[Row]:
     name = str(path)
     with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
         for row, line in enumerate(f):
+            if row == 0:
+                line = line.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark, as some editors write
             try:
                 decoded = line.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -154,10 +151,17 @@ def _read_csv(path: Path, text_column: str) -> Iterator[Row]:
     import pyarrow.csv as pacsv
 
     parse = pacsv.ParseOptions(delimiter="\t" if path.suffix == ".tsv" else ",", newlines_in_values=True)
-    table = pacsv.read_csv(path, parse_options=parse)
-    _read_table_column(str(path), table.column_names, text_column)
-    for row, value in enumerate(table.column(text_column).to_pylist()):
-        yield Row(str(path), row, value)
+    convert = pacsv.ConvertOptions(column_types={text_column: pa.string()})
+    try:
+        reader = pacsv.open_csv(path, parse_options=parse, convert_options=convert)
+    except pa.ArrowInvalid as exc:
+        raise CorpusError(f"{path}: cannot read as CSV: {exc}") from exc
+    _read_table_column(str(path), reader.schema.names, text_column)
+    row = 0
+    for batch in reader:
+        for value in batch.column(text_column).to_pylist():
+            yield Row(str(path), row, value)
+            row += 1
 
 
 def _read_txt_files(files: list[Path]) -> Iterator[Row]:
@@ -179,8 +183,11 @@ def _read_dataset(ds, name: str, text_column: str) -> Iterator[Row]:
             yield from _read_dataset(ds[split], f"{name}[{split}]", text_column)
         return
     _read_table_column(name, ds.column_names, text_column)
-    for row, value in enumerate(ds[text_column]):
-        yield Row(name, row, value)
+    row = 0
+    for batch in ds.select_columns([text_column]).with_format("arrow").iter(batch_size=4096):
+        for value in batch.column(text_column).to_pylist():
+            yield Row(name, row, value)
+            row += 1
 
 
 def read_rows(spec: str, text_column: str = "text") -> Iterator[Row]:
@@ -218,44 +225,106 @@ def read_rows(spec: str, text_column: str = "text") -> Iterator[Row]:
         )
 
 
-def ingest(spec: str, workdir: Workdir, text_column: str = "text", source_key: str | None = None) -> IngestStats:
-    """Read one source into a documents shard and a quarantine shard (both keyed by content)."""
-    source_key = source_key or source_fingerprint(spec, text_column)
+BATCH_ROWS = 4096  # rows per row group, at most
+BATCH_BYTES = 16 << 20  # ... and about this many bytes of text
+
+
+def _truncate(text: str, limit: int) -> str:
+    """The first `limit` characters, ending at a line end (else a space) in the last eighth when there is one."""
+    head = text[:limit]
+    for sep in ("\n", " "):
+        cut = head.rfind(sep, limit - limit // 8)
+        if cut > 0:
+            return head[:cut].rstrip()
+    return head
+
+
+class _Batch:
+    """Columns of rows on their way to a shard writer."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        self.columns: dict[str, list] = {name: [] for name in schema.names}
+        self.rows = self.bytes = 0
+
+    def add(self, *values: Any, size: int = 0) -> None:
+        for column, value in zip(self.columns.values(), values, strict=True):
+            column.append(value)
+        self.rows += 1
+        self.bytes += size
+
+    def full(self) -> bool:
+        return self.rows >= BATCH_ROWS or self.bytes >= BATCH_BYTES
+
+    def flush_to(self, writer: ShardWriter) -> None:
+        writer.write(pa.table(self.columns, schema=self.schema))
+        self.__init__(self.schema)
+
+
+def ingest(spec: str, workdir: Workdir, cfg: CorpusConfig, source_key: str | None = None) -> IngestStats:
+    """Read one source, streaming, into document and quarantine shards of bounded size (keyed by content).
+
+    Memory holds one batch of rows and the ids of the current shard, whatever the size of the source. A source
+    is done when its stats file exists (written last); an unfinished one is read again from the start.
+    """
+    source_key = source_key or source_fingerprint(spec, cfg)
+    if workdir.ingest_stats(source_key).exists():
+        return IngestStats(**read_json(workdir.ingest_stats(source_key)))
+    for folder in (workdir.documents_dir(source_key), workdir.quarantine_dir(source_key)):
+        shutil.rmtree(folder, ignore_errors=True)  # what a killed ingest left
     stats = IngestStats(source=spec, source_key=source_key)
-    docs: dict[str, list] = {name: [] for name in DOCUMENT_SCHEMA.names}
-    bad: dict[str, list] = {name: [] for name in QUARANTINE_SCHEMA.names}
-    seen: set[str] = set()
+    max_bytes = cfg.shard_mb << 20
+    docs_out = ShardWriter(lambda p: workdir.documents(source_key, p), schemas.DOCUMENT, cfg.shard_documents, max_bytes)
+    bad_out = ShardWriter(
+        lambda p: workdir.quarantine_dir(source_key) / f"part-{p:05d}.parquet", schemas.QUARANTINE, 1 << 40, max_bytes
+    )
+    docs, bad = _Batch(schemas.DOCUMENT), _Batch(schemas.QUARANTINE)
+    seen: set[str] = set()  # ids in the current documents shard
 
     def quarantine(r: Row, reason: str) -> None:
         stats.quarantined += 1
-        bad["source"].append(r.file)
-        bad["row"].append(r.row)
-        bad["reason"].append(reason)
-        bad["raw"].append((r.raw if r.raw is not None else repr(r.text))[:RAW_PREVIEW])
+        raw = (r.raw if r.raw is not None else repr(r.text))[:RAW_PREVIEW]
+        bad.add(r.file, r.row, reason, raw, size=len(raw))
+        if bad.full():
+            bad.flush_to(bad_out)
 
-    for r in read_rows(spec, text_column):
-        stats.rows_read += 1
-        if r.problem:
-            quarantine(r, r.problem)
-            continue
-        if not isinstance(r.text, str):
-            quarantine(r, "text is null" if r.text is None else f"text is {type(r.text).__name__}, not a string")
-            continue
-        text = normalize_text(r.text)
-        if not text.strip():
-            quarantine(r, "empty text")
-            continue
-        did = doc_id(text)
-        if did in seen:
-            stats.duplicates_in_source += 1
-            continue
-        seen.add(did)
-        stats.documents += 1
-        for key, value in zip(DOCUMENT_SCHEMA.names, (did, text, r.file, r.row, len(text), source_key), strict=True):
-            docs[key].append(value)
-
+    with docs_out, bad_out:
+        for r in read_rows(spec, cfg.text_column):
+            stats.rows_read += 1
+            if r.problem:
+                quarantine(r, r.problem)
+                continue
+            if not isinstance(r.text, str):
+                quarantine(r, "text is null" if r.text is None else f"text is {type(r.text).__name__}, not a string")
+                continue
+            text = normalize_text(r.text)
+            if not text.strip():
+                quarantine(r, "empty text")
+                continue
+            truncated = len(text) > cfg.max_doc_chars
+            if truncated:
+                if cfg.long_documents == "quarantine":
+                    reason = f"document has {len(text):,} characters, more than max_doc_chars={cfg.max_doc_chars:,}"
+                    quarantine(r, reason)
+                    continue
+                text = _truncate(text, cfg.max_doc_chars)
+                stats.truncated += 1
+            did = doc_id(text)
+            if did in seen:
+                stats.duplicates_in_shard += 1
+                continue
+            seen.add(did)
+            stats.written += 1
+            docs.add(did, text, r.file, r.row, len(text), truncated, size=len(text))
+            rows_left, bytes_left = docs_out.room()
+            if docs.full() or docs.rows >= rows_left or docs.bytes >= bytes_left:
+                part_before = docs_out.part
+                docs.flush_to(docs_out)
+                if docs_out.part != part_before:
+                    seen.clear()  # a new shard: duplicates across shards are the views' job
+        docs.flush_to(docs_out)
+        bad.flush_to(bad_out)
+    stats.parts = len(docs_out.parts)
     stats.check()
-    write_parquet(pa.table(docs, schema=DOCUMENT_SCHEMA), workdir.documents(source_key))
-    write_parquet(pa.table(bad, schema=QUARANTINE_SCHEMA), workdir.quarantine(source_key))
     write_json(asdict(stats), workdir.ingest_stats(source_key))
     return stats

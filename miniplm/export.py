@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from miniplm.catalog import connect, load_sql
+from miniplm.manifest import RunManifest
 from miniplm.models import load_tokenizer, tokenizer_fingerprint
 from miniplm.shards import read_json, write_json, write_parquet
 from miniplm.train import write_token_stream
@@ -19,9 +20,11 @@ from miniplm.workdir import Workdir
 DECODE_BATCH = 512
 
 
-def export_members(workdir: Workdir, manifest: dict, members_path: Path, out_dir: Path, student_tokenizer: str) -> dict:
+def export_members(
+    workdir: Workdir, manifest: RunManifest, members_path: Path, out_dir: Path, student_tokenizer: str
+) -> dict:
     """Write out_dir/text.parquet and out_dir/tokens-<fp>.bin for the instances listed in members_path."""
-    teacher_tok = load_tokenizer(manifest["teacher"]["path"])
+    teacher_tok = load_tokenizer(manifest.teacher.path)
     student_tok = load_tokenizer(student_tokenizer)
     tokens_path = out_dir / f"tokens-{tokenizer_fingerprint(student_tokenizer)[:12]}.bin"
     summary_path = tokens_path.with_suffix(".json")

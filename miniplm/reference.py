@@ -1,76 +1,264 @@
 """The reference LM: trained from scratch on D_ref, in the teacher's tokenizer, kept until the user asks again.
 
+As in the paper (a 104M model, one pass over a 5B-token D_ref), training follows D_ref's size: about one pass,
+capped by a token budget, a model sized to the data (about one parameter per 20 tokens), and a validation slice of
+D_ref that stops training early and picks the weights kept. Every reference is then measured against two baselines
+on the same validation tokens: a uniform guess over the vocabulary, ln(V), and a unigram model fitted on D_ref.
+A reference no better than the unigram model knows nothing a word count does not, and its scores would mostly
+measure what it failed to learn: such a reference stops the run unless the user accepts it.
+
 Retraining it whenever data arrives would change every reference score and force a full re-score, so the
-trained reference is an artifact with a fingerprint: reused as long as it exists, replaced on `retrain`.
+trained reference is an artifact with a fingerprint, reused until `retrain`; what it was trained on is recorded,
+and a run whose split or instances differ refuses to reuse it silently.
 """
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from miniplm.catalog import connect, load_sql
-from miniplm.config import ReferenceConfig
-from miniplm.models import ResolvedModel, model_fingerprint
-from miniplm.shards import read_json, write_json
-from miniplm.train import train_lm, write_token_stream
+from miniplm.config import ModelArchConfig, ReferenceConfig, small_llama
+from miniplm.hashing import stable_hash
+from miniplm.manifest import ModelRef, RunManifest
+from miniplm.models import load_tokenizer, model_fingerprint
+from miniplm.shards import read_json, temporary_name, write_json
+from miniplm.train import TOKEN_DTYPE, read_token_stream, train_lm
 from miniplm.workdir import Workdir
 
+# (hidden size, layers) from small to the paper's scale; non-embedding parameters are about 12 x hidden^2 x layers.
+SHAPES = ((64, 2), (128, 2), (128, 4), (256, 4), (384, 6), (512, 8), (768, 12))
+TOKENS_PER_PARAMETER = 20
+QUALITY_TOKENS = 200_000  # validation tokens the final measurement reads, at most
+INFO = "miniplm_reference.json"
 
-def write_split_tokens(workdir: Workdir, manifest: dict, split: str, out: Path) -> int:
-    """All instances of a split as one flat token stream (teacher tokenizer)."""
+
+class WeakReferenceError(ValueError):
+    """The reference LM is no better than a unigram model: its scores would be noise."""
+
+
+class ReferenceMismatchError(ValueError):
+    """The trained reference was trained on another split or other instances than this run uses."""
+
+
+def reference_arch(train_tokens: int) -> ModelArchConfig:
+    """The largest default shape whose non-embedding parameters stay within D_ref's tokens / 20."""
+    budget = train_tokens / TOKENS_PER_PARAMETER
+    fitting = [(h, layers) for h, layers in SHAPES if 12 * h * h * layers <= budget]
+    hidden, layers = fitting[-1] if fitting else SHAPES[0]
+    return small_llama(layers, hidden)
+
+
+def _write_stream(path: Path, batches) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(path)
+    n = 0
+    with open(tmp, "wb") as f:
+        for values in batches:
+            f.write(values.astype(TOKEN_DTYPE).tobytes())
+            n += len(values)
+    tmp.replace(path)
+    return n
+
+
+def write_reference_streams(workdir: Workdir, manifest: RunManifest, validation_fraction: float, out_dir: Path) -> dict:
+    """D_ref's instances as two flat token streams, training and validation, split by a seeded hash of doc_id (at
+    least one document validates when D_ref has two). Returns their sizes and D_ref's unigram counts."""
     con = connect(workdir, manifest)
-    reader = con.sql(load_sql("split_instances"), params={"split": split}).to_arrow_reader(4096)
-    return write_token_stream(out, (ids for batch in reader for ids in batch.column("token_ids").to_pylist()))
+    salt = f"validation:{manifest.split.seed}"
+    docs = con.sql(load_sql("split_documents"), params={"split": "reference", "salt": salt}).fetchall()
+    cutoff = int(validation_fraction * 1_000_000)
+    fallback = docs[0][0] if len(docs) >= 2 and docs[0][1] >= cutoff else ""
+    params = {"split": "reference", "salt": salt, "cutoff": cutoff, "fallback": fallback}
+    reader = con.sql(load_sql("split_instances"), params=params).to_arrow_reader(4096)
+    vocab = len(load_tokenizer(manifest.teacher.path))
+    counts = np.zeros(vocab, dtype=np.int64)
+    train_path, val_path = out_dir / "train.tokens", out_dir / "validation.tokens"
+    train_tmp, val_tmp = temporary_name(train_path), temporary_name(val_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sizes = {"train": 0, "validation": 0}
+    with open(train_tmp, "wb") as train_f, open(val_tmp, "wb") as val_f:
+        for batch in reader:
+            flags = batch.column("validation").to_numpy(zero_copy_only=False)
+            tokens = batch.column("token_ids")
+            offsets = tokens.offsets.to_numpy()
+            values = tokens.values.to_numpy()
+            for i, is_val in enumerate(flags):
+                seq = values[offsets[i] : offsets[i + 1]].astype(TOKEN_DTYPE)
+                (val_f if is_val else train_f).write(seq.tobytes())
+                sizes["validation" if is_val else "train"] += len(seq)
+                if not is_val:
+                    counts += np.bincount(seq, minlength=vocab)[:vocab]
+    train_tmp.replace(train_path)
+    val_tmp.replace(val_path)
+    return {
+        "train_path": train_path,
+        "validation_path": val_path,
+        "train_tokens": sizes["train"],
+        "validation_tokens": sizes["validation"],
+        "documents": len(docs),
+        "unigram_counts": counts,
+    }
 
 
-def train_reference(workdir: Workdir, manifest: dict, cfg: ReferenceConfig, max_len: int) -> ResolvedModel:
+@torch.inference_mode()
+def measure_quality(model_dir: Path, unigram_counts: np.ndarray, validation: Path, block_size: int) -> dict:
+    """Validation loss of the model, of a unigram model (add-one smoothed counts), and of a uniform guess, in
+    nats/token, all on the same predicted tokens: windows of `block_size` + 1 from the start of `validation`."""
+    from transformers import AutoModelForCausalLM
+
+    data = read_token_stream(validation)[: QUALITY_TOKENS + 1]
+    vocab = len(unigram_counts)
+    uniform = math.log(vocab)
+    block = min(block_size, len(data) - 1)
+    if block < 1:
+        return {"validation_loss": None, "unigram_loss": None, "uniform_loss": uniform, "validation_tokens": 0}
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    log_unigram = np.log((unigram_counts + 1) / (unigram_counts.sum() + vocab))
+    model_total = unigram_total = 0.0
+    n = 0
+    for start in range(0, len(data) - 1, block):
+        window = torch.from_numpy(data[start : start + block + 1].astype(np.int64))[None]
+        if window.shape[1] < 2:
+            break
+        logits = model(input_ids=window[:, :-1]).logits[0].float()
+        targets = window[0, 1:]
+        model_total -= torch.log_softmax(logits, -1).gather(1, targets[:, None]).sum().item()
+        unigram_total -= float(log_unigram[targets.numpy()].sum())
+        n += len(targets)
+    return {
+        "validation_loss": model_total / n,
+        "unigram_loss": unigram_total / n,
+        "uniform_loss": uniform,
+        "validation_tokens": n,
+    }
+
+
+def check_quality(info: dict, cfg: ReferenceConfig, reference_fraction: float) -> None:
+    """Stop the run when the reference is no better than a unigram model, unless the user accepts it."""
+    v, u = info.get("validation_loss"), info.get("unigram_loss")
+    if cfg.accept_weak or v is None or u is None or v < u:
+        return  # (a given reference with no held-out documents to measure it on is reported as unmeasured)
+    measured = (
+        f"validation loss {v:.3f} nats/token vs {u:.3f} for a unigram model on the same tokens "
+        f"(a uniform guess over the vocabulary: {info['uniform_loss']:.3f})"
+    )
+    if info.get("trained", True):
+        where = (
+            f"trained on D_ref ({info.get('d_ref_tokens', 0):,} tokens in {info.get('d_ref_documents', 0):,} documents)"
+        )
+        fixes = (
+            f"Raise --reference-fraction (now {reference_fraction}) so that D_ref holds more text, pass a trained "
+            "reference with --reference PATH, or add --accept-weak-reference to go on anyway."
+        )
+    else:
+        where = f"{info.get('spec')} (measured on the held-out documents)"
+        fixes = "Pass a better reference, train one with --reference train, or add --accept-weak-reference."
+    raise WeakReferenceError(
+        f"the reference LM {where} is no better than a unigram model: {measured}. Its log-probabilities would "
+        f"mostly measure what it failed to learn, and Difference Sampling would keep noise. {fixes}"
+    )
+
+
+def trained_on(manifest: RunManifest, cfg: ReferenceConfig) -> dict:
+    """What a trained reference depends on besides its training settings."""
+    return {
+        "split_key": manifest.split_key,
+        "instance_spec": manifest.instance_spec,
+        "validation_fraction": cfg.validation_fraction,
+    }
+
+
+def train_reference(workdir: Workdir, manifest: RunManifest, cfg: ReferenceConfig, max_len: int) -> ModelRef:
     final = workdir.reference_dir
-    info_path = final / "miniplm_reference.json"
+    info_path = final / INFO
+    basis = trained_on(manifest, cfg)
     if (final / "config.json").exists() and info_path.exists() and not cfg.retrain:
-        return ResolvedModel(spec="train", path=str(final), fingerprint=model_fingerprint(final))
-    run_dir = workdir.models / "reference.run"
+        info = read_json(info_path)
+        if info.get("trained_on") != basis:
+            raise ReferenceMismatchError(
+                f"the trained reference in {final} was trained on {info.get('trained_on')}, but this run uses "
+                f"{basis} (the split, max_len or the teacher's tokenizer changed). Reusing it would score with a model "
+                "that saw some candidates or other instances; pass --retrain-reference to train a new one."
+            )
+        check_quality(info, cfg, manifest.split.reference_fraction)
+        return ModelRef(spec="train", path=str(final), fingerprint=model_fingerprint(final))
+    run_dir = workdir.models / "reference-runs" / stable_hash(basis, cfg.model_dump(exclude={"retrain", "accept_weak"}))
     if cfg.retrain:
         shutil.rmtree(run_dir, ignore_errors=True)
-    train_path, heldout_path = run_dir / "d_ref.tokens", run_dir / "heldout.tokens"
-    n_train = write_split_tokens(workdir, manifest, "reference", train_path)
-    if n_train < 16:
-        raise ValueError(
-            f"D_ref has {n_train} tokens: too few to train a reference LM. Raise "
-            "split.reference_fraction, add data, or pass an existing reference model."
+    streams = write_reference_streams(workdir, manifest, cfg.validation_fraction, run_dir)
+    if streams["train_tokens"] < 16:
+        raise WeakReferenceError(
+            f"D_ref has {streams['train_tokens']} training tokens ({streams['documents']} documents): too few to "
+            f"train a reference LM. Raise --reference-fraction (now {manifest.split.reference_fraction}), add data, "
+            "or pass a trained reference with --reference PATH."
         )
-    write_split_tokens(workdir, manifest, "heldout", heldout_path)
     train_cfg = cfg.train
     if "block_size" not in train_cfg.model_fields_set:  # see whole instances, as it will when scoring
         train_cfg = train_cfg.model_copy(update={"block_size": max_len})
+    arch = cfg.arch or reference_arch(streams["train_tokens"])
     summary = train_lm(
         run_dir,
-        cfg.arch,
-        manifest["teacher"]["path"],
-        train_path,
+        arch,
+        manifest.teacher.path,
+        streams["train_path"],
         train_cfg,
-        eval_tokens=heldout_path,
+        eval_tokens=streams["validation_path"],
         max_positions=max_len,
         desc="train reference",
     )
-    tmp = final.with_name(".reference.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    quality = measure_quality(
+        Path(summary["model_dir"]), streams["unigram_counts"], streams["validation_path"], train_cfg.block_size
+    )
+    tmp = temporary_name(final)
     shutil.copytree(summary["model_dir"], tmp)
+    info = {
+        "trained": True,
+        "trained_on": basis,
+        "d_ref_documents": streams["documents"],
+        "d_ref_tokens": streams["train_tokens"] + streams["validation_tokens"],
+        "train_tokens": streams["train_tokens"],
+        "tokens_seen": summary["steps"] * train_cfg.batch_size * min(train_cfg.block_size, streams["train_tokens"]),
+        "steps": summary["steps"],
+        "planned_steps": summary["planned_steps"],
+        "stopped_early": summary["stopped_early"],
+        "best_step": summary["best_step"],
+        "parameters": summary["parameters"],
+        "arch": arch.model_dump(),
+        "final_train_loss": summary["final_train_loss"],
+        **quality,
+    }
+    write_json(info, tmp / INFO)
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
-    write_json(
-        {
-            "d_ref_tokens": n_train,
-            "steps": summary["steps"],
-            "final_eval_loss": summary["final_eval_loss"],
-            "final_train_loss": summary["final_train_loss"],
-            "parameters": summary["parameters"],
-        },
-        info_path,
-    )
-    return ResolvedModel(spec="train", path=str(final), fingerprint=model_fingerprint(final))
+    check_quality(info, cfg, manifest.split.reference_fraction)
+    return ModelRef(spec="train", path=str(final), fingerprint=model_fingerprint(final))
+
+
+def given_reference_quality(workdir: Workdir, manifest: RunManifest, ref: ModelRef, max_len: int) -> dict:
+    """For a reference the user brings: measured on held-out documents, against a unigram model fitted on them."""
+    con = connect(workdir, manifest)
+    params = {"split": "heldout", "salt": "given", "cutoff": 0, "fallback": ""}
+    reader = con.sql(load_sql("split_instances"), params=params).to_arrow_reader(4096)
+    vocab = len(load_tokenizer(manifest.teacher.path))
+    out = workdir.models / "given-reference" / ref.fingerprint
+    counts = np.zeros(vocab, dtype=np.int64)
+
+    def batches():
+        for batch in reader:
+            values = batch.column("token_ids").values.to_numpy().astype(np.int64)
+            counts[:] += np.bincount(values, minlength=vocab)[:vocab]
+            yield values
+
+    _write_stream(out / "heldout.tokens", batches())
+    quality = measure_quality(Path(ref.path), counts, out / "heldout.tokens", max_len)
+    return {"trained": False, "spec": ref.spec, **quality}
 
 
 def reference_info(workdir: Workdir) -> dict:
-    path = workdir.reference_dir / "miniplm_reference.json"
+    path = workdir.reference_dir / INFO
     return read_json(path) if path.exists() else {}

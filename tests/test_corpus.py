@@ -5,17 +5,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from miniplm.config import CorpusConfig
 from miniplm.corpus import CorpusError, ingest, read_rows, source_fingerprint
 from miniplm.hashing import doc_id, normalize_text
 from miniplm.workdir import Workdir
 
+CFG = CorpusConfig(paths=["unused"])
+
 
 def _docs(wd, stats):
-    return pq.read_table(wd.documents(stats.source_key)).to_pylist()
+    return [r for part in range(stats.parts) for r in pq.read_table(wd.documents(stats.source_key, part)).to_pylist()]
 
 
 def _quarantine(wd, stats):
-    return pq.read_table(wd.quarantine(stats.source_key)).to_pylist()
+    return pq.read_table(wd.quarantine_dir(stats.source_key)).to_pylist()
 
 
 def test_doc_id_is_content_hash_of_normalized_text():
@@ -43,8 +46,8 @@ def test_jsonl_bad_rows_are_quarantined_with_file_row_and_reason(tmp_path):
         + b"\n"
     )
     wd = Workdir.create(tmp_path / "wd")
-    stats = ingest(str(path), wd)
-    assert (stats.rows_read, stats.documents, stats.duplicates_in_source, stats.quarantined) == (10, 2, 1, 7)
+    stats = ingest(str(path), wd, CFG)
+    assert (stats.rows_read, stats.written, stats.duplicates_in_shard, stats.quarantined) == (10, 2, 1, 7)
     bad = {r["row"]: r["reason"] for r in _quarantine(wd, stats)}
     assert bad[1].startswith("invalid JSON")
     assert "no 'text' field" in bad[2] and "body" in bad[2]
@@ -99,11 +102,49 @@ def test_missing_column_and_unknown_format_are_clear_errors(tmp_path):
         list(read_rows(str(odd)))
 
 
-def test_source_fingerprint_follows_content(tmp_path):
+def test_source_fingerprint_follows_content_and_settings(tmp_path):
     path = tmp_path / "a.jsonl"
     path.write_text(json.dumps({"text": "one"}) + "\n")
-    first = source_fingerprint(str(path), "text")
-    assert source_fingerprint(str(path), "text") == first
-    assert source_fingerprint(str(path), "body") != first
+    first = source_fingerprint(str(path), CFG)
+    assert source_fingerprint(str(path), CFG) == first
+    assert source_fingerprint(str(path), CFG.model_copy(update={"text_column": "body"})) != first
+    assert source_fingerprint(str(path), CFG.model_copy(update={"max_doc_chars": 10})) != first
     path.write_text(json.dumps({"text": "two"}) + "\n")
-    assert source_fingerprint(str(path), "text") != first
+    assert source_fingerprint(str(path), CFG) != first
+
+
+def test_a_large_source_is_written_as_bounded_shards_and_duplicates_are_left_to_the_views(tmp_path):
+    """Shards close at shard_documents (or shard_mb); ingest keeps the ids of the current shard only, so a document
+    repeated across shards is written twice and counted as a duplicate by the views, once."""
+    texts = [f"document number {i}" for i in range(250)] + ["document number 3", "document number 200"]
+    path = tmp_path / "big.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    cfg = CorpusConfig(paths=[str(path)], shard_documents=100)
+    wd = Workdir.create(tmp_path / "wd")
+    stats = ingest(str(path), wd, cfg)
+    assert stats.parts == 3
+    sizes = [pq.ParquetFile(wd.documents(stats.source_key, p)).metadata.num_rows for p in range(3)]
+    assert sizes == [100, 100, 51]  # "document number 200" repeats within the last shard: caught there
+    assert (stats.rows_read, stats.written, stats.duplicates_in_shard) == (252, 251, 1)
+    assert len({d["doc_id"] for d in _docs(wd, stats)}) == 250
+
+
+def test_over_long_documents_are_truncated_or_quarantined(tmp_path):
+    long_text = ("A line of prose.\n" * 100).strip()
+    path = tmp_path / "long.jsonl"
+    path.write_text(json.dumps({"text": long_text}) + "\n" + json.dumps({"text": "short"}) + "\n")
+    wd = Workdir.create(tmp_path / "wd")
+    cut = ingest(str(path), wd, CorpusConfig(paths=[str(path)], max_doc_chars=200))
+    docs = _docs(wd, cut)
+    assert cut.truncated == 1 and [d["truncated"] for d in docs] == [True, False]
+    assert len(docs[0]["text"]) <= 200 and docs[0]["text"].endswith("prose.")  # cut at a line end
+    cfg = CorpusConfig(paths=[str(path)], max_doc_chars=200, long_documents="quarantine")
+    kept = ingest(str(path), Workdir.create(tmp_path / "wd2"), cfg)
+    assert (kept.written, kept.quarantined) == (1, 1)
+    assert "more than max_doc_chars=200" in _quarantine(Workdir.open(tmp_path / "wd2"), kept)[0]["reason"]
+
+
+def test_a_byte_order_mark_does_not_cost_the_first_row(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"text": "first"}).encode() + b"\n" + b'{"text": "second"}\n')
+    assert [r.text for r in read_rows(str(path))] == ["first", "second"]

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 def demo(workdir) -> dict:
     result = subprocess.run(
-        [sys.executable, "-m", "miniplm.cli", "demo", "--workdir", str(workdir), "--json"],
+        [sys.executable, "-m", "flows.cli", "demo", "--workdir", str(workdir), "--json"],
         capture_output=True,
         text=True,
         timeout=1800,

@@ -4,7 +4,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from miniplm.hashing import doc_id
-from miniplm.instances import boundary_kinds, cut_points, instance_spec, tokenize_shard
+from miniplm.instances import boundary_kinds, cut_points, instance_spec, tokenize_part
 from miniplm.models import load_tokenizer
 
 
@@ -37,8 +37,30 @@ def test_cut_prefers_a_line_end_near_the_limit():
 
 def test_boundary_kinds_marks_line_and_sentence_ends():
     text = "One. Two\nThree"
-    offsets = [(0, 3), (3, 4), (4, 8), (8, 9), (9, 14)]
-    assert boundary_kinds(text, offsets).tolist() == [0, 1, 2, 2, 0]
+    ends = np.array([3, 4, 8, 9, 14])  # byte offsets where each token ends
+    assert boundary_kinds(text.encode(), ends).tolist() == [0, 1, 2, 2, 0]
+    # a sentence end before a non-ASCII space (U+3000) counts; before a letter it does not
+    text = "Fin.\u3000Next.x"
+    assert boundary_kinds(text.encode(), np.array([4, 7, 12, 13])).tolist() == [1, 0, 0, 0]
+
+
+def test_byte_level_and_offset_token_ends_agree(models):
+    """The fast path (byte lengths from the vocabulary) gives the token ends the tokenizer's offsets give, except
+    inside a multi-byte character (offsets are per character), and so the same cut preferences."""
+    from miniplm.instances import TokenEnds
+
+    ends_of = TokenEnds(load_tokenizer(str(models["teacher"])))
+    assert ends_of.byte_lengths is not None
+    for text in ["Plain ASCII. Two lines\nhere.", "Ünïcödé — “quotes” and 日本語.", "<|endoftext|> inside"]:
+        enc = ends_of.tokenizer.backend_tokenizer.encode(text, add_special_tokens=False)
+        fast = np.cumsum(ends_of.byte_lengths[np.asarray(enc.ids)])
+        slow = ends_of._ends_from_offsets(text, enc.offsets)
+        raw = text.encode()
+        whole_chars = np.array([e == len(raw) or (raw[e] & 0xC0) != 0x80 for e in fast])
+        assert whole_chars.sum() >= len(fast) // 2
+        assert fast[whole_chars].tolist() == slow[whole_chars].tolist()
+        assert boundary_kinds(raw, fast).tolist() == boundary_kinds(raw, slow).tolist()
+        assert fast[-1] == len(raw)
 
 
 def test_tokenize_shard_instances_reassemble_the_document(tmp_path, models):
@@ -47,7 +69,7 @@ def test_tokenize_shard_instances_reassemble_the_document(tmp_path, models):
     docs = pa.table({"doc_id": [doc_id(t) for t in texts], "text": texts})
     pq.write_table(docs, tmp_path / "docs.parquet")
     spec = instance_spec(tok_path, 32)
-    stats = tokenize_shard(tmp_path / "docs.parquet", tmp_path / "inst.parquet", tok_path, 32, spec)
+    stats = tokenize_part(tmp_path / "docs.parquet", tmp_path / "inst.parquet", tok_path, 32, spec)
     rows = pq.read_table(tmp_path / "inst.parquet").to_pylist()
     assert stats["documents"] == 2 and stats["instances"] == len(rows)
     tok = load_tokenizer(tok_path)
@@ -58,7 +80,7 @@ def test_tokenize_shard_instances_reassemble_the_document(tmp_path, models):
         assert all(r["n_tokens"] == len(r["token_ids"]) <= 32 for r in chunks)
     assert len({r["instance_id"] for r in rows}) == len(rows)
     # the same document and spec always give the same ids; another max_len gives other ids
-    again = tokenize_shard(tmp_path / "docs.parquet", tmp_path / "inst2.parquet", tok_path, 32, spec)
+    again = tokenize_part(tmp_path / "docs.parquet", tmp_path / "inst2.parquet", tok_path, 32, spec)
     assert again == stats
     assert pq.read_table(tmp_path / "inst2.parquet").column("instance_id").to_pylist() == [
         r["instance_id"] for r in rows

@@ -86,48 +86,53 @@ def test_packed_layout_restarts_positions_and_skips_each_last_token():
     assert row_of.tolist() == [0, 0, 2]
 
 
-def test_scores_in_two_processes_equal_one(tmp_path, models):
-    from miniplm.config import ScoreConfig
-    from miniplm.score import score_missing
-    from tests.test_select import build_scored_workdir
-
-    wd, manifest, ids = build_scored_workdir(tmp_path, [-1.0] * 40, [-2.0] * 40, ["pool"] * 40)
+def scoring_workdir(tmp_path, models, n: int = 40):
+    """build_scored_workdir's layout with real tokens, and no scores yet."""
     import pyarrow as pa
 
+    from miniplm import schemas
     from miniplm.shards import write_parquet
+    from tests.test_select import SOURCE, SPEC, build_scored_workdir
 
+    wd, manifest, ids = build_scored_workdir(tmp_path, [-1.0] * n, [-2.0] * n, ["pool"] * n)
+    import shutil
+
+    shutil.rmtree(wd.root / "scores")
     rng = np.random.default_rng(5)
-    tokens = [rng.integers(0, 300, size=int(n)).tolist() for n in rng.integers(2, 60, size=40)]
-    table = pa.table(
-        {
-            "instance_id": ids,
-            "doc_id": [f"d{i:04d}" for i in range(40)],
-            "chunk_index": pa.array([0] * 40, pa.int32()),
-            "n_tokens": pa.array([len(t) for t in tokens], pa.int32()),
-            "token_ids": pa.array(tokens, pa.list_(pa.int32())),
-        }
-    )
-    write_parquet(table, wd.instances("spec0", "source0"))
-    one = score_missing(wd, manifest, str(models["teacher"]), "one", ScoreConfig(device="cpu", dtype="float32"))
-    two = score_missing(
-        wd,
-        manifest,
-        str(models["teacher"]),
-        "two",
-        ScoreConfig(device="cpu", dtype="float32", processes=2, shard_instances=7),
-    )
-    assert one["instances_scored"] == two["instances_scored"] == 40 and two["processes"] == 2
-    import duckdb
-
-    got = {
-        fp: dict(
-            duckdb.sql(f"select instance_id, sum_logp from read_parquet('{wd.scores_dir(fp)}/*.parquet')").fetchall()
-        )
-        for fp in ("one", "two")
+    tokens = [rng.integers(0, 300, size=int(k)).tolist() for k in rng.integers(2, 60, size=n)]
+    table = {
+        "instance_id": ids,
+        "doc_id": [f"d{i:04d}" for i in range(n)],
+        "chunk_index": [0] * n,
+        "n_tokens": [len(t) for t in tokens],
+        "token_ids": tokens,
     }
-    assert got["one"].keys() == got["two"].keys() == set(ids)
-    for i in ids:
-        assert abs(got["one"][i] - got["two"][i]) < 1e-4
+    write_parquet(pa.table(table, schema=schemas.INSTANCE), wd.instances(SPEC, SOURCE, 0))
+    return wd, manifest, ids, tokens
+
+
+def test_partitions_score_every_candidate_once_as_one_scorer_does(tmp_path, models):
+    from miniplm.config import ScoreConfig
+    from miniplm.manifest import ModelRef
+    from miniplm.partitions import plan_partitions, score_partition
+
+    wd, manifest, ids, tokens = scoring_workdir(tmp_path, models)
+    model = ModelRef(spec="teacher", path=str(models["teacher"]), fingerprint="T")
+    cfg = ScoreConfig(device="cpu", dtype="float32")
+    partitions = plan_partitions(wd, manifest, model, manifest.score_variant, 300)  # ~1,200 tokens: 4 buckets
+    assert len(partitions) >= 3 and sum(p.instances for p in partitions) == len(ids)
+    results = [score_partition(wd, manifest, model, p, cfg) for p in partitions]
+    assert sum(r["instances_scored"] for r in results) == len(ids)
+    from miniplm.catalog import connect
+
+    got = dict(connect(wd, manifest).sql("select instance_id, sum_logp from scores where model_fp = 'T'").fetchall())
+    sums, _ = LMScorer(str(models["teacher"]), device="cpu", dtype="float32").score_all(tokens)
+    assert got.keys() == set(ids)
+    for i, s in zip(ids, sums, strict=True):
+        assert abs(got[i] - s) < 1e-4
+    # everything is scored: a partition run again scores nothing, and a new plan is empty
+    assert score_partition(wd, manifest, model, partitions[0], cfg)["instances_scored"] == 0
+    assert plan_partitions(wd, manifest, model, manifest.score_variant, 300) == []
 
 
 GQA = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
@@ -163,7 +168,7 @@ def test_other_architectures_score_like_plain_torch(tmp_path, arch, pack):
 def test_gpu_batches_sized_by_free_memory():
     from transformers import AutoConfig, LlamaConfig
 
-    from miniplm.scorer import gpu_batch_tokens
+    from miniplm.devices import gpu_batch_tokens
 
     llama_1b = LlamaConfig(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32)
     gib = 1 << 30

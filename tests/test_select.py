@@ -4,14 +4,19 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from miniplm import schemas
 from miniplm.catalog import connect
 from miniplm.config import SelectConfig, SplitConfig
-from miniplm.select import run_selection
+from miniplm.manifest import ModelRef, RunManifest, SourceRef
+from miniplm.selection import run_selection
 from miniplm.shards import write_parquet
 from miniplm.splits import split_key
 from miniplm.workdir import Workdir
 
 SPEC, SOURCE = "spec0", "source0"
+
+
+VARIANT = "float32-s2"
 
 
 def build_scored_workdir(tmp_path, teacher: list[float], reference: list[float], splits: list[str]) -> tuple:
@@ -21,52 +26,39 @@ def build_scored_workdir(tmp_path, teacher: list[float], reference: list[float],
     ids = [f"{i:04d}" for i in range(n)]
     docs = [f"d{i:04d}" for i in range(n)]
     split_cfg = SplitConfig()
-    write_parquet(
-        pa.table(
-            {
-                "doc_id": docs,
-                "text": [f"text {i}" for i in range(n)],
-                "source": ["s"] * n,
-                "row": list(range(n)),
-                "n_chars": [6] * n,
-                "source_key": [SOURCE] * n,
-            }
-        ),
-        wd.documents(SOURCE),
-    )
-    write_parquet(
-        pa.table(
-            {
-                "instance_id": ids,
-                "doc_id": docs,
-                "chunk_index": pa.array([0] * n, pa.int32()),
-                "n_tokens": pa.array([10 + i % 7 for i in range(n)], pa.int32()),
-                "token_ids": pa.array([[1, 2]] * n, pa.list_(pa.int32())),
-            }
-        ),
-        wd.instances(SPEC, SOURCE),
-    )
-    write_parquet(pa.table({"doc_id": docs, "split": splits}), wd.splits(split_key(split_cfg), SOURCE))
-    for fp, values in (("T", teacher), ("R", reference)):
-        write_parquet(
-            pa.table(
-                {
-                    "model_fp": [fp] * n,
-                    "instance_id": ids,
-                    "n_predicted": pa.array([9] * n, pa.int32()),
-                    "sum_logp": [v * 9 for v in values],
-                    "mean_logp": values,
-                }
-            ),
-            wd.scores_dir(fp) / "a.parquet",
-        )
-    manifest = {
-        "sources": [{"spec": "s", "source_key": SOURCE}],
-        "instance_spec": SPEC,
-        "split_key": split_key(split_cfg),
-        "teacher": {"spec": "t", "path": "t", "fingerprint": "T"},
-        "reference": {"spec": "r", "path": "r", "fingerprint": "R"},
+    documents = {
+        "doc_id": docs,
+        "text": [f"text {i}" for i in range(n)],
+        "source": ["s"] * n,
+        "row": list(range(n)),
+        "n_chars": [6] * n,
+        "truncated": [False] * n,
     }
+    write_parquet(pa.table(documents, schema=schemas.DOCUMENT), wd.documents(SOURCE, 0))
+    instances = {
+        "instance_id": ids,
+        "doc_id": docs,
+        "chunk_index": [0] * n,
+        "n_tokens": [10 + i % 7 for i in range(n)],
+        "token_ids": [[1, 2]] * n,
+    }
+    write_parquet(pa.table(instances, schema=schemas.INSTANCE), wd.instances(SPEC, SOURCE, 0))
+    key = split_key(split_cfg)
+    write_parquet(pa.table({"doc_id": docs, "split": splits}, schema=schemas.SPLIT), wd.splits(key, SOURCE, 0))
+    for fp, values in (("T", teacher), ("R", reference)):
+        scores = {"instance_id": ids, "n_predicted": [9] * n, "sum_logp": [v * 9 for v in values], "mean_logp": values}
+        write_parquet(
+            pa.table(scores, schema=schemas.SCORE), wd.partition_scores_dir(fp, VARIANT, SOURCE, 0) / "a.parquet"
+        )
+    manifest = RunManifest(
+        sources=[SourceRef(spec="s", source_key=SOURCE, parts=1)],
+        instance_spec=SPEC,
+        split=split_cfg,
+        split_key=key,
+        teacher=ModelRef(spec="t", path="t", fingerprint="T"),
+        reference=ModelRef(spec="r", path="r", fingerprint="R"),
+        score_variant=VARIANT,
+    )
     return wd, manifest, ids
 
 
@@ -84,7 +76,7 @@ def test_selection_matches_a_plain_sort(tmp_path, alpha):
     scores = {i: t - r for i, t, r, s in zip(ids, teacher, reference, splits, strict=True) if s == "pool"}
     finite = {i: s for i, s in scores.items() if math.isfinite(s)}
     expected = sorted(finite, key=lambda i: (-finite[i], i))[: math.floor(alpha * len(finite))]
-    con = connect(wd, {**manifest, "selection_id": record["selection_id"]})
+    con = connect(wd, manifest.model_copy(update={"selection_id": record["selection_id"]}))
     got = con.sql("select instance_id, rank, score from selected order by rank").fetchall()
     assert [g[0] for g in got] == expected
     assert [g[1] for g in got] == list(range(1, len(expected) + 1))
@@ -106,7 +98,7 @@ def test_repeating_a_selection_records_it_once(tmp_path):
     assert first["created_at"] == second["created_at"]
     other = run_selection(wd, manifest, SelectConfig(alpha=0.75))
     assert other["selection_id"] != first["selection_id"] and other["n_selected"] == 3
-    assert len(list((wd.root / "selections").glob("*.parquet"))) == 2
+    assert connect(wd, manifest).sql("select count(*) from selections").fetchall() == [(2,)]
 
 
 def test_token_budget_keeps_the_best_that_fit(tmp_path):

@@ -1,6 +1,6 @@
-from miniplm.config import SplitConfig
+from miniplm.config import CorpusConfig, PipelineConfig, ReferenceConfig, SplitConfig
 from miniplm.hashing import doc_id
-from miniplm.splits import effective_split, split_of
+from miniplm.splits import split_config, split_of
 
 
 def test_membership_is_stable_and_near_the_fractions():
@@ -16,6 +16,14 @@ def test_membership_is_stable_and_near_the_fractions():
 
 
 def test_given_reference_sets_nothing_aside():
-    cfg = SplitConfig(reference_fraction=0.2)
-    assert effective_split(cfg, trains_reference=False).reference_fraction == 0
-    assert effective_split(cfg, trains_reference=True).reference_fraction == 0.2
+    def run(reference: str) -> PipelineConfig:
+        return PipelineConfig(
+            workdir="w",
+            corpus=CorpusConfig(paths=["c.jsonl"]),
+            teacher="t",
+            reference=ReferenceConfig(spec=reference),
+            split=SplitConfig(reference_fraction=0.2),
+        )
+
+    assert split_config(run("some/checkpoint")).reference_fraction == 0
+    assert split_config(run("train")).reference_fraction == 0.2

@@ -29,14 +29,14 @@ def test_queries_succeed_throughout_a_run(tmp_path, models):
         "30",
     ]
     subprocess.run(
-        [sys.executable, "-m", "miniplm.cli", "run", "--corpus", str(first), *common, "--no-students"],
+        [sys.executable, "-m", "flows.cli", "run", "--corpus", str(first), *common, "--no-students"],
         check=True,
         capture_output=True,
         timeout=600,
     )
     before = open_readonly(Workdir.open(wd)).sql("select count(*) from documents").fetchall()[0][0]
     run = subprocess.Popen(
-        [sys.executable, "-m", "miniplm.cli", "run", "--corpus", str(first), "--corpus", str(second), *common],
+        [sys.executable, "-m", "flows.cli", "run", "--corpus", str(first), "--corpus", str(second), *common],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,31 +16,13 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from miniplm import schemas
 from miniplm.catalog import connect, load_sql
 from miniplm.config import SelectConfig
 from miniplm.hashing import stable_hash
-from miniplm.shards import write_parquet
+from miniplm.manifest import RunManifest
+from miniplm.shards import temporary_name, write_parquet
 from miniplm.workdir import Workdir
-
-SELECTION_SCHEMA = pa.schema(
-    [
-        ("selection_id", pa.string()),
-        ("method", pa.string()),
-        ("alpha", pa.float64()),
-        ("budget_tokens", pa.int64()),
-        ("teacher", pa.string()),
-        ("teacher_fp", pa.string()),
-        ("reference", pa.string()),
-        ("reference_fp", pa.string()),
-        ("n_candidates", pa.int64()),
-        ("n_selected", pa.int64()),
-        ("n_nonfinite", pa.int64()),
-        ("n_unscored", pa.int64()),
-        ("threshold", pa.float64()),
-        ("selected_tokens", pa.int64()),
-        ("created_at", pa.timestamp("us")),
-    ]
-)
 
 
 def candidate_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -52,12 +33,10 @@ def candidate_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 def write_members(con: duckdb.DuckDBPyConnection, sql: str, params: dict, out: Path) -> dict:
     """Stream a member query into a Parquet shard (temporary name, then rename) and return its figures."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
+    tmp = temporary_name(out)
     con.execute(f"copy ({sql}) to '{tmp}' (format parquet, compression zstd)", params)
     os.replace(tmp, out)
-    n, tokens, lowest = con.execute(
-        "select count(*), coalesce(sum(n_tokens), 0), min(score) from read_parquet($path)", {"path": str(out)}
-    ).fetchall()[0]
+    n, tokens, lowest = con.execute(load_sql("members_summary"), {"path": str(out)}).fetchall()[0]
     return {"n_selected": n, "selected_tokens": int(tokens), "threshold": lowest}
 
 
@@ -67,9 +46,7 @@ def top_fraction(con: duckdb.DuckDBPyConnection, alpha: float, out: Path, sid: s
     threshold, ties = math.inf, 0
     if k > 0:
         threshold = con.execute(load_sql("score_threshold"), {"k": k}).fetchall()[0][0]
-        above = con.execute(
-            "select count(*) from scored where isfinite(score) and score > $t", {"t": threshold}
-        ).fetchall()[0][0]
+        above = con.execute(load_sql("count_above_threshold"), {"threshold": threshold}).fetchall()[0][0]
         ties = k - above
     params = {"threshold": threshold, "ties": ties, "selection_id": sid}
     return write_members(con, load_sql("select_top_fraction"), params, out)
@@ -85,20 +62,20 @@ def uniform_sample(con: duckdb.DuckDBPyConnection, k: int, seed: int, out: Path,
     return write_members(con, load_sql("sample_uniform"), params, out)
 
 
-def selection_id(manifest: dict, cfg: SelectConfig) -> str:
-    sources = [s["source_key"] for s in manifest["sources"]]
+def selection_id(manifest: RunManifest, cfg: SelectConfig) -> str:
     return stable_hash(
-        "selection-v1",
+        "selection-v2",
         cfg.model_dump(),
-        manifest["teacher"]["fingerprint"],
-        manifest["reference"]["fingerprint"],
-        manifest["instance_spec"],
-        manifest["split_key"],
-        sorted(sources),
+        manifest.teacher.fingerprint,
+        manifest.reference.fingerprint,
+        manifest.score_variant,
+        manifest.instance_spec,
+        manifest.split_key,
+        sorted(manifest.source_keys),
     )[:16]
 
 
-def run_selection(workdir: Workdir, manifest: dict, cfg: SelectConfig) -> dict:
+def run_selection(workdir: Workdir, manifest: RunManifest, cfg: SelectConfig) -> dict:
     """Rank, keep, and record. Returns the selection's record."""
     sid = selection_id(manifest, cfg)
     record_path, members_path = workdir.selection(sid), workdir.selected(sid)
@@ -115,10 +92,10 @@ def run_selection(workdir: Workdir, manifest: dict, cfg: SelectConfig) -> dict:
         "method": method,
         "alpha": cfg.alpha if cfg.budget_tokens is None else None,
         "budget_tokens": cfg.budget_tokens,
-        "teacher": manifest["teacher"]["spec"],
-        "teacher_fp": manifest["teacher"]["fingerprint"],
-        "reference": manifest["reference"]["spec"],
-        "reference_fp": manifest["reference"]["fingerprint"],
+        "teacher": manifest.teacher.spec,
+        "teacher_fp": manifest.teacher.fingerprint,
+        "reference": manifest.reference.spec,
+        "reference_fp": manifest.reference.fingerprint,
         "n_candidates": counts["n_finite"] + counts["n_nonfinite"] + counts["n_unscored"],
         "n_selected": kept["n_selected"],
         "n_nonfinite": counts["n_nonfinite"],
@@ -127,5 +104,5 @@ def run_selection(workdir: Workdir, manifest: dict, cfg: SelectConfig) -> dict:
         "selected_tokens": kept["selected_tokens"],
         "created_at": datetime.now(UTC).replace(tzinfo=None),
     }
-    write_parquet(pa.Table.from_pylist([record], schema=SELECTION_SCHEMA), record_path)  # last: marks completion
+    write_parquet(pa.Table.from_pylist([record], schema=schemas.SELECTION), record_path)  # last: marks completion
     return record

@@ -1,4 +1,4 @@
-"""The `miniplm` command: demo, run, sql, status."""
+"""The `miniplm` command: demo, prepare, run, sql, status. It drives the flows, so it lives beside them."""
 
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ out = Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def _prefect_defaults() -> None:
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # one line per weight file loaded is noise here
     # No internet here or on many clusters; a cold ephemeral server can take 10 s or more.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
@@ -70,6 +73,17 @@ def print_summary(summary: dict) -> None:
         + ", ".join(f"{k} {_fmt(v)}" for k, v in q.items())
         + f"; min {_fmt(summary['score_min'])}, max {_fmt(summary['score_max'])}"
     )
+    ref = summary.get("reference") or {}
+    if ref.get("validation_loss") is not None:
+        out.print(
+            f"reference LM: validation loss {_fmt(ref['validation_loss'], 3)} nats/token, vs a unigram model "
+            f"{_fmt(ref.get('unigram_loss'), 3)} and a uniform guess {_fmt(ref.get('uniform_loss'), 3)}"
+            + (
+                f" (trained on {ref['d_ref_tokens']:,} D_ref tokens, {ref['steps']} steps)"
+                if ref.get("trained")
+                else ""
+            )
+        )
     acc = Table(title="Where every document went (per source)", header_style="bold")
     rows = summary.get("accounting") or []
     for col in rows[0].keys() if rows else []:
@@ -105,91 +119,205 @@ def demo(
     """Run the whole pipeline offline on the embedded demo (stdlib prose, SmolLM2-135M teacher)."""
     from miniplm.demo import demo_config
 
-    summary = _run_flow(demo_config(workdir))
-    _finish(summary, json_output)
+    _run_and_report(lambda: _run_flow(demo_config(workdir)), json_output, print_summary)
 
 
-def _finish(summary: dict, json_output: bool) -> None:
+# Command-line options -> where they go in a PipelineConfig. With --config FILE, the options given on the command
+# line override the file's values; without it, every option (its default included) makes the config.
+OPTION_PATHS = {
+    "workdir": ["workdir"],
+    "corpus": ["corpus.paths"],
+    "text_column": ["corpus.text_column"],
+    "teacher": ["teacher"],
+    "reference": ["reference.spec"],
+    "retrain_reference": ["reference.retrain"],
+    "accept_weak_reference": ["reference.accept_weak"],
+    "reference_steps": ["reference.train.max_steps"],
+    "alpha": ["select.alpha"],
+    "budget_tokens": ["select.budget_tokens"],
+    "max_len": ["instances.max_len"],
+    "reference_fraction": ["split.reference_fraction"],
+    "heldout_fraction": ["split.heldout_fraction"],
+    "seed": ["split.seed"],
+    "students": ["student.enabled"],
+    "student_steps": ["student.train.max_steps"],
+    "device": ["score.device", "reference.train.device", "student.train.device"],
+    "dtype": ["score.dtype"],
+    "checkpoint_seconds": ["score.checkpoint_seconds"],
+    "runner": ["runner.kind"],
+    "ray_address": ["runner.address"],
+}
+
+
+def _set(tree: dict, dotted: str, value, defaults: dict) -> None:
+    """Set a nested value; a section the tree lacks starts as its default (not empty, which would drop defaults)."""
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        if key not in tree:
+            tree[key] = json.loads(json.dumps(defaults.get(key, {})))
+        tree, defaults = tree[key], defaults.get(key, {})
+    tree[leaf] = value
+
+
+def build_config(ctx: typer.Context, config: Path | None, options: dict):
+    """A PipelineConfig from --config (if given) with the command line's options over it."""
+    from click.core import ParameterSource
+    from pydantic import ValidationError
+
+    from miniplm.config import PipelineConfig
+
+    tree = json.loads(config.read_text()) if config is not None else {}
+    defaults = {
+        name: field.default_factory().model_dump(mode="json")
+        for name, field in PipelineConfig.model_fields.items()
+        if field.default_factory is not None
+    }
+    for name, value in options.items():
+        given = ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+        if name in OPTION_PATHS and (given or config is None) and value is not None:
+            for dotted in OPTION_PATHS[name]:
+                _set(tree, dotted, str(value) if isinstance(value, Path) else value, defaults)
+            if name == "ray_address":
+                _set(tree, "runner.kind", "ray", defaults)  # an address means the Ray runner
+    missing = [flag for flag, key in (("--corpus", "corpus"), ("--teacher", "teacher"), ("--workdir", "workdir"))
+               if key not in tree]  # fmt: skip
+    if missing:
+        err.print(f"[red]error:[/red] missing {', '.join(missing)} (give them, or a --config file that has them)")
+        raise typer.Exit(2)
+    try:
+        return PipelineConfig.model_validate(tree)
+    except ValidationError as exc:
+        err.print(f"[red]invalid parameters:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+CorpusOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="Input: JSONL(.gz), Parquet, CSV, .txt file or folder, saved HF dataset, hf:NAME[:SPLIT]; repeatable"
+    ),
+]
+TeacherOpt = Annotated[str | None, typer.Option(help="Hub id, checkpoint directory, .gguf file, or demo:smollm2-135m")]
+WorkdirOpt = Annotated[Path | None, typer.Option(help="Work directory")]
+MaxLenOpt = Annotated[int, typer.Option(help="Most tokens per instance")]
+TextColumnOpt = Annotated[str, typer.Option(help="Column / JSON field holding the text")]
+ReferenceFractionOpt = Annotated[float, typer.Option(help="Share of documents in D_ref")]
+HeldoutFractionOpt = Annotated[float, typer.Option(help="Share of documents held out for evaluation")]
+SeedOpt = Annotated[int, typer.Option(help="Seed for document membership and the uniform baseline")]
+ConfigOpt = Annotated[
+    Path | None, typer.Option(help="A JSON PipelineConfig; options given on the command line override it")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on the last line")]
+
+
+def _run_and_report(run, json_output: bool, printer) -> None:
+    from miniplm.models import ModelSpecError
+
+    try:
+        summary = run()
+    except (ValueError, FileNotFoundError, ModelSpecError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
     if json_output:
         print(json.dumps(summary, default=str))
     else:
-        print_summary(summary)
+        printer(summary)
+
+
+@app.command()
+def prepare(
+    ctx: typer.Context,
+    corpus: CorpusOpt = None,
+    teacher: TeacherOpt = None,
+    workdir: WorkdirOpt = None,
+    max_len: MaxLenOpt = 1024,
+    text_column: TextColumnOpt = "text",
+    reference_fraction: ReferenceFractionOpt = 0.05,
+    heldout_fraction: HeldoutFractionOpt = 0.02,
+    seed: SeedOpt = 0,
+    config: ConfigOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """The data path alone (ingest, tokenize, split): prepare on CPU nodes, score later where the GPUs are."""
+    cfg = build_config(ctx, config, dict(locals()))
+
+    def run() -> dict:
+        _prefect_defaults()
+        from flows.prepare import miniplm_prepare
+
+        prepared = miniplm_prepare(cfg)
+        return prepared_summary(cfg, prepared)
+
+    _run_and_report(run, json_output, print_prepared)
+
+
+def prepared_summary(cfg, prepared: dict) -> dict:
+    from miniplm.catalog import connect, load_sql
+    from miniplm.workdir import Workdir
+
+    manifest = prepared["manifest"]
+    con = connect(Workdir.open(cfg.workdir), manifest)
+    documents, instances, quarantined = con.execute(load_sql("corpus_totals")).fetchall()[0]
+    return {
+        "workdir": str(Workdir.open(cfg.workdir).root),
+        "sources": len(manifest.sources),
+        "shards": sum(s.parts for s in manifest.sources),
+        "rows_read": prepared["rows_read"],
+        "documents_total": documents,
+        "instances_total": instances,
+        "quarantined": quarantined,
+        "instance_spec": manifest.instance_spec,
+        "split_key": manifest.split_key,
+        "accounting": con.sql("select * from accounting").to_arrow_table().to_pylist(),
+        "steps_cached": prepared["steps_cached"],
+        "steps_run": prepared["steps_run"],
+    }
+
+
+def print_prepared(summary: dict) -> None:
+    table = Table(title="Prepared corpus", show_header=False)
+    for key in ("workdir", "sources", "shards", "rows_read", "documents_total", "instances_total", "quarantined"):
+        table.add_row(key, _fmt(summary.get(key)))
+    out.print(table)
+    out.print(f"steps answered from cache: {', '.join(summary.get('steps_cached') or []) or 'none'}")
 
 
 @app.command()
 def run(
-    corpus: Annotated[
-        list[str],
-        typer.Option(
-            help="Input: JSONL(.gz), Parquet, CSV, .txt file or folder, saved HF dataset, hf:NAME[:SPLIT]; repeatable"
-        ),
-    ],
-    teacher: Annotated[str, typer.Option(help="Hub id, checkpoint directory, .gguf file, or demo:smollm2-135m")],
-    workdir: Annotated[Path, typer.Option(help="Work directory")],
+    ctx: typer.Context,
+    corpus: CorpusOpt = None,
+    teacher: TeacherOpt = None,
+    workdir: WorkdirOpt = None,
     reference: Annotated[str, typer.Option(help="'train' or a checkpoint sharing the teacher's tokenizer")] = "train",
     alpha: Annotated[float, typer.Option(help="Fraction of candidates to keep")] = 0.5,
     budget_tokens: Annotated[int | None, typer.Option(help="Keep the best up to this many tokens instead")] = None,
-    max_len: Annotated[int, typer.Option(help="Most tokens per instance")] = 1024,
-    text_column: Annotated[str, typer.Option(help="Column / JSON field holding the text")] = "text",
-    reference_fraction: Annotated[float, typer.Option(help="Share of documents in D_ref")] = 0.05,
-    heldout_fraction: Annotated[float, typer.Option(help="Share of documents held out for evaluation")] = 0.02,
-    seed: Annotated[int, typer.Option(help="Seed for document membership and the uniform baseline")] = 0,
+    max_len: MaxLenOpt = 1024,
+    text_column: TextColumnOpt = "text",
+    reference_fraction: ReferenceFractionOpt = 0.05,
+    heldout_fraction: HeldoutFractionOpt = 0.02,
+    seed: SeedOpt = 0,
     retrain_reference: Annotated[bool, typer.Option(help="Retrain the reference even if one exists")] = False,
+    accept_weak_reference: Annotated[
+        bool, typer.Option(help="Go on with a reference no better than a unigram model")
+    ] = False,
     students: Annotated[bool, typer.Option(help="Train the students (kept data and uniform sample)")] = True,
     student_steps: Annotated[int, typer.Option(help="Training steps per student")] = 200,
-    reference_steps: Annotated[int, typer.Option(help="Training steps for the reference LM")] = 200,
+    reference_steps: Annotated[
+        int | None, typer.Option(help="Training steps for the reference LM (default: one pass over D_ref)")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16")] = "auto",
-    config: Annotated[Path | None, typer.Option(help="A JSON PipelineConfig; command-line options are ignored")] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on the last line")] = False,
+    checkpoint_seconds: Annotated[float, typer.Option(help="Scoring saves its work this often")] = 60.0,
+    runner: Annotated[str, typer.Option(help="Where scoring tasks run: local or ray")] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (ray://HEAD:10001, HEAD:6379, auto); implies --runner ray")
+    ] = None,
+    config: ConfigOpt = None,
+    json_output: JsonOpt = False,
 ) -> None:
     """Run the pipeline on your corpus; a repeat scores only what is new."""
-    from pydantic import ValidationError
-
-    from miniplm.config import (
-        CorpusConfig,
-        InstanceConfig,
-        PipelineConfig,
-        ReferenceConfig,
-        ScoreConfig,
-        SelectConfig,
-        SplitConfig,
-        StudentConfig,
-        TrainConfig,
-    )
-
-    try:
-        if config is not None:
-            cfg = PipelineConfig.model_validate_json(config.read_text())
-        else:
-            cfg = PipelineConfig(
-                workdir=str(workdir),
-                corpus=CorpusConfig(paths=corpus, text_column=text_column),
-                teacher=teacher,
-                reference=ReferenceConfig(
-                    spec=reference,
-                    retrain=retrain_reference,
-                    train=TrainConfig(max_steps=reference_steps, device=device),
-                ),
-                instances=InstanceConfig(max_len=max_len),
-                split=SplitConfig(
-                    reference_fraction=reference_fraction if reference == "train" else 0.0,
-                    heldout_fraction=heldout_fraction,
-                    seed=seed,
-                ),
-                score=ScoreConfig(device=device, dtype=dtype),
-                select=SelectConfig(alpha=alpha, budget_tokens=budget_tokens),
-                student=StudentConfig(enabled=students, train=TrainConfig(max_steps=student_steps, device=device)),
-            )
-    except ValidationError as exc:
-        err.print(f"[red]invalid parameters:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    try:
-        summary = _run_flow(cfg)
-    except (ValueError, FileNotFoundError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
-    _finish(summary, json_output)
+    cfg = build_config(ctx, config, dict(locals()))
+    _run_and_report(lambda: _run_flow(cfg), json_output, print_summary)
 
 
 def _print_relation(rel, fmt: str) -> None:

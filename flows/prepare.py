@@ -1,0 +1,55 @@
+"""The data path alone, as a Prefect flow: corpus in, documents, instances and splits out, on CPU nodes.
+
+corpus ─ ingest ─ tokenize (teacher's tokenizer) ─ split
+
+`miniplm prepare` runs it so a corpus can be prepared where the CPUs are and scored later where the GPUs are;
+`miniplm run` (the pipeline flow) runs it first and finds done what is done.
+"""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from flows.steplog import StepLog
+from miniplm.config import PipelineConfig
+from miniplm.manifest import RunManifest
+from miniplm.models import DEMO_TEACHER
+from miniplm.splits import split_config, split_key
+from miniplm.steps import plan_sources
+from miniplm.workdir import Workdir
+from tasks import steps
+
+
+@flow(name="miniplm-prepare", log_prints=True, flow_run_name="prepare {config.workdir}")
+def miniplm_prepare(config: PipelineConfig) -> dict:
+    """Ingest, tokenize and split the corpus; publish the views over it. Returns the run's manifest so far."""
+    step = StepLog()
+    workdir = str(Workdir.create(config.workdir).root)
+
+    # 1 the teacher's tokenizer: a hub id, a local checkpoint, a GGUF file, or the embedded demo model
+    spec = step(steps.fetch_demo_teacher) if config.teacher == DEMO_TEACHER else config.teacher
+    teacher = step(steps.resolve, spec, config.teacher)
+
+    # 2 read the corpus, streaming: documents with content ids, in shards; bad rows quarantined with a reason
+    sources = plan_sources(config.corpus)
+    ingested = [step(steps.ingest, workdir, s, config.corpus) for s in sources]
+    sources = [s.model_copy(update={"parts": stats["parts"]}) for s, stats in zip(sources, ingested, strict=True)]
+
+    # 3 instances in the teacher's tokenizer, never spanning two documents
+    instance_spec = step(steps.instance_spec, teacher.path, config.instances.max_len)
+    step(steps.tokenize, workdir, sources, teacher.path, config.instances.max_len, instance_spec)
+
+    # 4 D_ref / held-out / pool, by a seeded hash of each doc_id
+    split = split_config(config)
+    key = split_key(split)
+    step(steps.split, workdir, sources, split, key)
+
+    manifest = steps.manifest(
+        workdir, RunManifest(sources=sources, instance_spec=instance_spec, split=split, split_key=key, teacher=teacher)
+    )
+    return {
+        "manifest": manifest,
+        "rows_read": sum(s["rows_read"] for s in ingested),
+        "steps_cached": step.cached,
+        "steps_run": step.ran,
+    }

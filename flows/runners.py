@@ -1,0 +1,79 @@
+"""The task runner the scoring tasks run on, chosen by `PipelineConfig.runner`: the flows' code never changes.
+
+local: this machine, one scoring task at a time per device (one per GPU on a multi-GPU node).
+ray:   prefect-ray's RayTaskRunner on a Ray cluster; each scoring task asks Ray for a GPU where the cluster has
+       GPUs (Ray sets CUDA_VISIBLE_DEVICES for it), and for CPUs otherwise. The work directory must be on storage
+       every node reaches; tasks exchange only paths and small records.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import AbstractContextManager, nullcontext
+
+import torch
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+from miniplm.config import RunnerConfig, ScoreConfig
+from miniplm.devices import pick_device
+
+# What Ray workers need to reach this Prefect API and behave as the driver does (a worker started by
+# `ray start` does not inherit the driver's environment).
+FORWARDED_ENV = (
+    "PREFECT_API_URL",
+    "PREFECT_API_KEY",
+    "PREFECT_HOME",
+    "PREFECT_SERVER_ANALYTICS_ENABLED",
+    "PREFECT_LOGGING_LEVEL",
+    "MINIPLM_CACHE",
+    "HF_HOME",
+    "HF_HUB_OFFLINE",
+)
+
+
+def _ray_init_kwargs() -> dict:
+    env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+    return {"runtime_env": {"env_vars": env}, "log_to_driver": True}
+
+
+def ray_cluster_gpus(runner: RunnerConfig) -> float:
+    """GPUs in the Ray cluster (connects to it once; the task runner then reuses the connection)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(runner.address, **_ray_init_kwargs())
+    return float(ray.cluster_resources().get("GPU", 0))
+
+
+def scoring_gpus(runner: RunnerConfig, cfg: ScoreConfig) -> bool:
+    """Whether scoring tasks run on GPUs: a Ray cluster with GPUs, or a local CUDA device."""
+    if runner.kind == "ray":
+        return runner.gpus_per_task > 0 and ray_cluster_gpus(runner) > 0
+    return pick_device(cfg.device).type == "cuda"
+
+
+def task_runner(runner: RunnerConfig, cfg: ScoreConfig) -> TaskRunner:
+    if runner.kind == "ray":
+        from prefect_ray import RayTaskRunner
+
+        return RayTaskRunner(address=runner.address, init_kwargs=_ray_init_kwargs())
+    all_gpus = cfg.device in ("auto", "cuda") and torch.cuda.is_available()
+    return ThreadPoolTaskRunner(max_workers=torch.cuda.device_count() if all_gpus else 1)
+
+
+def task_resources(runner: RunnerConfig, gpus: bool) -> AbstractContextManager:
+    """What each scoring task asks of the cluster: a GPU where there are GPUs, else CPUs."""
+    if runner.kind != "ray":
+        return nullcontext()
+    from prefect_ray.context import remote_options
+
+    if gpus:
+        return remote_options(num_gpus=runner.gpus_per_task)
+    return remote_options(num_cpus=runner.cpus_per_task)
+
+
+def task_score_config(runner: RunnerConfig, cfg: ScoreConfig, gpus: bool) -> ScoreConfig:
+    """On CPU nodes of a cluster, torch uses as many threads as the task was given CPUs."""
+    if runner.kind == "ray" and not gpus and cfg.threads is None:
+        return cfg.model_copy(update={"threads": max(1, int(runner.cpus_per_task))})
+    return cfg

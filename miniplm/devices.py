@@ -1,0 +1,194 @@
+"""Where and in what precision to score, and how many tokens a batch holds: decided by measuring the device at hand.
+
+CPUs of one kind differ (bfloat16 is twice as fast as float32 with AMX and half as fast without it), so the dtype
+and the batch token budget are measured once per machine, model shape and dtype, and remembered in the cache.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import platform
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from miniplm import varlen
+from miniplm.shards import write_json
+
+# Logits per output-head chunk (positions x vocabulary): about 100 MB of float32 on a CPU, ~1 GB on CUDA, large
+# enough for the head matmul to run at speed, small beside the memory.
+HEAD_CHUNK_LOGITS = {"cpu": 512 * 49152, "cuda": 1 << 28}
+# Budgets tried on a CPU, in order; the search stops once a larger one is slower.
+CPU_BUDGETS = (1024, 2048, 4096, 8192, 16384)
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+_free_gpus: list[int] | None = None
+_gpus_changed = threading.Condition()
+
+
+@contextmanager
+def lease_device(device: str = "auto") -> Iterator[str]:
+    """A device for one scoring task, for as long as it runs. With `auto` or `cuda` on a machine with several GPUs,
+    each concurrent task in this process gets a GPU of its own (a task on Ray sees only the GPU Ray gave it)."""
+    global _free_gpus
+    if device not in ("auto", "cuda") or not torch.cuda.is_available():
+        yield "cpu" if device == "auto" else device
+        return
+    with _gpus_changed:
+        if _free_gpus is None:
+            _free_gpus = list(range(torch.cuda.device_count()))
+        _gpus_changed.wait_for(lambda: bool(_free_gpus))
+        gpu = _free_gpus.pop(0)
+    try:
+        yield f"cuda:{gpu}"
+    finally:
+        with _gpus_changed:
+            _free_gpus.append(gpu)
+            _gpus_changed.notify()
+
+
+def pick_dtype(device: torch.device, dtype: str = "auto") -> torch.dtype:
+    if dtype != "auto":
+        return DTYPES[dtype]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return fastest_cpu_dtype()
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def matmul_rate(dtype: torch.dtype, rows: int = 2048, width: int = 1024, repeats: int = 4) -> float:
+    a, w = torch.randn(rows, width, dtype=dtype), torch.randn(width, width, dtype=dtype)
+    torch.nn.functional.linear(a, w)  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        torch.nn.functional.linear(a, w)
+    return repeats * 2 * rows * width * width / (time.perf_counter() - start)
+
+
+@functools.cache
+def fastest_cpu_dtype() -> torch.dtype:
+    """bfloat16 or float32, whichever multiplies matrices faster on this CPU (measured once, ~0.2 s).
+
+    Only a CPU with native bfloat16 support is worth probing; elsewhere it is emulated and far slower.
+    """
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.float32
+    rates = {dt: matmul_rate(dt) for dt in (torch.float32, torch.bfloat16)}
+    # bf16 also loses ~1e-2 nats/token of accuracy, so it must win clearly to be chosen.
+    return torch.bfloat16 if rates[torch.bfloat16] > 1.2 * rates[torch.float32] else torch.float32
+
+
+def gpu_batch_tokens(config, dtype: torch.dtype, free_bytes: int) -> int:
+    """Tokens per batch for the GPU memory left free once the weights are loaded.
+
+    In inference only one layer's activations are alive at a time: about 6 hidden-wide and 3 MLP-wide vectors
+    per token (residual, norm, q/k/v, attention output; gate, up, their product), plus the float32 hidden state
+    kept for the head. Half the free memory, less 2 GiB for the head's logit chunk, goes to batches; the
+    out-of-memory backoff catches what this misjudges. Clamped to 4k..128k tokens (beyond that the GPU is full).
+    """
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    hidden = text.hidden_size
+    mlp = next((v for k in ("intermediate_size", "ffn_dim", "n_inner") if (v := getattr(text, k, None))), 4 * hidden)
+    per_token = (6 * hidden + 3 * mlp) * dtype.itemsize + 4 * hidden
+    usable = free_bytes // 2 - (2 << 30)
+    return int(min(max(usable // per_token, 4096), 131072)) // 1024 * 1024
+
+
+def _calibration_file():
+    from miniplm.models import cache_root
+
+    return cache_root() / "calibration.json"
+
+
+def cpu_batch_tokens(model_key: str, dtype: torch.dtype, tokens_per_s_at: Callable[[int], float]) -> int:
+    """The CPU batch budget that scores fastest for this model shape and dtype on this machine.
+
+    Larger batches make bigger matmuls, until their activations spill the caches; where that happens depends
+    on the CPU, the model's widths and the dtype. Budgets are tried in increasing order until one is slower than
+    the best so far; the answer is remembered per (CPU, threads, torch, model shape, dtype).
+    """
+    key = json.dumps(
+        [platform.processor() or platform.machine(), _cpu_name(), torch.get_num_threads(), torch.__version__,
+         model_key, dtype_name(dtype)]
+    )  # fmt: skip
+    path = _calibration_file()
+    known = json.loads(path.read_text()) if path.exists() else {}
+    if key in known:
+        return int(known[key])
+    best, best_rate = CPU_BUDGETS[0], 0.0
+    for budget in CPU_BUDGETS:
+        rate = tokens_per_s_at(budget)
+        if rate <= best_rate:
+            break
+        best, best_rate = budget, rate
+    known = json.loads(path.read_text()) if path.exists() else {}
+    known[key] = best
+    write_json(known, path)
+    return best
+
+
+@functools.cache
+def _cpu_name() -> str:
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    return next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "")
+
+
+def flash_attn_installed() -> bool:
+    try:
+        import flash_attn  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def packing_pays(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether padding-free packing is the faster layout here.
+
+    On a CPU it always is: attention runs per instance slice with SDPA's fused causal kernel, and no row pays for
+    padding. On CUDA it needs a varlen kernel, flash-attn's or PyTorch's own (torch >= 2.10); a per-instance loop
+    there would launch too many small kernels.
+    """
+    if device.type == "cpu":
+        return True
+    half = dtype in (torch.bfloat16, torch.float16)  # both varlen kernels need a half dtype
+    return device.type == "cuda" and half and (flash_attn_installed() or varlen.kernel_available(device, dtype))
+
+
+@contextmanager
+def tensor_core_float32(device: torch.device) -> Iterator[None]:
+    """float32 matmuls on CUDA tensor cores (TF32) for a moment: exact for bf16-valued inputs, whose 8 mantissa
+    bits fit TF32's 10, with float32 accumulation."""
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)

@@ -1,0 +1,39 @@
+-- Every live instance once, without its tokens (cheap), with its split and the shard that holds it.
+create or replace view instance_index as
+with raw as (
+    select
+        instance_id,
+        doc_id,
+        chunk_index,
+        n_tokens,
+        source_key,
+        filename
+    from read_parquet('instances/spec=${instance_spec}/*/*.parquet', hive_partitioning = true, hive_types_autocast = false, filename = true)
+    where source_key in (select source_key from sources)
+),
+
+deduplicated as (
+    -- a document in two sources has its instances in both: keep one, always the same
+    select
+        instance_id,
+        any_value(doc_id) as doc_id,
+        any_value(chunk_index) as chunk_index,
+        any_value(n_tokens) as n_tokens,
+        min(filename) as shard
+    from raw
+    group by instance_id
+),
+
+final as (
+    select
+        deduplicated.instance_id,
+        deduplicated.doc_id,
+        deduplicated.chunk_index,
+        deduplicated.n_tokens,
+        splits.split,
+        deduplicated.shard
+    from deduplicated
+    inner join splits using (doc_id)
+)
+
+select * from final;

@@ -1,0 +1,237 @@
+"""The pipeline's steps as plain functions: paths and small typed records in, paths and small records out.
+
+Prefect tasks (tasks/) wrap each one with caching, retries and artifacts; `flows/` composes them. Each step is
+idempotent: what it writes is named by the content it came from, so a repeat finds it done.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+from miniplm import corpus
+from miniplm.catalog import connect, load_sql, publish_catalog
+from miniplm.config import CorpusConfig, ReferenceConfig, ScoreConfig, SelectConfig, SplitConfig, StudentConfig
+from miniplm.export import export_members
+from miniplm.hashing import stable_hash
+from miniplm.instances import tokenize_parts
+from miniplm.manifest import ModelRef, RunManifest, SourceRef
+from miniplm.models import check_context, check_same_tokenizer, resolve_model
+from miniplm.partitions import Partition, partition_tokens, plan_partitions, score_partition
+from miniplm.reference import check_quality, given_reference_quality, reference_info, train_reference
+from miniplm.selection import run_selection, uniform_sample, write_members
+from miniplm.shards import read_json, write_json
+from miniplm.splits import write_splits
+from miniplm.train import train_lm
+from miniplm.workdir import Workdir
+
+
+def plan_sources(cfg: CorpusConfig) -> list[SourceRef]:
+    """Each input with its content key; an input given twice counts once."""
+    seen, sources = set(), []
+    for spec in cfg.paths:
+        key = corpus.source_fingerprint(spec, cfg)
+        if key not in seen:
+            seen.add(key)
+            sources.append(SourceRef(spec=spec, source_key=key))
+    return sources
+
+
+def ingest_source(workdir: str, source: SourceRef, cfg: CorpusConfig) -> dict:
+    """Read one source into document and quarantine shards; returns its counts and number of shards."""
+    return asdict(corpus.ingest(source.spec, Workdir.open(workdir), cfg, source.source_key))
+
+
+def tokenize_sources(workdir: str, sources: list[SourceRef], tokenizer_path: str, max_len: int, spec: str) -> dict:
+    """Cut every document shard into an instances shard (a process per shard when there are several)."""
+    wd = Workdir.open(workdir)
+    jobs = [
+        (wd.documents(s.source_key, part), wd.instances(spec, s.source_key, part))
+        for s in sources
+        for part in range(s.parts)
+    ]
+    return asdict(tokenize_parts(jobs, tokenizer_path, max_len, spec))
+
+
+def split_sources(workdir: str, sources: list[SourceRef], cfg: SplitConfig, key: str) -> dict:
+    wd = Workdir.open(workdir)
+    totals = {"reference": 0, "heldout": 0, "pool": 0}
+    for s in sources:
+        for part in range(s.parts):
+            counts = write_splits(wd.documents(s.source_key, part), wd.splits(key, s.source_key, part), cfg)
+            totals = {k: totals[k] + counts[k] for k in totals}
+    return totals
+
+
+def make_manifest(workdir: str, manifest: RunManifest) -> RunManifest:
+    """Record the run's live sources and models (manifest.json, the model registry), and publish the views."""
+    wd = Workdir.open(workdir)
+    previous = read_json(wd.registry_file) if wd.registry_file.exists() else {}
+    registry = dict(previous)
+    for role, model in (("teacher", manifest.teacher), ("reference", manifest.reference)):
+        if model is not None:
+            registry[model.fingerprint] = {"role": role, "spec": model.spec, "path": model.path}
+    if registry != previous:
+        write_json(registry, wd.registry_file)
+    write_json(manifest.model_dump(mode="json"), wd.manifest)
+    publish_catalog(wd, manifest)
+    return manifest
+
+
+def obtain_reference(workdir: str, manifest: RunManifest, cfg: ReferenceConfig, max_len: int) -> ModelRef:
+    """Train the reference on D_ref (or take the one given), check its tokenizer, context and quality."""
+    wd = Workdir.open(workdir)
+    if cfg.spec == "train":
+        return train_reference(wd, manifest, cfg, max_len)
+    resolved = resolve_model(cfg.spec)
+    ref = ModelRef(**resolved.to_dict())
+    check_same_tokenizer(manifest.teacher.path, ref.path)
+    check_context(ref.path, max_len, "reference")
+    info_path = wd.models / "given-reference" / ref.fingerprint / "quality.json"
+    info = read_json(info_path) if info_path.exists() else None
+    if info is None:
+        info = given_reference_quality(wd, manifest, ref, max_len)
+        write_json(info, info_path)
+    check_quality(info, cfg, manifest.split.reference_fraction)
+    return ref
+
+
+def reference_report(workdir: str, manifest: RunManifest) -> dict:
+    """The reference's validation loss beside the uniform and unigram baselines, for the run summary."""
+    wd = Workdir.open(workdir)
+    ref = manifest.reference
+    if ref is not None and ref.spec != "train":
+        path = wd.models / "given-reference" / ref.fingerprint / "quality.json"
+        return read_json(path) if path.exists() else {"spec": ref.spec}
+    info = reference_info(wd)
+    return {k: v for k, v in info.items() if k != "arch"}
+
+
+def plan_scoring(workdir: str, manifest: RunManifest, model: ModelRef, cfg: ScoreConfig, gpus: bool) -> list[Partition]:
+    """The partitions of the candidates `model` has not scored yet (none when everything is scored)."""
+    size = partition_tokens(cfg, model.path, manifest.score_variant, gpus)
+    return plan_partitions(Workdir.open(workdir), manifest, model, manifest.score_variant, size)
+
+
+def score(workdir: str, manifest: RunManifest, model: ModelRef, partition: Partition, cfg: ScoreConfig) -> dict:
+    return score_partition(Workdir.open(workdir), manifest, model, partition, cfg)
+
+
+def select(workdir: str, manifest: RunManifest, cfg: SelectConfig) -> dict:
+    return run_selection(Workdir.open(workdir), manifest, cfg)
+
+
+def train_students(workdir: str, manifest: RunManifest, selection: dict, cfg: StudentConfig, seed: int) -> dict:
+    """The same student on the kept data and on a uniform sample of the same size; held-out loss for both."""
+    wd = Workdir.open(workdir)
+    con = connect(wd, manifest)
+    tokenizer = cfg.tokenizer or manifest.teacher.path
+    sid = selection["selection_id"]
+    # (members, export directory) per training set; the uniform sample is drawn once and kept beside its export
+    sets = {"miniplm": (wd.selected(sid), wd.export_dir(sid))}
+    if cfg.uniform_baseline:
+        uniform_dir = wd.export_dir(f"uniform-{sid}-s{seed}")
+        sets["uniform"] = (uniform_dir / "members.parquet", uniform_dir)
+        if not sets["uniform"][0].exists():
+            uniform_sample(con, selection["n_selected"], seed, sets["uniform"][0], uniform_dir.name)
+    # the held-out set changes with the corpus, so its export is named by the live sources too
+    heldout_key = stable_hash(manifest.split_key, manifest.instance_spec, sorted(manifest.source_keys))[:16]
+    heldout_dir = wd.export_dir(f"heldout-{heldout_key}")
+    heldout_members = heldout_dir / "members.parquet"
+    if not heldout_members.exists():
+        write_members(con, load_sql("heldout_members"), {}, heldout_members)
+    has_heldout = con.execute(load_sql("count_rows"), {"path": str(heldout_members)}).fetchall()[0][0]
+    heldout_export = export_members(wd, manifest, heldout_members, heldout_dir, tokenizer) if has_heldout else None
+    results = {}
+    for name, (members, export_dir) in sets.items():
+        export = export_members(wd, manifest, members, export_dir, tokenizer)
+        if export["student_tokens"] < 16:
+            results[name] = {"skipped": f"only {export['student_tokens']} tokens to train on", "export": export}
+            continue
+        summary = train_lm(
+            wd.student_dir(f"{name}-{sid}"),
+            cfg.arch,
+            tokenizer,
+            Path(export["tokens_path"]),
+            cfg.train,
+            Path(heldout_export["tokens_path"]) if heldout_export else None,
+            max_positions=cfg.train.block_size,
+            desc=f"train student ({name})",
+        )
+        results[name] = {k: v for k, v in summary.items() if k not in {"history", "run_key"}} | {"export": export}
+    return results
+
+
+def summarize(workdir: str, manifest: RunManifest, selection: dict, counts: dict, students: dict | None) -> dict:
+    """The run's figures: counts that add up, score quantiles, extreme instances, the reference's quality, student
+    losses."""
+    wd = Workdir.open(workdir)
+    con = connect(wd, manifest)
+    dist = con.execute(load_sql("score_summary")).fetchall()[0]
+    quantiles = dict(zip(("p05", "p25", "p50", "p75", "p95"), dist[3] or [None] * 5, strict=True))
+    accounting = con.sql("select * from accounting").to_arrow_table().to_pylist()
+    columns = ("instance_id", "score", "teacher_logp", "ref_logp", "preview")
+    extremes = {
+        label: [
+            dict(zip(columns, r, strict=True))
+            for r in con.execute(load_sql("extreme_instances"), {"descending": label == "top", "n": 3}).fetchall()
+        ]
+        for label in ("top", "bottom")
+    }
+    totals = con.execute(load_sql("corpus_totals")).fetchall()[0]
+    summary = {
+        "workdir": str(wd.root),
+        "documents_total": totals[0],
+        "instances_total": totals[1],
+        "quarantined": totals[2],
+        **counts,
+        "candidates": selection["n_candidates"],
+        "selected": selection["n_selected"],
+        "selected_tokens": selection["selected_tokens"],
+        "nonfinite": selection["n_nonfinite"],
+        "threshold": selection["threshold"],
+        "selection_id": selection["selection_id"],
+        "alpha": selection["alpha"],
+        "score_variant": manifest.score_variant,
+        "score_quantiles": quantiles,
+        "score_min": dist[2],
+        "score_max": dist[4],
+        "mean_teacher_logp": dist[5],
+        "mean_ref_logp": dist[6],
+        "reference": reference_report(workdir, manifest),
+        "accounting": accounting,
+        "extremes": extremes,
+        "students": {
+            name: {
+                "heldout_loss": s.get("final_eval_loss"),
+                "steps": s.get("steps"),
+                "train_tokens": s.get("export", {}).get("student_tokens"),
+                "skipped": s.get("skipped"),
+            }
+            for name, s in (students or {}).items()
+        },
+    }
+    losses = {name: s["heldout_loss"] for name, s in summary["students"].items()}
+    if losses.get("miniplm") and losses.get("uniform"):
+        summary["heldout_loss_gain"] = losses["uniform"] - losses["miniplm"]
+    summary = json.loads(json.dumps(summary, default=str))  # plain JSON types (NaN-safe below)
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
+
+
+def previous_manifest(workdir: str) -> RunManifest | None:
+    wd = Workdir.open(workdir)
+    if not wd.manifest.exists():
+        return None
+    try:
+        return RunManifest.model_validate(read_json(wd.manifest))
+    except ValueError:  # a manifest from an older layout: nothing carries over
+        return None
+
+
+def count_new_documents(workdir: str, before: RunManifest | None, after: RunManifest) -> int:
+    """Documents live now that no source of the previous run held (a changed text counts as new)."""
+    con = connect(Workdir.open(workdir), after)
+    previous = before.source_keys if before else []
+    return con.execute(load_sql("new_documents"), {"previous": previous}).fetchall()[0][0]
