@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import duckdb
-
 from miniplm.select import candidate_counts, top_fraction
 
 

@@ -59,6 +59,7 @@ def miniplm_pipeline(config: PipelineConfig) -> dict:
         "instances_scored_reference": scores["reference"]["instances_scored"],
         "teacher_tokens_per_s": scores["teacher"]["tokens_per_s"] or None,
         "score_partitions": {role: s["partitions"] for role, s in scores.items()},
+        "score_workers": {role: s["workers"] for role, s in scores.items()},
         "steps_cached": step.cached,
         "steps_run": step.ran,
     }

@@ -36,7 +36,7 @@ def miniplm_prepare(config: PipelineConfig) -> dict:
     sources = [s.model_copy(update={"parts": stats["parts"]}) for s, stats in zip(sources, ingested, strict=True)]
 
     # 3 instances in the teacher's tokenizer, never spanning two documents
-    instance_spec = step(steps.instance_spec, teacher.path, config.instances.max_len)
+    instance_spec = steps.instance_spec(teacher.path, config.instances.max_len)
     step(steps.tokenize, workdir, sources, teacher.path, config.instances.max_len, instance_spec)
 
     # 4 D_ref / held-out / pool, by a seeded hash of each doc_id

@@ -17,10 +17,9 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from miniplm.config import RunnerConfig, ScoreConfig
 from miniplm.devices import pick_device
 
-# What Ray workers need to reach this Prefect API and behave as the driver does (a worker started by
-# `ray start` does not inherit the driver's environment).
+# What Ray workers need to behave as the driver does: a worker started by `ray start` has the environment of
+# that command, not the driver's.
 FORWARDED_ENV = (
-    "PREFECT_API_URL",
     "PREFECT_API_KEY",
     "PREFECT_HOME",
     "PREFECT_SERVER_ANALYTICS_ENABLED",
@@ -31,9 +30,25 @@ FORWARDED_ENV = (
 )
 
 
+def prefect_api_url() -> str | None:
+    """The Prefect API this process reports to: PREFECT_API_URL, or the temporary server Prefect started for it
+    (without the URL, every Ray worker would start a temporary server of its own)."""
+    from prefect.settings import get_current_settings
+
+    if url := get_current_settings().api.url:
+        return str(url)
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer._instances.get(None)
+    return server.api_url if server is not None and server.running else None
+
+
 def _ray_init_kwargs() -> dict:
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-    return {"runtime_env": {"env_vars": env}, "log_to_driver": True}
+    if url := prefect_api_url():
+        env["PREFECT_API_URL"] = url
+    # Workers' progress bars stay on their nodes; task states and logs reach the Prefect API.
+    return {"runtime_env": {"env_vars": env}, "log_to_driver": False, "namespace": "prefect"}
 
 
 def ray_cluster_gpus(runner: RunnerConfig) -> float:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -123,6 +125,18 @@ def plan_partitions(
     ]
 
 
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's CPU threads for a while (a scoring task's share of a node), then as they were."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _saved_files(out_dir: Path, workdir: Workdir) -> list[str]:
     anchor = workdir.partition_scores_dir(NONE, NONE, NONE, 0) / "empty.parquet"
     return [str(anchor)] + sorted(str(p) for p in out_dir.glob("*.parquet"))
@@ -143,9 +157,7 @@ def score_partition(
         return summary | {"seconds": 0.0, "tokens_per_s": 0.0}
     ids = np.asarray(todo.column("instance_id").to_pylist(), dtype=object)
     tokens = Ragged.from_arrow(todo.column("token_ids"))
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    with lease_device(cfg.device) as device:
+    with lease_device(cfg.device) as device, torch_threads(cfg.threads):
         scorer = LMScorer(
             model.path, device=device, dtype=variant_dtype(partition.variant), batch_tokens=cfg.batch_tokens
         )
@@ -197,6 +209,7 @@ def merge_summaries(model: ModelRef, results: list[dict], partitions: int) -> di
         "instances_scored": scored,
         "tokens_scored": tokens,
         "checkpoints": sum(r["checkpoints"] for r in results),
+        "workers": sorted({r["worker"] for r in results if r.get("worker")}),
         "seconds": round(seconds, 3),
         "tokens_per_s": round(tokens / seconds, 1) if seconds else 0.0,
     }

@@ -5,6 +5,9 @@ Tasks pass paths, fingerprints and small typed records (`RunManifest`, `ModelRef
 
 from __future__ import annotations
 
+import socket
+import sys
+
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -99,12 +102,20 @@ def plan_scoring(workdir: str, manifest: RunManifest, model: ModelRef, cfg: Scor
 def score_partition(
     workdir: str, manifest: RunManifest, model: ModelRef, partition: Partition, cfg: ScoreConfig
 ) -> dict:
-    """Score one partition, saving every `checkpoint_seconds`; a retry resumes after the last save."""
+    """Score one partition, saving every `checkpoint_seconds`; a retry resumes after the last save. Reports where
+    it ran (the Ray node, on a cluster)."""
     with progress_artifact(
         f"score-{partition.model_fp[:8]}-{partition.source_key[:8]}-{partition.part}-{partition.bucket}",
         f"score {partition.name}",
     ):
-        return steps.score(workdir, manifest, model, partition, cfg)
+        return steps.score(workdir, manifest, model, partition, cfg) | {"worker": _worker()}
+
+
+def _worker() -> str:
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        return f"ray:{ray.get_runtime_context().get_node_id()[:12]}"
+    return socket.gethostname()
 
 
 @task(name="select", cache_key_fn=step_cache_key, **CACHED)

@@ -25,17 +25,19 @@ def cfg_for(tmp_path, teacher, paths) -> PipelineConfig:
         teacher=str(teacher),
         instances=InstanceConfig(max_len=40),
         split=SplitConfig(reference_fraction=0.15, heldout_fraction=0.05),
-        reference=ReferenceConfig(train=TrainConfig(max_steps=5, batch_size=2)),
+        reference=ReferenceConfig(
+            train=TrainConfig(max_steps=5, batch_size=2), accept_weak=True
+        ),  # tiny: see test_reference
         student=StudentConfig(enabled=False),
     )
 
 
-def score_files(wd: Workdir, fp: str) -> dict:
-    return {p.name: p.stat().st_mtime_ns for p in wd.scores_dir(fp).glob("*.parquet")}
+def score_files(wd: Workdir, fp: str, variant: str) -> dict:
+    return {p: p.stat().st_mtime_ns for p in wd.scores_dir(fp, variant).rglob("*.parquet")}
 
 
-def scored_ids(wd: Workdir, fp: str, names) -> set:
-    return {i for n in names for i in pq.read_table(wd.scores_dir(fp) / n).column("instance_id").to_pylist()}
+def scored_ids(paths) -> set:
+    return {i for p in paths for i in pq.read_table(p).column("instance_id").to_pylist()}
 
 
 def test_new_changed_removed_documents_and_a_new_teacher(tmp_path, models):
@@ -48,8 +50,12 @@ def test_new_changed_removed_documents_and_a_new_teacher(tmp_path, models):
     first = miniplm_pipeline(cfg_for(tmp_path, models["teacher"], [path]))
     wd = Workdir.open(tmp_path / "wd")
     manifest = __import__("json").loads(wd.manifest.read_text())
-    t_fp, r_fp = manifest["teacher"]["fingerprint"], manifest["reference"]["fingerprint"]
-    before_t, before_r = score_files(wd, t_fp), score_files(wd, r_fp)
+    t_fp, r_fp, variant = (
+        manifest["teacher"]["fingerprint"],
+        manifest["reference"]["fingerprint"],
+        manifest["score_variant"],
+    )
+    before_t, before_r = score_files(wd, t_fp, variant), score_files(wd, r_fp, variant)
     con = open_readonly(wd)
     old_pool = set(r[0] for r in con.sql("select instance_id from scored").fetchall())
     old_scores = dict(con.sql("select instance_id, score from scored").fetchall())
@@ -68,10 +74,10 @@ def test_new_changed_removed_documents_and_a_new_teacher(tmp_path, models):
     assert second["documents_new"] == 7  # 6 added + 1 changed
     assert second["instances_scored_teacher"] == second["instances_scored_reference"] == len(new_pool)
     # old shards untouched, and the new shard holds exactly the new candidates
-    after_t = score_files(wd, t_fp)
+    after_t = score_files(wd, t_fp, variant)
     assert {k: after_t[k] for k in before_t} == before_t
-    assert scored_ids(wd, t_fp, set(after_t) - set(before_t)) == new_pool
-    assert set(score_files(wd, r_fp)) - set(before_r)
+    assert scored_ids(set(after_t) - set(before_t)) == new_pool
+    assert set(score_files(wd, r_fp, variant)) - set(before_r)
     # the removed and the old version of the changed document are no longer candidates
     gone = con.sql("select count(*) from documents where text = $t", params={"t": removed_text}).fetchall()[0][0]
     assert gone == 0

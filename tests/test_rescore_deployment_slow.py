@@ -44,7 +44,9 @@ def test_landed_event_starts_a_rescore_run(tmp_path, models):
         corpus=CorpusConfig(paths=["(the folder's files)"]),
         teacher=str(models["teacher"]),
         instances=InstanceConfig(max_len=40),
-        reference=ReferenceConfig(train=TrainConfig(max_steps=5, batch_size=2)),
+        reference=ReferenceConfig(
+            train=TrainConfig(max_steps=5, batch_size=2), accept_weak=True
+        ),  # tiny: see test_reference
         student=StudentConfig(enabled=False),
     )
     (tmp_path / "config.json").write_text(config.model_dump_json())

@@ -14,7 +14,9 @@ def folder_config(tmp_path, models) -> PipelineConfig:
         corpus=CorpusConfig(paths=["(replaced by the folder's files)"]),
         teacher=str(models["teacher"]),
         instances=InstanceConfig(max_len=40),
-        reference=ReferenceConfig(train=TrainConfig(max_steps=5, batch_size=2)),
+        reference=ReferenceConfig(
+            train=TrainConfig(max_steps=5, batch_size=2), accept_weak=True
+        ),  # tiny: see test_reference
         student=StudentConfig(enabled=False),
     )
 

@@ -23,6 +23,7 @@ def test_queries_succeed_throughout_a_run(tmp_path, models):
         "40",
         "--reference-fraction",
         "0.2",
+        "--accept-weak-reference",  # tiny corpora make weak references (see test_reference.py)
         "--reference-steps",
         "30",
         "--student-steps",
