@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM
 
-from miniplm.instances import boundary_kinds, cut_points
-from miniplm.scorer import LMScorer, pick_device, pick_dtype
+from miniplm.instances import TokenEnds, boundary_kinds, cut_points
+from miniplm.devices import pick_device, pick_dtype
+from miniplm.scorer import LMScorer
 
 
 def real_texts() -> list[str]:
@@ -44,10 +45,11 @@ def make_instances(tokenizer, max_len: int, budget_tokens: int) -> list[list[int
     lengths is the corpus's own, not that of whichever documents come first. A budget beyond the corpus (about
     150k tokens; a GPU needs more to time) takes it again in a fresh order."""
     every = []
+    ends_of = TokenEnds(tokenizer)
     for text in real_texts():
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-        tokens = list(enc["input_ids"]) + [tokenizer.eos_token_id]
-        every += [tokens[a:b] for a, b in cut_points(boundary_kinds(text, enc["offset_mapping"]), len(tokens), max_len)]
+        ((ids, ends),) = ends_of.encode([text])
+        tokens = ids.tolist() + [tokenizer.eos_token_id]
+        every += [tokens[a:b] for a, b in cut_points(boundary_kinds(text.encode(), ends), len(tokens), max_len)]
     out, total, rng = [], 0, np.random.default_rng(0)
     while total < budget_tokens:
         for i in rng.permutation(len(every)):

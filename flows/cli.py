@@ -19,9 +19,19 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # an error line stays one line, whatever the width
 # Piped output is read by people in logs and by other programs: wide enough not to squeeze tables.
 out = Console() if sys.stdout.isatty() else Console(width=200)
+
+
+DEBUG = {"on": False}
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show Prefect's logs and full tracebacks")] = False,
+) -> None:
+    DEBUG["on"] = debug
 
 
 def _prefect_defaults() -> None:
@@ -31,7 +41,8 @@ def _prefect_defaults() -> None:
     # No internet here or on many clusters; a cold ephemeral server can take 10 s or more.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # A failed step's traceback is Prefect's ERROR log; the CLI says what went wrong in one line instead.
+    os.environ["PREFECT_LOGGING_LEVEL"] = "INFO" if DEBUG["on"] else "CRITICAL"
 
 
 def _run_flow(config) -> dict:
@@ -216,6 +227,8 @@ def _run_and_report(run, json_output: bool, printer) -> None:
     try:
         summary = run()
     except (ValueError, FileNotFoundError, ModelSpecError) as exc:
+        if DEBUG["on"]:
+            raise
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
     if json_output:
@@ -268,9 +281,10 @@ def prepared_summary(cfg, prepared: dict) -> dict:
         "quarantined": quarantined,
         "instance_spec": manifest.instance_spec,
         "split_key": manifest.split_key,
-        "accounting": con.sql("select * from accounting").to_arrow_table().to_pylist(),
+        "accounting": con.table("accounting").to_arrow_table().to_pylist(),
         "steps_cached": prepared["steps_cached"],
         "steps_run": prepared["steps_run"],
+        "step_seconds": prepared["step_seconds"],
     }
 
 
@@ -403,25 +417,15 @@ def status(
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """What a work directory holds: sources, models, counts, the latest selection."""
-    from miniplm.catalog import open_readonly
+    from miniplm.catalog import load_sql, open_readonly
     from miniplm.shards import read_json
     from miniplm.workdir import Workdir
 
     wd = Workdir.open(workdir)
     manifest = read_json(wd.manifest) if wd.manifest.exists() else {}
     con = open_readonly(wd)
-    counts = dict(
-        zip(
-            ("documents", "instances", "quarantined", "candidates", "scored_teacher", "scored_reference", "selected"),
-            con.execute(
-                "select (select count(*) from documents), (select count(*) from instance_index), "
-                "(select count(*) from quarantine), (select count(*) from scored), "
-                "(select count(teacher_logp) from scored), (select count(ref_logp) from scored), "
-                "(select count(*) from selected)"
-            ).fetchall()[0],
-            strict=True,
-        )
-    )
+    relation = con.sql(load_sql("status_counts"))
+    counts = dict(zip(relation.columns, relation.fetchall()[0], strict=True))
     info = {
         "workdir": str(wd.root),
         "sources": [s["spec"] for s in manifest.get("sources", [])],

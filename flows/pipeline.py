@@ -6,6 +6,8 @@ teacher ────────────────────────
 
 from __future__ import annotations
 
+import time
+
 from prefect import flow
 
 from flows.prepare import miniplm_prepare
@@ -40,8 +42,9 @@ def miniplm_pipeline(config: PipelineConfig) -> dict:
     scoring = score_with(config.runner, config.score)
     scores = {}
     for role, model in (("teacher", manifest.teacher), ("reference", manifest.reference)):
+        start = time.perf_counter()
         scores[role] = scoring(workdir, manifest, model, config.score, role, config.runner, gpus)
-        step.record(f"score-{role}", cached=scores[role]["partitions"] == 0)
+        step.record(f"score-{role}", cached=scores[role]["partitions"] == 0, seconds=time.perf_counter() - start)
 
     # 7 select in DuckDB: score DESC, instance_id ASC, keep floor(alpha * N)
     selection = step(steps.select, workdir, manifest, config.select)
@@ -60,7 +63,6 @@ def miniplm_pipeline(config: PipelineConfig) -> dict:
         "teacher_tokens_per_s": scores["teacher"]["tokens_per_s"] or None,
         "score_partitions": {role: s["partitions"] for role, s in scores.items()},
         "score_workers": {role: s["workers"] for role, s in scores.items()},
-        "steps_cached": step.cached,
-        "steps_run": step.ran,
+        **step.report(),
     }
     return steps.summary(workdir, manifest, selection, counts, students)

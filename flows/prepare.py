@@ -47,9 +47,4 @@ def miniplm_prepare(config: PipelineConfig) -> dict:
     manifest = steps.manifest(
         workdir, RunManifest(sources=sources, instance_spec=instance_spec, split=split, split_key=key, teacher=teacher)
     )
-    return {
-        "manifest": manifest,
-        "rows_read": sum(s["rows_read"] for s in ingested),
-        "steps_cached": step.cached,
-        "steps_run": step.ran,
-    }
+    return {"manifest": manifest, "rows_read": sum(s["rows_read"] for s in ingested), **step.report()}

@@ -84,8 +84,18 @@ def demo_config(workdir: str | Path) -> PipelineConfig:
         instances=InstanceConfig(max_len=512),
         # A corpus of ~150k tokens: 5% would give the reference too little to learn from.
         split=SplitConfig(reference_fraction=0.15, heldout_fraction=0.08, seed=0),
+        # D_ref is ~20k tokens: one pass would be a handful of steps, so the demo's reference makes several passes
+        # in small batches, and validation on D_ref stops it at its best.
         reference=ReferenceConfig(
-            train=TrainConfig(max_steps=50, batch_size=4, learning_rate=3e-3, warmup_steps=5, eval_interval=25)
+            train=TrainConfig(
+                max_steps=None,
+                epochs=20,
+                batch_size=4,
+                learning_rate=3e-3,
+                warmup_steps=5,
+                eval_interval=10,
+                patience=3,
+            )
         ),
         student=StudentConfig(
             train=TrainConfig(

@@ -103,12 +103,11 @@ def plan_partitions(
     plan_root = plans / uuid.uuid4().hex[:12]
     con = connect(workdir, manifest)
     params = {"model_fp": model.fingerprint, "variant": variant, "partition_tokens": tokens_per_partition}
-    count = con.sql(f"select count(*) from ({load_sql('plan_partitions')})", params=params).fetchall()[0][0]
-    if count == 0:
-        return []
     plan_root.parent.mkdir(parents=True, exist_ok=True)
     layout = "format parquet, partition_by (source_key, part, bucket)"  # one folder per partition
-    con.execute(f"copy ({load_sql('plan_partitions')}) to '{plan_root}' ({layout})", params)
+    (written,) = con.execute(f"copy ({load_sql('plan_partitions')}) to '{plan_root}' ({layout})", params).fetchone()
+    if written == 0:
+        return []
     rows = con.sql(load_sql("partitions_of_plan"), params={"plan_files": f"{plan_root}/*/*/*/*.parquet"}).fetchall()
     return [
         Partition(

@@ -8,8 +8,8 @@ A reference no better than the unigram model knows nothing a word count does not
 measure what it failed to learn: such a reference stops the run unless the user accepts it.
 
 Retraining it whenever data arrives would change every reference score and force a full re-score, so the
-trained reference is an artifact with a fingerprint, reused until `retrain`; what it was trained on is recorded,
-and a run whose split or instances differ refuses to reuse it silently.
+trained reference is an artifact with a fingerprint, reused until `retrain`. What it was trained on is recorded:
+a run whose split or instances differ trains a new one rather than scoring with a model that saw candidates.
 """
 
 from __future__ import annotations
@@ -39,10 +39,6 @@ INFO = "miniplm_reference.json"
 
 class WeakReferenceError(ValueError):
     """The reference LM is no better than a unigram model: its scores would be noise."""
-
-
-class ReferenceMismatchError(ValueError):
-    """The trained reference was trained on another split or other instances than this run uses."""
 
 
 def reference_arch(train_tokens: int) -> ModelArchConfig:
@@ -179,14 +175,12 @@ def train_reference(workdir: Workdir, manifest: RunManifest, cfg: ReferenceConfi
     basis = trained_on(manifest, cfg)
     if (final / "config.json").exists() and info_path.exists() and not cfg.retrain:
         info = read_json(info_path)
-        if info.get("trained_on") != basis:
-            raise ReferenceMismatchError(
-                f"the trained reference in {final} was trained on {info.get('trained_on')}, but this run uses "
-                f"{basis} (the split, max_len or the teacher's tokenizer changed). Reusing it would score with a model "
-                "that saw some candidates or other instances; pass --retrain-reference to train a new one."
-            )
-        check_quality(info, cfg, manifest.split.reference_fraction)
-        return ModelRef(spec="train", path=str(final), fingerprint=model_fingerprint(final))
+        if info.get("trained_on") == basis:
+            check_quality(info, cfg, manifest.split.reference_fraction)
+            return ModelRef(spec="train", path=str(final), fingerprint=model_fingerprint(final))
+        # The split or the instances changed: the kept reference saw other documents (some now candidates) or
+        # other windows, so a new one is trained; every reference score is then recomputed.
+        print(f"the trained reference was trained on {info.get('trained_on')}; this run uses {basis}: retraining")
     run_dir = workdir.models / "reference-runs" / stable_hash(basis, cfg.model_dump(exclude={"retrain", "accept_weak"}))
     if cfg.retrain:
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -171,7 +171,7 @@ def summarize(workdir: str, manifest: RunManifest, selection: dict, counts: dict
     con = connect(wd, manifest)
     dist = con.execute(load_sql("score_summary")).fetchall()[0]
     quantiles = dict(zip(("p05", "p25", "p50", "p75", "p95"), dist[3] or [None] * 5, strict=True))
-    accounting = con.sql("select * from accounting").to_arrow_table().to_pylist()
+    accounting = con.table("accounting").to_arrow_table().to_pylist()
     columns = ("instance_id", "score", "teacher_logp", "ref_logp", "preview")
     extremes = {
         label: [

@@ -21,7 +21,21 @@ from miniplm.hashing import code_fingerprint, stable_hash
 from miniplm.progress import report_progress_to
 from miniplm.workdir import Workdir
 
-RETRIES = dict(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=5), retry_jitter_factor=0.2)
+# Errors that a retry cannot fix: bad input, a missing or corrupt model, a weak reference, a missing file.
+PERMANENT = (ValueError, TypeError, FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError)
+
+
+def transient(task, task_run, state) -> bool:
+    """Retry what may pass (a network download, a lost node, a GPU out of memory), never a permanent error."""
+    return not isinstance(state.data, PERMANENT)
+
+
+RETRIES = dict(
+    retries=2,
+    retry_delay_seconds=exponential_backoff(backoff_factor=5),
+    retry_jitter_factor=0.2,
+    retry_condition_fn=transient,
+)
 CACHED = dict(persist_result=True, cache_expiration=timedelta(days=365))
 
 

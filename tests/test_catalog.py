@@ -1,0 +1,84 @@
+"""The views are a few globs over a stable folder layout: cheap with any number of shards, blind to removed
+sources, and unique per key whatever the shards hold."""
+
+import pyarrow as pa
+
+from miniplm import schemas, steps
+from miniplm.catalog import connect, render_views
+from miniplm.config import CorpusConfig, SplitConfig
+from miniplm.instances import instance_spec
+from miniplm.manifest import ModelRef, RunManifest
+from miniplm.shards import write_parquet
+from miniplm.splits import split_key
+from miniplm.workdir import Workdir
+from tests.tiny import corpus_texts, write_jsonl
+
+
+def prepared(tmp_path, models, shard_documents: int) -> tuple[Workdir, RunManifest]:
+    """Two sources ingested, tokenized and split with the library alone, in shards of `shard_documents`."""
+    wd = Workdir.create(tmp_path / f"wd-{shard_documents}")
+    texts = corpus_texts(120, seed=2)
+    paths = [write_jsonl(tmp_path / "a.jsonl", texts[:80]), write_jsonl(tmp_path / "b.jsonl", texts[70:])]
+    cfg = CorpusConfig(paths=[str(p) for p in paths], shard_documents=shard_documents)
+    sources = steps.plan_sources(cfg)
+    sources = [s.model_copy(update={"parts": steps.ingest_source(str(wd.root), s, cfg)["parts"]}) for s in sources]
+    tok = str(models["teacher"])
+    spec = instance_spec(tok, 40)
+    steps.tokenize_sources(str(wd.root), sources, tok, 40, spec)
+    split = SplitConfig(reference_fraction=0.1, heldout_fraction=0.1)
+    steps.split_sources(str(wd.root), sources, split, split_key(split))
+    teacher = ModelRef(spec="t", path=tok, fingerprint="T")
+    manifest = RunManifest(
+        sources=sources, instance_spec=spec, split=split, split_key=split_key(split), teacher=teacher
+    )
+    return wd, manifest
+
+
+def test_views_do_not_grow_with_the_number_of_shards(tmp_path, models):
+    one_wd, one = prepared(tmp_path, models, shard_documents=1000)
+    many_wd, many = prepared(tmp_path, models, shard_documents=7)
+    assert [s.parts for s in one.sources] == [1, 1] and sum(s.parts for s in many.sources) >= 15
+    views_one, views_many = render_views(one_wd, one), render_views(many_wd, many)
+    assert "part-0" not in views_many and len(views_many) == len(views_one)
+    for wd, manifest in ((one_wd, one), (many_wd, many)):
+        con = connect(wd, manifest)
+        assert con.sql("select count(*) from documents").fetchall() == [(110,)]  # 10 documents in both files
+    same = "select instance_id, n_tokens, split from instance_index order by instance_id"
+    assert connect(one_wd, one).sql(same).fetchall() == connect(many_wd, many).sql(same).fetchall()
+
+
+def test_a_source_no_longer_in_the_corpus_is_not_read(tmp_path, models):
+    wd, manifest = prepared(tmp_path, models, shard_documents=1000)
+    only_a = manifest.model_copy(update={"sources": manifest.sources[:1]})
+    con = connect(wd, only_a)
+    assert con.sql("select count(*) from documents").fetchall() == [(80,)]
+    assert con.sql(
+        "select count(distinct source_key) from instance_index join documents using (doc_id)"
+    ).fetchall() == [(1,)]
+    plan = con.sql("explain analyze select count(*) from documents").fetchall()[0][1]
+    assert "Total Files Read: 2" in plan  # a's shard, and the empty shard that gives the glob its columns
+
+
+def test_views_yield_one_row_per_key_whatever_the_shards_hold(tmp_path, models):
+    wd, manifest = prepared(tmp_path, models, shard_documents=1000)
+    manifest = manifest.model_copy(
+        update={"reference": ModelRef(spec="r", path="r", fingerprint="R"), "score_variant": "v"}
+    )
+    con = connect(wd, manifest)
+    ids = [i for (i,) in con.sql("select instance_id from instance_index where split = 'pool'").fetchall()]
+    for fp in ("T", "R"):  # every candidate scored twice, in two shards (as two concurrent runs once wrote)
+        table = pa.table(
+            {
+                "instance_id": ids,
+                "n_predicted": [1] * len(ids),
+                "sum_logp": [-1.0] * len(ids),
+                "mean_logp": [-1.0] * len(ids),
+            },
+            schema=schemas.SCORE,
+        )
+        for copy in ("x", "y"):
+            write_parquet(table, wd.partition_scores_dir(fp, "v", "s", 0) / f"{copy}.parquet")
+    assert con.sql("select count(*), count(distinct instance_id) from scored").fetchall() == [(len(ids), len(ids))]
+    assert con.sql(
+        "select count(*) from (select model_fp, instance_id from scores group by all having count(*) > 1)"
+    ).fetchall() == [(0,)]
