@@ -71,7 +71,7 @@ def main() -> None:
             corpus=CorpusConfig(paths=[str(p) for p in paths]),
             teacher=str(teacher),
             instances=InstanceConfig(max_len=256),
-            reference=ReferenceConfig(train=TrainConfig(max_steps=50, batch_size=8)),
+            reference=ReferenceConfig(train=TrainConfig(max_steps=50, batch_size=8), accept_weak=True),
             student=StudentConfig(enabled=False),
         )
 

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM
 
-from miniplm.instances import TokenEnds, boundary_kinds, cut_points
 from miniplm.devices import pick_device, pick_dtype
+from miniplm.instances import TokenEnds, boundary_kinds, cut_points
 from miniplm.scorer import LMScorer
 
 

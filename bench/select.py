@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 
 import duckdb
-from miniplm.select import candidate_counts, top_fraction
+
+from miniplm.selection import candidate_counts, top_fraction
 
 
 def peak_rss_mb() -> float:

@@ -134,3 +134,45 @@ def test_run_reports_bad_input_clearly(tmp_path, models):
     )
     assert result.returncode != 0
     assert "missing.jsonl: no such file or directory" in result.stderr
+
+
+def test_prepare_then_run_finds_the_corpus_prepared(tmp_path, models):
+    """`prepare` on a CPU node, `run` with the same settings later: the data path is not done twice."""
+    corpus = write_jsonl(tmp_path / "c.jsonl", corpus_texts(50, seed=4))
+    common = ["--corpus", str(corpus), "--teacher", str(models["teacher"]), "--workdir", str(tmp_path / "wd"),
+              "--max-len", "40", "--json"]  # fmt: skip
+    prepared = json.loads(miniplm("prepare", *common).stdout.strip().splitlines()[-1])
+    assert prepared["documents_total"] == 50 and prepared["instances_total"] > 50 and prepared["shards"] == 1
+    assert set(prepared["steps_run"]) >= {"ingest", "tokenize", "split"}
+    # the prepared corpus is queryable before anything is scored
+    rows = miniplm("sql", "--workdir", str(tmp_path / "wd"), "--format", "json", "select count(*) as n from documents")
+    assert json.loads(rows.stdout) == [{"n": 50}]
+    ran = json.loads(
+        miniplm(
+            "run", *common, "--no-students", "--accept-weak-reference", "--reference-steps", "3"
+        ).stdout.splitlines()[-1]
+    )
+    assert {"ingest", "tokenize", "split"} <= set(ran["steps_cached"])
+    assert ran["documents_total"] == 50 and ran["instances_scored_teacher"] == ran["candidates"] > 0
+
+
+def test_options_override_a_config_file_and_the_file_alone_is_enough(tmp_path, models):
+    from miniplm.config import CorpusConfig, PipelineConfig, ReferenceConfig, SplitConfig, StudentConfig, TrainConfig
+
+    corpus = write_jsonl(tmp_path / "c.jsonl", corpus_texts(40, seed=6))
+    cfg = PipelineConfig(
+        workdir=str(tmp_path / "wd"),
+        corpus=CorpusConfig(paths=[str(corpus)]),
+        teacher=str(models["teacher"]),
+        reference=ReferenceConfig(train=TrainConfig(max_steps=3), accept_weak=True),
+        split=SplitConfig(reference_fraction=0.3),
+        student=StudentConfig(enabled=False),
+    )
+    cfg.select.alpha = 0.5
+    path = tmp_path / "pipeline.json"
+    path.write_text(cfg.model_dump_json())
+    alone = json.loads(miniplm("run", "--config", str(path), "--json").stdout.splitlines()[-1])
+    assert alone["alpha"] == 0.5 and alone["students"] == {}
+    over = json.loads(miniplm("run", "--config", str(path), "--alpha", "0.3", "--json").stdout.splitlines()[-1])
+    assert over["alpha"] == 0.3 and over["selected"] == int(0.3 * (over["candidates"] - over["nonfinite"]))
+    assert over["instances_scored_teacher"] == 0  # the file's other settings held: nothing new to score
