@@ -172,7 +172,6 @@ def _set(tree: dict, dotted: str, value, defaults: dict) -> None:
 
 def build_config(ctx: typer.Context, config: Path | None, options: dict):
     """A PipelineConfig from --config (if given) with the command line's options over it."""
-    from click.core import ParameterSource
     from pydantic import ValidationError
 
     from miniplm.config import PipelineConfig
@@ -184,7 +183,8 @@ def build_config(ctx: typer.Context, config: Path | None, options: dict):
         if field.default_factory is not None
     }
     for name, value in options.items():
-        given = ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+        source = ctx.get_parameter_source(name)  # by name: typer ships its own copy of click's enum
+        given = source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
         if name in OPTION_PATHS and (given or config is None) and value is not None:
             for dotted in OPTION_PATHS[name]:
                 _set(tree, dotted, str(value) if isinstance(value, Path) else value, defaults)
