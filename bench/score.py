@@ -24,7 +24,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from miniplm.devices import pick_device, pick_dtype
-from miniplm.instances import TokenEnds, boundary_kinds, cut_points
+from miniplm.instances import TokenEnds, TokenizerRef, boundary_kinds, cut_points
 from miniplm.scorer import LMScorer
 
 
@@ -45,7 +45,7 @@ def make_instances(tokenizer, max_len: int, budget_tokens: int) -> list[list[int
     lengths is the corpus's own, not that of whichever documents come first. A budget beyond the corpus (about
     150k tokens; a GPU needs more to time) takes it again in a fresh order."""
     every = []
-    ends_of = TokenEnds(tokenizer)
+    ends_of = TokenEnds(TokenizerRef.of(tokenizer.name_or_path))
     for text in real_texts():
         ((ids, ends),) = ends_of.encode([text])
         tokens = ids.tolist() + [tokenizer.eos_token_id]

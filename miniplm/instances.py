@@ -90,33 +90,47 @@ def cut_points(kinds: np.ndarray, n_tokens: int, max_len: int) -> list[tuple[int
     return spans
 
 
+@dataclass(frozen=True)
+class TokenizerRef:
+    """What a tokenizing process needs, and nothing heavier: the fast tokenizer as JSON, its EOS id, and the bytes
+    of each token id when the tokenizer is byte-level (a worker never imports transformers or torch)."""
+
+    backend_json: str
+    eos: int
+    byte_lengths: np.ndarray | None
+
+    @classmethod
+    def of(cls, tokenizer_path: str) -> TokenizerRef:
+        tokenizer = load_tokenizer(tokenizer_path)
+        backend = tokenizer.backend_tokenizer.to_str()
+        return cls(backend, tokenizer.eos_token_id, _byte_level_lengths(backend, tokenizer.get_vocab()))
+
+
+def _byte_level_lengths(backend_json: str, vocab: dict[str, int]) -> np.ndarray | None:
+    """Bytes per token id for a byte-level BPE tokenizer (each character of a vocabulary entry is one byte), or
+    None for any other kind."""
+    spec = json.loads(backend_json)
+    if (spec.get("decoder") or {}).get("type") != "ByteLevel" or spec.get("normalizer"):
+        return None
+    lengths = np.zeros(max(vocab.values()) + 1, dtype=np.int64)
+    added = {t["id"]: t["content"] for t in spec.get("added_tokens", [])}
+    for token, idx in vocab.items():
+        lengths[idx] = len(added[idx].encode()) if idx in added else len(token)
+    return lengths
+
+
 class TokenEnds:
-    """Where each token ends in its document's UTF-8 bytes."""
+    """Token ids and where each token ends in its document's UTF-8 bytes."""
 
-    def __init__(self, tokenizer) -> None:
-        self.tokenizer = tokenizer
-        self.byte_lengths = self._byte_level_lengths(tokenizer)
+    def __init__(self, ref: TokenizerRef) -> None:
+        from tokenizers import Tokenizer
 
-    @staticmethod
-    def _byte_level_lengths(tokenizer) -> np.ndarray | None:
-        """Bytes per token id for a byte-level BPE tokenizer (each character of a vocabulary entry is one byte),
-        or None for any other kind."""
-        backend = getattr(tokenizer, "backend_tokenizer", None)
-        if backend is None:
-            return None
-        spec = json.loads(backend.to_str())
-        if (spec.get("decoder") or {}).get("type") != "ByteLevel" or spec.get("normalizer"):
-            return None
-        lengths = np.zeros(len(tokenizer), dtype=np.int64)
-        added = {t["id"]: t["content"] for t in spec.get("added_tokens", [])}
-        for token, idx in tokenizer.get_vocab().items():
-            lengths[idx] = len(added[idx].encode()) if idx in added else len(token)
-        return lengths
+        self.backend = Tokenizer.from_str(ref.backend_json)
+        self.byte_lengths = ref.byte_lengths
 
     def encode(self, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
         """(token ids, byte ends) per text."""
-        backend = self.tokenizer.backend_tokenizer
-        encodings = backend.encode_batch(texts, add_special_tokens=False)
+        encodings = self.backend.encode_batch(texts, add_special_tokens=False)
         out = []
         for text, enc in zip(texts, encodings, strict=True):
             ids = np.asarray(enc.ids, dtype=np.int32)
@@ -199,14 +213,13 @@ def stats_path(out: Path) -> Path:
     return out.with_suffix(".stats.json")
 
 
-def tokenize_part(documents: Path, out: Path, tokenizer_path: str, max_len: int, spec: str) -> dict:
+def tokenize_part(documents: Path, out: Path, tokenizer: TokenizerRef, max_len: int, spec: str) -> dict:
     """Tokenize one documents shard into an instances shard, batch by batch. Returns counts.
 
     The shard is done when it exists: its counts are written first, then it is renamed into place.
     """
     if out.exists():
         return json.loads(stats_path(out).read_text())
-    tokenizer = load_tokenizer(tokenizer_path)
     ends_of = TokenEnds(tokenizer)
     stats = TokenizeStats()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -219,7 +232,7 @@ def tokenize_part(documents: Path, out: Path, tokenizer_path: str, max_len: int,
         ) as bar,
     ):
         for doc_ids, texts in _document_batches(documents):
-            table = _instances_of_batch(ends_of, tokenizer.eos_token_id, doc_ids, texts, max_len, spec)
+            table = _instances_of_batch(ends_of, tokenizer.eos, doc_ids, texts, max_len, spec)
             writer.write_table(table)
             stats.documents += len(doc_ids)
             stats.instances += table.num_rows
@@ -242,7 +255,8 @@ def tokenize_parts(jobs: list[tuple[Path, Path]], tokenizer_path: str, max_len: 
     workers = min(len(todo), os.cpu_count() or 1)
     if sum(d.stat().st_size for d, _ in todo) < POOL_MIN_BYTES:
         workers = 1
-    run = functools.partial(tokenize_part, tokenizer_path=tokenizer_path, max_len=max_len, spec=spec)
+    tokenizer = TokenizerRef.of(tokenizer_path)
+    run = functools.partial(tokenize_part, tokenizer=tokenizer, max_len=max_len, spec=spec)
     if workers <= 1:
         results = [run(d, o) for d, o in jobs]
     else:

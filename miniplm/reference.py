@@ -27,7 +27,7 @@ from miniplm.hashing import stable_hash
 from miniplm.manifest import ModelRef, RunManifest
 from miniplm.models import load_tokenizer, model_fingerprint
 from miniplm.shards import read_json, temporary_name, write_json
-from miniplm.train import TOKEN_DTYPE, read_token_stream, train_lm
+from miniplm.train import TOKEN_DTYPE, lm_loss_sum, read_token_stream, train_lm
 from miniplm.workdir import Workdir
 
 # (hidden size, layers) from small to the paper's scale; non-embedding parameters are about 12 x hidden^2 x layers.
@@ -121,9 +121,8 @@ def measure_quality(model_dir: Path, unigram_counts: np.ndarray, validation: Pat
         window = torch.from_numpy(data[start : start + block + 1].astype(np.int64))[None]
         if window.shape[1] < 2:
             break
-        logits = model(input_ids=window[:, :-1]).logits[0].float()
         targets = window[0, 1:]
-        model_total -= torch.log_softmax(logits, -1).gather(1, targets[:, None]).sum().item()
+        model_total += lm_loss_sum(model, window).item()
         unigram_total -= float(log_unigram[targets.numpy()].sum())
         n += len(targets)
     return {

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from miniplm.config import ModelArchConfig, TrainConfig
 from miniplm.progress import progress_bar
@@ -75,6 +76,36 @@ def get_lr(step: int, cfg: TrainConfig) -> float:
     return cfg.learning_rate * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * coeff)
 
 
+LOSS_CHUNK_LOGITS = 1 << 25  # logits alive at once in the loss (128 MB of float32), whatever the vocabulary
+
+
+def lm_loss_sum(model, x: torch.Tensor) -> torch.Tensor:
+    """Sum of next-token cross-entropy over a batch of windows x (B, T+1), in float32.
+
+    The output head runs on chunks of positions, each under activation checkpointing: a batch never holds all its
+    logits (B x T x V: 1.6 GB for 8 x 1024 tokens of a 49k vocabulary, and as much again for their gradient).
+    """
+    hidden = model.get_decoder()(input_ids=x[:, :-1]).last_hidden_state  # (B, T, H)
+    h, targets = hidden.reshape(-1, hidden.shape[-1]), x[:, 1:].reshape(-1)  # (N, H), (N,)
+    head = model.get_output_embeddings()
+    softcap = getattr(model.config, "final_logit_softcapping", None)
+
+    def chunk_loss(h_chunk: torch.Tensor, t_chunk: torch.Tensor) -> torch.Tensor:
+        logits = head(h_chunk).float()  # (C, V)
+        if softcap:
+            logits = torch.tanh(logits / softcap) * softcap
+        return torch.nn.functional.cross_entropy(logits, t_chunk, reduction="sum")
+
+    step = max(1, LOSS_CHUNK_LOGITS // head.weight.shape[0])
+    total = torch.zeros((), dtype=torch.float32, device=h.device)
+    for lo in range(0, h.shape[0], step):
+        if torch.is_grad_enabled():
+            total = total + checkpoint(chunk_loss, h[lo : lo + step], targets[lo : lo + step], use_reentrant=False)
+        else:
+            total = total + chunk_loss(h[lo : lo + step], targets[lo : lo + step])
+    return total
+
+
 @torch.inference_mode()
 def estimate_loss(model, data: np.ndarray, batch_size: int, block_size: int, max_batches: int, device) -> float:
     """Mean next-token loss over consecutive windows from the start of `data` (deterministic)."""
@@ -88,8 +119,7 @@ def estimate_loss(model, data: np.ndarray, batch_size: int, block_size: int, max
             for i in range(lo, min(lo + batch_size, n_windows))
         ]
         x = torch.from_numpy(np.stack(rows)).to(device)
-        loss = model(input_ids=x, labels=x).loss
-        total += float(loss) * x.shape[0] * (x.shape[1] - 1)
+        total += float(lm_loss_sum(model, x))
         count += x.shape[0] * (x.shape[1] - 1)
     model.train()
     return total / count if count else float("nan")
@@ -203,7 +233,7 @@ def train_lm(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x = get_batch(data, cfg.batch_size, block_size, rng).to(device)  # (B, T+1)
-            loss = model(input_ids=x, labels=x).loss
+            loss = lm_loss_sum(model, x) / (x.shape[0] * (x.shape[1] - 1))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -4,7 +4,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from miniplm.hashing import doc_id
-from miniplm.instances import boundary_kinds, cut_points, instance_spec, tokenize_part
+from miniplm.instances import TokenizerRef, boundary_kinds, cut_points, instance_spec, tokenize_part
 from miniplm.models import load_tokenizer
 
 
@@ -47,12 +47,12 @@ def test_boundary_kinds_marks_line_and_sentence_ends():
 def test_byte_level_and_offset_token_ends_agree(models):
     """The fast path (byte lengths from the vocabulary) gives the token ends the tokenizer's offsets give, except
     inside a multi-byte character (offsets are per character), and so the same cut preferences."""
-    from miniplm.instances import TokenEnds
+    from miniplm.instances import TokenEnds, TokenizerRef
 
-    ends_of = TokenEnds(load_tokenizer(str(models["teacher"])))
+    ends_of = TokenEnds(TokenizerRef.of(str(models["teacher"])))
     assert ends_of.byte_lengths is not None
     for text in ["Plain ASCII. Two lines\nhere.", "Ünïcödé — “quotes” and 日本語.", "<|endoftext|> inside"]:
-        enc = ends_of.tokenizer.backend_tokenizer.encode(text, add_special_tokens=False)
+        enc = ends_of.backend.encode(text, add_special_tokens=False)
         fast = np.cumsum(ends_of.byte_lengths[np.asarray(enc.ids)])
         slow = ends_of._ends_from_offsets(text, enc.offsets)
         raw = text.encode()
@@ -69,7 +69,8 @@ def test_tokenize_shard_instances_reassemble_the_document(tmp_path, models):
     docs = pa.table({"doc_id": [doc_id(t) for t in texts], "text": texts})
     pq.write_table(docs, tmp_path / "docs.parquet")
     spec = instance_spec(tok_path, 32)
-    stats = tokenize_part(tmp_path / "docs.parquet", tmp_path / "inst.parquet", tok_path, 32, spec)
+    ref = TokenizerRef.of(tok_path)
+    stats = tokenize_part(tmp_path / "docs.parquet", tmp_path / "inst.parquet", ref, 32, spec)
     rows = pq.read_table(tmp_path / "inst.parquet").to_pylist()
     assert stats["documents"] == 2 and stats["instances"] == len(rows)
     tok = load_tokenizer(tok_path)
@@ -80,7 +81,7 @@ def test_tokenize_shard_instances_reassemble_the_document(tmp_path, models):
         assert all(r["n_tokens"] == len(r["token_ids"]) <= 32 for r in chunks)
     assert len({r["instance_id"] for r in rows}) == len(rows)
     # the same document and spec always give the same ids; another max_len gives other ids
-    again = tokenize_part(tmp_path / "docs.parquet", tmp_path / "inst2.parquet", tok_path, 32, spec)
+    again = tokenize_part(tmp_path / "docs.parquet", tmp_path / "inst2.parquet", ref, 32, spec)
     assert again == stats
     assert pq.read_table(tmp_path / "inst2.parquet").column("instance_id").to_pylist() == [
         r["instance_id"] for r in rows
