@@ -27,6 +27,7 @@ from miniplm.devices import (
     cpu_batch_tokens,
     flash_attn_installed,
     gpu_batch_tokens,
+    logsumexp_block_rows,
     packing_pays,
     pick_device,
     pick_dtype,
@@ -125,13 +126,14 @@ def packed_layout(lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, to
 
 
 def logsumexp_rows(logits: torch.Tensor) -> torch.Tensor:
-    """logsumexp over the vocabulary, per row. On a CPU, 16 rows at a time, so their logits stay in L2 across
-    logsumexp's passes (max, subtract, exp, sum)."""
+    """logsumexp over the vocabulary, per row. On a CPU, a few rows at a time, so their logits stay in cache
+    across logsumexp's passes (how many is measured per CPU and vocabulary size)."""
     if logits.device.type != "cpu":
         return torch.logsumexp(logits, dim=-1)
+    block = logsumexp_block_rows(logits.shape[1])
     out = torch.empty(logits.shape[0], dtype=logits.dtype)
-    for lo in range(0, logits.shape[0], 16):
-        out[lo : lo + 16] = torch.logsumexp(logits[lo : lo + 16], dim=-1)
+    for lo in range(0, logits.shape[0], block):
+        out[lo : lo + block] = torch.logsumexp(logits[lo : lo + block], dim=-1)
     return out
 
 
