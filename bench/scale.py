@@ -5,8 +5,8 @@
 
 Builds (or takes) the corpus, runs `miniplm prepare` on all of it with the demo teacher's tokenizer (SmolLM2),
 then the whole pipeline on its first 2% with a tiny random model as teacher (so the figures measure the data
-path, not a model: 2 layers, 64 wide, an 8,000-token vocabulary), sampling the memory of the whole process tree. Prints one line per step and, last, one JSON
-object (bench/RESULTS.md has recorded figures).
+path, not a model: 2 layers, 64 wide, an 8,000-token vocabulary), sampling the memory of the whole process
+tree. Prints one line per step and, last, one JSON object (bench/RESULTS.md has recorded figures).
 """
 
 from __future__ import annotations
