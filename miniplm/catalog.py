@@ -104,10 +104,21 @@ def render_views(workdir: Workdir, manifest: RunManifest | None) -> str:
     return header + "\n" + Template(body).substitute(fill)
 
 
+# What one pipeline query may hold in memory; beyond it DuckDB spills to the work directory, so a plan or a
+# selection over billions of rows stays within a bound.
+QUERY_MEMORY = "1GB"
+
+
 def connect(workdir: Workdir, manifest: RunManifest | None) -> duckdb.DuckDBPyConnection:
     """An in-memory connection with the views of `manifest`: what pipeline steps query."""
     ensure_anchors(workdir, manifest)
-    con = duckdb.connect()
+    con = duckdb.connect(
+        config={
+            "memory_limit": QUERY_MEMORY,
+            "temp_directory": str(workdir.root / ".duckdb-spill"),
+            "preserve_insertion_order": False,
+        }
+    )
     con.execute(f"set file_search_path = {_quote(str(workdir.root))}")
     con.execute(render_views(workdir, manifest))
     return con

@@ -22,12 +22,13 @@ import torch
 from pydantic import BaseModel
 
 from miniplm import schemas
+from miniplm.batches import Ragged
 from miniplm.catalog import NONE, connect, ensure_anchors, load_sql
 from miniplm.config import ScoreConfig
 from miniplm.devices import dtype_name, lease_device, matmul_rate, pick_device, pick_dtype
 from miniplm.manifest import ModelRef, RunManifest
 from miniplm.progress import progress_bar
-from miniplm.scorer import SCORER_VERSION, LMScorer, Ragged
+from miniplm.scorer import SCORER_VERSION, LMScorer
 from miniplm.shards import remove_temporaries, write_parquet
 from miniplm.workdir import Workdir
 

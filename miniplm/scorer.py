@@ -15,13 +15,14 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from miniplm import varlen
+from miniplm.batches import Prepared, Ragged, length_sorted_batches, prefetched, prepare_batch
 from miniplm.devices import (
     HEAD_CHUNK_LOGITS,
     cpu_batch_tokens,
@@ -39,42 +40,6 @@ SCORER_VERSION = 2  # bump when a change moves scores: the score variant (and so
 
 
 @dataclass
-class Ragged:
-    """Token sequences end to end in one array, as Arrow stores a list column: `values[offsets[i]:offsets[i+1]]`."""
-
-    values: np.ndarray  # (total,) integer token ids
-    offsets: np.ndarray  # (n + 1,) int64
-
-    @classmethod
-    def from_lists(cls, rows: Sequence[Sequence[int]]) -> Ragged:
-        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-        values = np.fromiter((t for r in rows for t in r), dtype=np.int64, count=int(lengths.sum()))
-        return cls(values, np.concatenate([[0], np.cumsum(lengths)]))
-
-    @classmethod
-    def from_arrow(cls, column) -> Ragged:
-        """From a pyarrow list array (or chunked array) without a Python object per token."""
-        import pyarrow as pa
-
-        array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-        offsets = array.offsets.to_numpy().astype(np.int64)
-        values = array.values.to_numpy(zero_copy_only=False)
-        return cls(values[offsets[0] : offsets[-1]], offsets - offsets[0])
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
-    def take(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The rows at `indices`, end to end, and their lengths."""
-        starts, ends = self.offsets[indices], self.offsets[indices + 1]
-        return np.concatenate([self.values[a:b] for a, b in zip(starts, ends, strict=True)]), ends - starts
-
-
-@dataclass
 class ScoreStats:
     instances: int = 0
     tokens: int = 0  # tokens fed to the model (real, not padding)
@@ -83,34 +48,6 @@ class ScoreStats:
     @property
     def tokens_per_s(self) -> float:
         return self.tokens / self.seconds if self.seconds else 0.0
-
-
-def length_sorted_batches(lengths: Sequence[int], batch_tokens: int) -> list[np.ndarray]:
-    """Indices grouped into batches, longest first, each with rows x longest row <= batch_tokens."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    order = np.argsort(-lengths, kind="stable")
-    batches, current, longest = [], [], 0
-    for idx in order:
-        n = int(lengths[idx])
-        longest_if_added = max(longest, n)
-        if current and longest_if_added * (len(current) + 1) > batch_tokens:
-            batches.append(np.asarray(current))
-            current, longest_if_added = [], n
-        current.append(idx)
-        longest = longest_if_added
-    if current:
-        batches.append(np.asarray(current))
-    return batches
-
-
-@dataclass
-class Prepared:
-    """One batch on its way to the device: built (and pinned) on a helper thread while the previous one runs."""
-
-    indices: np.ndarray  # rows of the input
-    ids: torch.Tensor  # (B, T) right-padded, or (1, N) packed
-    lengths: torch.Tensor  # (B,)
-    packed: bool
 
 
 def packed_layout(lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -205,17 +142,7 @@ class LMScorer:
         return rows * 256 / (time.perf_counter() - start)
 
     def _prepare(self, tokens: Ragged, indices: np.ndarray) -> Prepared:
-        values, lengths = tokens.take(indices)
-        lengths_t = torch.from_numpy(lengths)
-        if self.pack:
-            ids = torch.from_numpy(values.astype(np.int64))[None]
-        else:
-            ids = torch.zeros((len(indices), int(lengths.max())), dtype=torch.long)
-            mask = torch.arange(ids.shape[1])[None, :] < lengths_t[:, None]
-            ids[mask] = torch.from_numpy(values.astype(np.int64))
-        if self.device.type == "cuda":
-            ids = ids.pin_memory()
-        return Prepared(indices, ids, lengths_t, self.pack)
+        return prepare_batch(tokens, indices, self.pack, pin=self.device.type == "cuda")
 
     @torch.inference_mode()
     def _forward(self, batch: Prepared) -> torch.Tensor:
@@ -310,19 +237,14 @@ class LMScorer:
         _ = self.model  # loads the model and sizes batches for this device
         batches = length_sorted_batches(tokens.lengths, self.batch_tokens)
         start = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            upcoming = pool.submit(self._prepare, tokens, batches[0])
-            for n in range(len(batches)):
-                prepared = upcoming.result()
-                if n + 1 < len(batches):
-                    upcoming = pool.submit(self._prepare, tokens, batches[n + 1])
-                sums = self._forward_with_backoff(tokens, prepared)
-                n_real = int(prepared.lengths.sum())
-                self.stats.instances += len(prepared.indices)
-                self.stats.tokens += n_real
-                if bar is not None:
-                    bar.update(n_real)
-                yield prepared.indices, sums
+        for prepared in prefetched(batches, lambda indices: self._prepare(tokens, indices)):
+            sums = self._forward_with_backoff(tokens, prepared)
+            n_real = int(prepared.lengths.sum())
+            self.stats.instances += len(prepared.indices)
+            self.stats.tokens += n_real
+            if bar is not None:
+                bar.update(n_real)
+            yield prepared.indices, sums
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.stats.seconds += time.perf_counter() - start
@@ -335,7 +257,7 @@ class LMScorer:
         if not isinstance(tokens, Ragged):
             tokens = Ragged.from_lists(tokens)
         order, pieces = [], []
-        with progress_bar(int(tokens.offsets[-1]), "score", "tok") if bar is None else _no_bar(bar) as b:
+        with progress_bar(int(tokens.offsets[-1]), "score", "tok") if bar is None else nullcontext(bar) as b:
             for idx, sums in self.score(tokens, b):
                 order.append(idx)
                 pieces.append(sums)
@@ -343,14 +265,3 @@ class LMScorer:
         if pieces:
             out[np.concatenate(order)] = torch.cat(pieces).cpu().numpy()
         return out, np.maximum(tokens.lengths - 1, 0)
-
-
-class _no_bar:
-    def __init__(self, bar: Bar) -> None:
-        self.bar = bar
-
-    def __enter__(self) -> Bar:
-        return self.bar
-
-    def __exit__(self, *_) -> None:
-        return None

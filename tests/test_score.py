@@ -3,7 +3,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from miniplm.scorer import LMScorer, length_sorted_batches
+from miniplm.batches import length_sorted_batches
+from miniplm.scorer import LMScorer
 
 
 def plain_mean_logprob(model, tokens: list[int]) -> float:
