@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.slow
+# Two demo runs: the first is minutes of SmolLM2 scoring on 2 cores (about 15 on the slower machines).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2700)]
 
 
 def demo(workdir) -> dict:
