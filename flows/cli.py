@@ -43,6 +43,8 @@ def _prefect_defaults() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     # A failed step's traceback is Prefect's ERROR log; the CLI says what went wrong in one line instead.
     os.environ["PREFECT_LOGGING_LEVEL"] = "INFO" if DEBUG["on"] else "CRITICAL"
+    # Prefect's services (the events worker flushing at exit) log through the root logger
+    os.environ["PREFECT_LOGGING_ROOT_LEVEL"] = "WARNING" if DEBUG["on"] else "CRITICAL"
 
 
 def _run_flow(config) -> dict:
@@ -157,6 +159,7 @@ OPTION_PATHS = {
     "checkpoint_seconds": ["score.checkpoint_seconds"],
     "runner": ["runner.kind"],
     "ray_address": ["runner.address"],
+    "wait": ["wait_for_workdir"],
 }
 
 
@@ -219,14 +222,18 @@ ConfigOpt = Annotated[
     Path | None, typer.Option(help="A JSON PipelineConfig; options given on the command line override it")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on the last line")]
+WaitOpt = Annotated[
+    bool, typer.Option("--wait/--no-wait", help="When another run holds the work directory: wait, or stop at once")
+]
 
 
 def _run_and_report(run, json_output: bool, printer) -> None:
+    from miniplm.lock import WorkdirBusyError
     from miniplm.models import ModelSpecError
 
     try:
         summary = run()
-    except (ValueError, FileNotFoundError, ModelSpecError) as exc:
+    except (ValueError, FileNotFoundError, ModelSpecError, WorkdirBusyError) as exc:
         if DEBUG["on"]:
             raise
         err.print(f"[red]error:[/red] {exc}")
@@ -248,6 +255,7 @@ def prepare(
     reference_fraction: ReferenceFractionOpt = 0.05,
     heldout_fraction: HeldoutFractionOpt = 0.02,
     seed: SeedOpt = 0,
+    wait: WaitOpt = True,
     config: ConfigOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
@@ -326,6 +334,7 @@ def run(
     ray_address: Annotated[
         str | None, typer.Option(help="Ray cluster address (ray://HEAD:10001, HEAD:6379, auto); implies --runner ray")
     ] = None,
+    wait: WaitOpt = True,
     config: ConfigOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
@@ -357,37 +366,50 @@ def sql(
     query: Annotated[str | None, typer.Argument(help="SQL to run; none starts an interactive shell")] = None,
     workdir: Annotated[Path, typer.Option(help="Work directory")] = Path("miniplm-demo"),
     format: Annotated[str, typer.Option("--format", help="csv, json or table")] = "table",
+    output: Annotated[
+        Path | None, typer.Option(help="Save the result to a .parquet or .csv file (outside the work directory)")
+    ] = None,
 ) -> None:
-    """Query the scored corpus (read-only; works while a run is writing)."""
-    from miniplm.catalog import ReadOnlyQueryError, open_readonly
-    from miniplm.catalog import query as run_query
+    """Query the scored corpus, read-only (works while a run is writing); --output saves a result."""
+    import duckdb
+
+    from miniplm.catalog import ReadOnlyQueryError, checked_statements, open_readonly, write_result
     from miniplm.workdir import Workdir
 
     if format not in {"csv", "json", "table"}:
         err.print(f"[red]unknown format {format!r}[/red]: use csv, json or table")
         raise typer.Exit(2)
-    import duckdb
-
     try:
-        con = open_readonly(Workdir.open(workdir))
+        wd = Workdir.open(workdir)
+        con = open_readonly(wd)
     except FileNotFoundError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
-    if query is not None:
-        try:
-            _print_relation(run_query(con, query), format)
-        except (ReadOnlyQueryError, duckdb.Error) as exc:
-            err.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(1) from exc
+    if query is None:
+        if output is not None:
+            err.print("[red]error:[/red] --output needs a query")
+            raise typer.Exit(2)
+        _shell(con, format)
         return
-    _shell(con, format)
+    try:
+        statements = checked_statements(query)
+        if output is not None:
+            if len(statements) != 1:
+                raise ReadOnlyQueryError(f"--output saves one statement's result; the query has {len(statements)}")
+            target = write_result(con.sql(statements[0]), output, wd)
+            err.print(f"wrote {target}")
+            return
+        for statement in statements:  # each statement's result is shown: nothing runs unseen
+            _print_relation(con.sql(statement), format)
+    except (ReadOnlyQueryError, duckdb.Error) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
 
 
 def _shell(con, fmt: str) -> None:
     import duckdb
 
-    from miniplm.catalog import ReadOnlyQueryError
-    from miniplm.catalog import query as run_query
+    from miniplm.catalog import ReadOnlyQueryError, checked_statements
 
     err.print(
         "miniplm sql: views documents, instances, scores, scored, selections, selected, accounting. "
@@ -404,9 +426,10 @@ def _shell(con, fmt: str) -> None:
         buffer.append(line)
         if not line.rstrip().endswith(";"):
             continue
-        statement, buffer = "\n".join(buffer), []
+        text, buffer = "\n".join(buffer), []
         try:
-            _print_relation(run_query(con, statement), fmt)
+            for statement in checked_statements(text):
+                _print_relation(con.sql(statement), fmt)
         except (ReadOnlyQueryError, duckdb.Error) as exc:
             err.print(f"[red]error:[/red] {exc}")
 

@@ -10,6 +10,7 @@ import time
 
 from prefect import flow
 
+from flows.exclusive import exclusive
 from flows.prepare import miniplm_prepare
 from flows.runners import scoring_gpus
 from flows.scoring import score_with
@@ -17,15 +18,18 @@ from flows.steplog import StepLog
 from miniplm.config import PipelineConfig
 from miniplm.partitions import score_variant
 from miniplm.steps import count_new_documents, previous_manifest
-from miniplm.workdir import Workdir
 from tasks import steps
 
 
 @flow(name="miniplm-pipeline", log_prints=True, flow_run_name="miniplm {config.workdir}")
 def miniplm_pipeline(config: PipelineConfig) -> dict:
     """Difference Sampling: keep the instances a large teacher finds much likelier than a small reference does."""
+    with exclusive(config) as workdir:
+        return _pipeline(config, workdir)
+
+
+def _pipeline(config: PipelineConfig, workdir: str) -> dict:
     step = StepLog()
-    workdir = str(Workdir.create(config.workdir).root)
     before = previous_manifest(workdir)
 
     # 1-4 the data path: teacher's tokenizer, ingest, tokenize, split (see flows/prepare.py)

@@ -10,21 +10,25 @@ from __future__ import annotations
 
 from prefect import flow
 
+from flows.exclusive import exclusive
 from flows.steplog import StepLog
 from miniplm.config import PipelineConfig
 from miniplm.manifest import RunManifest
 from miniplm.models import DEMO_TEACHER
 from miniplm.splits import split_config, split_key
 from miniplm.steps import plan_sources
-from miniplm.workdir import Workdir
 from tasks import steps
 
 
 @flow(name="miniplm-prepare", log_prints=True, flow_run_name="prepare {config.workdir}")
 def miniplm_prepare(config: PipelineConfig) -> dict:
     """Ingest, tokenize and split the corpus; publish the views over it. Returns the run's manifest so far."""
+    with exclusive(config) as workdir:
+        return _prepare(config, workdir)
+
+
+def _prepare(config: PipelineConfig, workdir: str) -> dict:
     step = StepLog()
-    workdir = str(Workdir.create(config.workdir).root)
 
     # 1 the teacher's tokenizer: a hub id, a local checkpoint, a GGUF file, or the embedded demo model
     spec = step(steps.fetch_demo_teacher) if config.teacher == DEMO_TEACHER else config.teacher

@@ -11,6 +11,7 @@ each run writes `views.sql` and a fresh `catalog.duckdb` under a temporary name 
 from __future__ import annotations
 
 import os
+import re
 from importlib import resources
 from pathlib import Path
 from string import Template
@@ -143,36 +144,96 @@ def publish_catalog(workdir: Workdir, manifest: RunManifest) -> Path:
 
 
 class ReadOnlyQueryError(RuntimeError):
-    """A query tried to change the catalog, which `miniplm sql` opens read-only."""
+    """A query tried to write a file or change a setting, which `miniplm sql` never does."""
 
 
 def open_readonly(workdir: Workdir) -> duckdb.DuckDBPyConnection:
+    """The catalog, read-only, with every setting locked: a query can read the views and the user's own files, and
+    can neither write a file (with `checked_statements`) nor change where DuckDB writes logs, profiles or extensions."""
     if not workdir.catalog.exists():
         raise FileNotFoundError(f"{workdir.catalog} does not exist yet; run `miniplm run` first")
-    con = duckdb.connect(str(workdir.catalog), read_only=True)
+    con = duckdb.connect(
+        str(workdir.catalog),
+        read_only=True,
+        config={
+            "autoinstall_known_extensions": False,  # installing one writes into the home directory
+            "allow_community_extensions": False,
+            "memory_limit": QUERY_MEMORY,
+            "temp_directory": str(workdir.root / ".duckdb-spill"),
+        },
+    )
     con.execute(f"set file_search_path = {_quote(str(workdir.root))}")
+    con.execute("set lock_configuration = true")  # no SET / PRAGMA can change a setting from here on
     return con
 
 
-READ_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA", "COPY", "SET", "CALL", "VARIABLE_SET"}
+# Statement kinds that only read. COPY, EXPORT, ATTACH, SET, INSTALL and anything DuckDB adds later are refused.
+READ_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA", "CALL"}
+# PRAGMAs that only describe (the rest set options, which the locked configuration refuses anyway)
+READ_PRAGMAS = {
+    "table_info", "show_tables", "show_tables_expanded", "show", "database_list", "database_size", "storage_info",
+    "version", "platform", "functions", "metadata_info", "user_agent", "show_databases",
+}  # fmt: skip
+_EXPLAIN = re.compile(r"^\s*explain\s*(\([^)]*\))?\s*(analy[sz]e\b)?", re.IGNORECASE)
+_PRAGMA = re.compile(r"^\s*pragma\s+(\w+)", re.IGNORECASE)
+HOW_TO_KEEP = (
+    "to keep a result, use `miniplm sql QUERY --output out.parquet` (or .csv), "
+    "or `miniplm.open(workdir).sql(QUERY)` in Python"
+)
 
 
-def query(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.DuckDBPyRelation | None:
-    """Run read-only SQL: a statement that would change the catalog is refused before it runs."""
+def _refuse(kind: str) -> ReadOnlyQueryError:
+    return ReadOnlyQueryError(f"miniplm sql is read-only: {kind} statements are not allowed; {HOW_TO_KEEP}.")
+
+
+def checked_statements(sql: str) -> list[str]:
+    """The statements of `sql`, each one checked to only read; refuses the whole text before anything runs."""
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error:
-        statements = []  # let execution report the syntax error with its position
+        return [sql]  # a syntax error: running it reports the error with its position, and runs nothing
+    checked = []
     for statement in statements:
-        kind = statement.type.name
+        try:
+            kind, text = statement.type.name, statement.query
+        except ValueError as exc:  # a statement kind this DuckDB build cannot even name (UPDATE EXTENSIONS)
+            raise _refuse("these") from exc
         if kind not in READ_STATEMENTS:
-            raise ReadOnlyQueryError(
-                f"miniplm sql is read-only: {kind} statements are not allowed. The catalog is views over immutable "
-                "Parquet shards; to keep a result, `copy (select ...) to 'out.parquet'`."
-            )
-    try:
-        return con.sql(sql)
-    except duckdb.Error as exc:
-        if "read-only" in str(exc).lower() or "read only" in str(exc).lower():
-            raise ReadOnlyQueryError(f"miniplm sql is read-only: {exc}") from exc
-        raise
+            raise _refuse(kind)
+        if kind == "EXPLAIN":  # EXPLAIN ANALYZE runs its statement: check what it explains
+            checked_statements(_EXPLAIN.sub("", text, count=1))
+        if kind == "PRAGMA":
+            name = _PRAGMA.match(text)
+            if name is None or name.group(1).lower() not in READ_PRAGMAS:
+                raise _refuse(f"PRAGMA {name.group(1) if name else ''}".strip())
+        checked.append(text)
+    return checked
+
+
+def query(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.DuckDBPyRelation | None:
+    """Run one read-only statement (refused before it runs if it could write): its result."""
+    statements = checked_statements(sql)
+    if len(statements) != 1:
+        raise ReadOnlyQueryError(f"expected one statement, got {len(statements)}")
+    return con.sql(statements[0])
+
+
+EXPORT_FORMATS = (".parquet", ".csv")
+
+
+def write_result(relation: duckdb.DuckDBPyRelation, path: str | Path, workdir: Workdir) -> Path:
+    """Save a query's result (`miniplm sql --output`): Parquet or CSV by the file's suffix, never inside the work
+    directory, whose folders the pipeline reads as its own data."""
+    target = Path(path).expanduser().resolve()
+    if target.is_relative_to(workdir.root):
+        raise ReadOnlyQueryError(f"{path}: inside the work directory {workdir.root}; write the result elsewhere")
+    if target.suffix.lower() not in EXPORT_FORMATS:
+        raise ReadOnlyQueryError(f"{path}: unknown output format; use a name ending in .parquet or .csv")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(target)
+    if target.suffix.lower() == ".parquet":
+        relation.write_parquet(str(tmp), compression="zstd")
+    else:
+        relation.write_csv(str(tmp), header=True)
+    os.replace(tmp, target)
+    return target

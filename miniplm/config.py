@@ -215,3 +215,6 @@ class PipelineConfig(BaseModel):
     select: SelectConfig = Field(default_factory=SelectConfig)
     student: StudentConfig = Field(default_factory=StudentConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    wait_for_workdir: bool = Field(
+        True, description="When another run holds the work directory: wait for it to finish (true) or stop at once"
+    )

@@ -86,3 +86,17 @@ def test_views_yield_one_row_per_key_whatever_the_shards_hold(tmp_path, models):
     assert con.sql(
         "select count(*) from (select model_fp, instance_id from scores group by all having count(*) > 1)"
     ).fetchall() == [(0,)]
+    # a selection's members and record written twice (two runs that selected at once) still count once
+    members = pa.table(
+        {"selection_id": ["S"] * len(ids), "instance_id": ids, "score": [0.0] * len(ids), "n_tokens": [1] * len(ids)},
+        schema=schemas.MEMBER,
+    )
+    write_parquet(members, wd.selected("S"))
+    write_parquet(members, wd.selected("S").with_name("S-again.parquet"))
+    con = connect(wd, manifest.model_copy(update={"selection_id": "S"}))
+    assert con.sql("select count(*), count(distinct instance_id) from selected").fetchall() == [(len(ids), len(ids))]
+    assert con.sql(
+        "select count(*) from (select selection_id, instance_id from selection_members group by all "
+        "having count(*) > 1)"
+    ).fetchall() == [(0,)]
+    assert [r[0] for r in con.sql("select rank from selected order by rank").fetchall()] == list(range(1, len(ids) + 1))

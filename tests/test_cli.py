@@ -176,3 +176,36 @@ def test_options_override_a_config_file_and_the_file_alone_is_enough(tmp_path, m
     over = json.loads(miniplm("run", "--config", str(path), "--alpha", "0.3", "--json").stdout.splitlines()[-1])
     assert over["alpha"] == 0.3 and over["selected"] == int(0.3 * (over["candidates"] - over["nonfinite"]))
     assert over["instances_scored_teacher"] == 0  # the file's other settings held: nothing new to score
+
+
+def test_a_run_waits_for_the_run_that_holds_the_workdir_or_stops_with_no_wait(tmp_path, models):
+    """Another run holds the work directory: `--no-wait` stops at once naming it; without, the run says whom it waits
+    for, waits, and goes on when the holder ends (here killed: its lock is taken over)."""
+    from tests.test_lock import hold_in_another_process
+
+    texts = corpus_texts(30, seed=5)
+    a = write_jsonl(tmp_path / "a.jsonl", texts)
+    wd = tmp_path / "wd"
+    args = ["run", "--corpus", str(a), "--teacher", str(models["teacher"]), "--max-len", "40", "--workdir", str(wd),
+            "--reference-fraction", "0.3", "--accept-weak-reference", "--reference-steps", "3", "--no-students",
+            "--json"]  # fmt: skip
+    first = hold_in_another_process(wd)
+    try:
+        stopped = miniplm(*args, "--no-wait", check=False)
+        assert stopped.returncode == 1 and stopped.stdout == ""
+        lines = stopped.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:") and f"the-first-run (pid {first.pid} on" in lines[0]
+        assert not (wd / "documents").exists()  # it stopped before doing anything
+        second = subprocess.Popen([sys.executable, "-m", "flows.cli", *args], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)  # fmt: skip
+        line = second.stderr.readline()
+        while line and "waiting" not in line:
+            line = second.stderr.readline()
+        assert "is in use by run the-first-run" in line and second.poll() is None
+    finally:
+        first.kill()
+        first.wait()
+    out, errors = second.communicate(timeout=600)
+    assert second.returncode == 0, errors
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["instances_scored_teacher"] == summary["candidates"] > 0

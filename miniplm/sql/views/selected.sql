@@ -3,7 +3,7 @@ create or replace view selected as
 select
     instance_id,
     score,
-    row_number() over (order by score desc, instance_id asc) as rank,
+    rank,
     n_tokens
-from read_parquet('selected/*.parquet')
+from selection_members
 where selection_id = '${current_selection_id}';

@@ -1,3 +1,3 @@
 -- One row per selection ever made here: parameters, fingerprints, counts, threshold.
 create or replace view selections as
-select * from read_parquet('selections/*.parquet');
+select distinct on (selection_id) * from read_parquet('selections/*.parquet');
