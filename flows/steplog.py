@@ -7,6 +7,8 @@ from typing import Any
 
 from prefect.states import State
 
+from tasks.caching import run_step
+
 
 class StepLog:
     """Runs tasks and remembers which ones were answered from the cache, and their wall time."""
@@ -18,7 +20,7 @@ class StepLog:
 
     def __call__(self, task, *args: Any, **kwargs: Any) -> Any:
         start = time.perf_counter()
-        state: State = task(*args, return_state=True, **kwargs)
+        state: State = run_step(task, *args, **kwargs)
         self.record(task.name, cached=state.name == "Cached", seconds=time.perf_counter() - start)
         return state.result()
 

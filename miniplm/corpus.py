@@ -261,6 +261,14 @@ class _Batch:
         self.__init__(self.schema)
 
 
+def ingested(workdir: Workdir, source_key: str) -> bool:
+    """A source is done when its stats file (written last) and every shard it lists exist."""
+    path = workdir.ingest_stats(source_key)
+    if not path.exists():
+        return False
+    return all(workdir.documents(source_key, part).exists() for part in range(read_json(path).get("parts", 0)))
+
+
 def ingest(spec: str, workdir: Workdir, cfg: CorpusConfig, source_key: str | None = None) -> IngestStats:
     """Read one source, streaming, into document and quarantine shards of bounded size (keyed by content).
 
@@ -268,7 +276,7 @@ def ingest(spec: str, workdir: Workdir, cfg: CorpusConfig, source_key: str | Non
     is done when its stats file exists (written last); an unfinished one is read again from the start.
     """
     source_key = source_key or source_fingerprint(spec, cfg)
-    if workdir.ingest_stats(source_key).exists():
+    if ingested(workdir, source_key):
         return IngestStats(**read_json(workdir.ingest_stats(source_key)))
     for folder in (workdir.documents_dir(source_key), workdir.quarantine_dir(source_key)):
         shutil.rmtree(folder, ignore_errors=True)  # what a killed ingest left

@@ -168,18 +168,28 @@ def trained_on(manifest: RunManifest, cfg: ReferenceConfig) -> dict:
     }
 
 
+def kept_reference_fits(workdir: Workdir, manifest: RunManifest, cfg: ReferenceConfig) -> bool:
+    """The trained reference exists and was trained on this run's split and instances."""
+    final = workdir.reference_dir
+    if not ((final / "config.json").exists() and (final / INFO).exists()):
+        return False
+    return read_json(final / INFO).get("trained_on") == trained_on(manifest, cfg)
+
+
 def train_reference(workdir: Workdir, manifest: RunManifest, cfg: ReferenceConfig, max_len: int) -> ModelRef:
     final = workdir.reference_dir
     info_path = final / INFO
     basis = trained_on(manifest, cfg)
-    if (final / "config.json").exists() and info_path.exists() and not cfg.retrain:
-        info = read_json(info_path)
-        if info.get("trained_on") == basis:
-            check_quality(info, cfg, manifest.split.reference_fraction)
-            return ModelRef(spec="train", path=str(final), fingerprint=model_fingerprint(final))
+    if kept_reference_fits(workdir, manifest, cfg) and not cfg.retrain:
+        check_quality(read_json(info_path), cfg, manifest.split.reference_fraction)
+        return ModelRef(spec="train", path=str(final), fingerprint=model_fingerprint(final))
+    if info_path.exists() and not cfg.retrain:
         # The split or the instances changed: the kept reference saw other documents (some now candidates) or
         # other windows, so a new one is trained; every reference score is then recomputed.
-        print(f"the trained reference was trained on {info.get('trained_on')}; this run uses {basis}: retraining")
+        print(
+            f"the trained reference was trained on {read_json(info_path).get('trained_on')}; this run uses {basis}: "
+            "retraining"
+        )
     run_dir = workdir.models / "reference-runs" / stable_hash(basis, cfg.model_dump(exclude={"retrain", "accept_weak"}))
     if cfg.retrain:
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -75,11 +75,15 @@ def selection_id(manifest: RunManifest, cfg: SelectConfig) -> str:
     )[:16]
 
 
+def recorded(workdir: Workdir, sid: str) -> bool:
+    return workdir.selection(sid).exists() and workdir.selected(sid).exists()
+
+
 def run_selection(workdir: Workdir, manifest: RunManifest, cfg: SelectConfig) -> dict:
     """Rank, keep, and record. Returns the selection's record."""
     sid = selection_id(manifest, cfg)
     record_path, members_path = workdir.selection(sid), workdir.selected(sid)
-    if record_path.exists() and members_path.exists():
+    if recorded(workdir, sid):
         return pq.read_table(record_path).to_pylist()[0]
     con = connect(workdir, manifest)
     counts = candidate_counts(con)

@@ -20,11 +20,17 @@ from miniplm.instances import tokenize_parts
 from miniplm.manifest import ModelRef, RunManifest, SourceRef
 from miniplm.models import check_context, check_same_tokenizer, resolve_model
 from miniplm.partitions import Partition, partition_tokens, plan_partitions, score_partition
-from miniplm.reference import check_quality, given_reference_quality, reference_info, train_reference
-from miniplm.selection import run_selection, uniform_sample, write_members
+from miniplm.reference import (
+    check_quality,
+    given_reference_quality,
+    kept_reference_fits,
+    reference_info,
+    train_reference,
+)
+from miniplm.selection import recorded, run_selection, selection_id, uniform_sample, write_members
 from miniplm.shards import read_json, write_json
 from miniplm.splits import write_splits
-from miniplm.train import train_lm
+from miniplm.train import train_lm, trained
 from miniplm.workdir import Workdir
 
 
@@ -44,24 +50,23 @@ def ingest_source(workdir: str, source: SourceRef, cfg: CorpusConfig) -> dict:
     return asdict(corpus.ingest(source.spec, Workdir.open(workdir), cfg, source.source_key))
 
 
+def _parts(sources: list[SourceRef]) -> list[tuple[str, int]]:
+    return [(s.source_key, part) for s in sources for part in range(s.parts)]
+
+
 def tokenize_sources(workdir: str, sources: list[SourceRef], tokenizer_path: str, max_len: int, spec: str) -> dict:
     """Cut every document shard into an instances shard (a process per shard when there are several)."""
     wd = Workdir.open(workdir)
-    jobs = [
-        (wd.documents(s.source_key, part), wd.instances(spec, s.source_key, part))
-        for s in sources
-        for part in range(s.parts)
-    ]
+    jobs = [(wd.documents(key, part), wd.instances(spec, key, part)) for key, part in _parts(sources)]
     return asdict(tokenize_parts(jobs, tokenizer_path, max_len, spec))
 
 
 def split_sources(workdir: str, sources: list[SourceRef], cfg: SplitConfig, key: str) -> dict:
     wd = Workdir.open(workdir)
     totals = {"reference": 0, "heldout": 0, "pool": 0}
-    for s in sources:
-        for part in range(s.parts):
-            counts = write_splits(wd.documents(s.source_key, part), wd.splits(key, s.source_key, part), cfg)
-            totals = {k: totals[k] + counts[k] for k in totals}
+    for source_key, part in _parts(sources):
+        counts = write_splits(wd.documents(source_key, part), wd.splits(key, source_key, part), cfg)
+        totals = {k: totals[k] + counts[k] for k in totals}
     return totals
 
 
@@ -218,6 +223,40 @@ def summarize(workdir: str, manifest: RunManifest, selection: dict, counts: dict
         summary["heldout_loss_gain"] = losses["uniform"] - losses["miniplm"]
     summary = json.loads(json.dumps(summary, default=str))  # plain JSON types (NaN-safe below)
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
+
+
+# Whether a step's outputs exist as its last run left them, from the same arguments as the step: the one truth
+# behind "done". The library's steps check the same before skipping work; tasks/ trust a cache entry only while
+# this holds, so a deleted output folder is made again rather than pointed at.
+
+
+def ingest_ready(workdir: str, source: SourceRef, cfg: CorpusConfig) -> bool:
+    return corpus.ingested(Workdir.open(workdir), source.source_key)
+
+
+def tokenize_ready(workdir: str, sources: list[SourceRef], tokenizer_path: str, max_len: int, spec: str) -> bool:
+    wd = Workdir.open(workdir)
+    return all(wd.instances(spec, key, part).exists() for key, part in _parts(sources))
+
+
+def split_ready(workdir: str, sources: list[SourceRef], cfg: SplitConfig, key: str) -> bool:
+    wd = Workdir.open(workdir)
+    return all(wd.splits(key, source_key, part).exists() for source_key, part in _parts(sources))
+
+
+def reference_ready(workdir: str, manifest: RunManifest, cfg: ReferenceConfig, max_len: int) -> bool:
+    # a given reference is fingerprinted again every run (its file may have been replaced); its quality is kept
+    return cfg.spec == "train" and kept_reference_fits(Workdir.open(workdir), manifest, cfg)
+
+
+def select_ready(workdir: str, manifest: RunManifest, cfg: SelectConfig) -> bool:
+    return recorded(Workdir.open(workdir), selection_id(manifest, cfg))
+
+
+def students_ready(workdir: str, manifest: RunManifest, selection: dict, cfg: StudentConfig, seed: int) -> bool:
+    wd = Workdir.open(workdir)
+    names = ["miniplm", "uniform"] if cfg.uniform_baseline else ["miniplm"]
+    return all(trained(wd.student_dir(f"{name}-{selection['selection_id']}")) for name in names)
 
 
 def previous_manifest(workdir: str) -> RunManifest | None:

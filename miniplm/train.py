@@ -137,6 +137,11 @@ def resolve_schedule(cfg: TrainConfig, train_tokens: int, block_size: int) -> Tr
     )
 
 
+def trained(out_dir: Path) -> bool:
+    """A training run is finished when its summary and final model exist (written last)."""
+    return (out_dir / "summary.json").exists() and (out_dir / "model" / "config.json").exists()
+
+
 def train_lm(
     out_dir: Path,
     arch: ModelArchConfig,
@@ -167,7 +172,7 @@ def train_lm(
         "data": str(train_tokens),
         "eval": str(eval_tokens) if eval_tokens else None,
     }
-    if summary_path.exists() and (final_dir / "config.json").exists():
+    if trained(out_dir):
         summary = json.loads(summary_path.read_text())
         if summary.get("run_key") == run_key:
             return summary

@@ -1,19 +1,23 @@
 """Cache keys made of what determines a step's output (DESIGN.md), never of time.
 
 A key hashes: the task's own source, the miniplm library's code and SQL, the task's parameters (which
-carry content fingerprints of inputs and models, never bulk data), and the work directory's identity,
-so a wiped and recreated work directory does not get results that point at deleted files.
+carry content fingerprints of inputs and models, never bulk data), and the work directory's identity.
+A key cannot see whether the files a cached result points at still exist, so a cached step is trusted only while
+its outputs do (`trusted_while`, checked by the library's own test of "done" before the task runs).
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+from prefect import Task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.context import TaskRunContext
+from prefect.states import State
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel
 
@@ -54,6 +58,25 @@ def step_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     identity = Workdir.open(workdir).identity if workdir else None
     source = inspect.getsource(context.task.fn)
     return stable_hash("miniplm-step", context.task.name, source, code_fingerprint(), identity, _plain(parameters))
+
+
+def trusted_while(ready: Callable[..., bool]) -> Callable[[Task], Task]:
+    """Mark a cached task: its cache entry is trusted only while `ready` (called with the task's arguments) finds the
+    outputs it points at; otherwise the task runs again and refreshes the entry (see `run_step`)."""
+
+    def mark(task: Task) -> Task:
+        task.outputs_ready = ready
+        return task
+
+    return mark
+
+
+def run_step(task: Task, *args: Any, **kwargs: Any) -> State:
+    """Run a task and return its final state; a cached task whose outputs are gone runs again, refreshing its cache."""
+    ready = getattr(task, "outputs_ready", None)
+    if ready is not None and not ready(*args, **kwargs):
+        task = task.with_options(refresh_cache=True)
+    return task(*args, return_state=True, **kwargs)
 
 
 @contextmanager

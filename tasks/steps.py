@@ -18,7 +18,7 @@ from miniplm.instances import instance_spec as _instance_spec
 from miniplm.manifest import ModelRef, RunManifest, SourceRef
 from miniplm.models import DEMO_TEACHER, check_context, demo_gguf_path, fetch_demo_gguf, resolve_model
 from miniplm.partitions import Partition
-from tasks.caching import CACHED, RETRIES, progress_artifact, step_cache_key
+from tasks.caching import CACHED, RETRIES, progress_artifact, step_cache_key, trusted_while
 
 
 def _demo_teacher_key(context, parameters) -> str:
@@ -47,6 +47,7 @@ def instance_spec(tokenizer_path: str, max_len: int) -> str:
     return _instance_spec(tokenizer_path, max_len)
 
 
+@trusted_while(steps.ingest_ready)
 @task(name="ingest", cache_key_fn=step_cache_key, **CACHED, task_run_name="ingest {source.spec}")
 def ingest(workdir: str, source: SourceRef, cfg: CorpusConfig) -> dict:
     """Read one source, streaming, into document and quarantine shards."""
@@ -61,6 +62,7 @@ def ingest(workdir: str, source: SourceRef, cfg: CorpusConfig) -> dict:
     return stats
 
 
+@trusted_while(steps.tokenize_ready)
 @task(name="tokenize", cache_key_fn=step_cache_key, **CACHED)
 def tokenize(workdir: str, sources: list[SourceRef], tokenizer_path: str, max_len: int, spec: str) -> dict:
     """Cut every document shard into instances in the teacher's tokenizer (`spec` carries its fingerprint)."""
@@ -68,6 +70,7 @@ def tokenize(workdir: str, sources: list[SourceRef], tokenizer_path: str, max_le
         return steps.tokenize_sources(workdir, sources, tokenizer_path, max_len, spec)
 
 
+@trusted_while(steps.split_ready)
 @task(name="split", cache_key_fn=step_cache_key, **CACHED)
 def split(workdir: str, sources: list[SourceRef], cfg: SplitConfig, key: str) -> dict:
     """D_ref, held-out and pool membership of every document, by a seeded hash of its id."""
@@ -80,6 +83,7 @@ def manifest(workdir: str, manifest: RunManifest) -> RunManifest:
     return steps.make_manifest(workdir, manifest)
 
 
+@trusted_while(steps.reference_ready)
 @task(name="reference", cache_key_fn=step_cache_key, **CACHED, **RETRIES)
 def reference(workdir: str, manifest: RunManifest, cfg: ReferenceConfig, max_len: int) -> ModelRef:
     """Train the reference LM on D_ref (or load the given one); check its tokenizer and its quality."""
@@ -118,6 +122,7 @@ def _worker() -> str:
     return socket.gethostname()
 
 
+@trusted_while(steps.select_ready)
 @task(name="select", cache_key_fn=step_cache_key, **CACHED)
 def select(workdir: str, manifest: RunManifest, cfg: SelectConfig) -> dict:
     """Rank in DuckDB by teacher minus reference mean log-prob and keep the top fraction."""
@@ -128,6 +133,7 @@ def select(workdir: str, manifest: RunManifest, cfg: SelectConfig) -> dict:
     return record
 
 
+@trusted_while(steps.students_ready)
 @task(name="train-students", cache_key_fn=step_cache_key, **CACHED, **RETRIES)
 def train_students(workdir: str, manifest: RunManifest, selection: dict, cfg: StudentConfig, seed: int) -> dict:
     """Train the student on the kept data and on a uniform sample of the same size."""

@@ -215,3 +215,31 @@ def test_catalog_can_be_read_by_a_plain_duckdb_client(first_run):
         assert con.sql("select count(*) from selected").fetchall()[0][0] > 0
     finally:
         os.chdir(cwd)
+
+
+def test_a_cached_step_whose_outputs_are_gone_runs_again(tmp_path, models):
+    """A step is done when its outputs exist: after `rm -rf W/*` (the hidden id file survives) or deleting one output
+    folder, the rerun makes what is missing, answers the rest from the cache, and ends with the same selection."""
+    import shutil
+
+    from flows.pipeline import miniplm_pipeline
+
+    path = write_jsonl(tmp_path / "a.jsonl", corpus_texts(40, seed=4))
+    cfg = config(tmp_path, models, [path], student=StudentConfig(enabled=False))
+    first = miniplm_pipeline(cfg)
+    wd = tmp_path / "wd"
+    for child in wd.iterdir():
+        if not child.name.startswith("."):
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    wiped = miniplm_pipeline(cfg)
+    steps = {"ingest", "tokenize", "split", "reference", "score-teacher", "score-reference", "select"}
+    assert steps <= set(wiped["steps_run"]) and not steps & set(wiped["steps_cached"])
+    assert wiped["instances_scored_teacher"] == wiped["candidates"] == first["candidates"]
+    assert wiped["selection_id"] == first["selection_id"] and wiped["selected"] == first["selected"]
+
+    shutil.rmtree(wd / "instances")
+    again = miniplm_pipeline(cfg)
+    assert "tokenize" in again["steps_run"] and {"ingest", "split", "reference", "select"} <= set(again["steps_cached"])
+    assert again["instances_scored_teacher"] == 0  # the same instances again: their scores are still there
+    assert again["selection_id"] == first["selection_id"]
+    assert json.dumps(again["score_quantiles"]) == json.dumps(first["score_quantiles"])
