@@ -233,10 +233,12 @@ def _run_and_report(run, json_output: bool, printer) -> None:
 
     try:
         summary = run()
-    except (ValueError, FileNotFoundError, ModelSpecError, WorkdirBusyError) as exc:
+    except (ValueError, OSError, ModelSpecError, WorkdirBusyError) as exc:
         if DEBUG["on"]:
             raise
-        err.print(f"[red]error:[/red] {exc}")
+        # an OSError's own text is "[Errno 30] Read-only file system: 'path'": say the path first, as the rest do
+        message = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.filename else str(exc)
+        err.print(f"[red]error:[/red] {message}")
         raise typer.Exit(1) from exc
     if json_output:
         print(json.dumps(summary, default=str))

@@ -16,7 +16,7 @@ from miniplm.config import PipelineConfig
 from miniplm.manifest import RunManifest
 from miniplm.models import DEMO_TEACHER
 from miniplm.splits import split_config, split_key
-from miniplm.steps import plan_sources
+from miniplm.steps import plan_sources, require_documents
 from tasks import steps
 
 
@@ -51,4 +51,5 @@ def _prepare(config: PipelineConfig, workdir: str) -> dict:
     manifest = steps.manifest(
         workdir, RunManifest(sources=sources, instance_spec=instance_spec, split=split, split_key=key, teacher=teacher)
     )
+    require_documents(ingested)  # after the views are published, so the quarantine can be inspected
     return {"manifest": manifest, "rows_read": sum(s["rows_read"] for s in ingested), **step.report()}

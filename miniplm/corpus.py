@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -190,6 +191,19 @@ def _read_dataset(ds, name: str, text_column: str) -> Iterator[Row]:
             row += 1
 
 
+def _naming(path: Path, kind: str, rows: Iterator[Row]) -> Iterator[Row]:
+    """A file that cannot be read at all (corrupt, truncated, not what its name says) fails naming the file and the
+    row it got to; a bad row in a readable file is quarantined by the readers themselves."""
+    read = 0
+    try:
+        for item in rows:
+            yield item
+            read += 1
+    except (pa.ArrowException, OSError, EOFError, zlib.error) as exc:
+        where = f" after {read} rows" if read else ""
+        raise CorpusError(f"{path}: cannot read as {kind}{where}: {exc}") from exc
+
+
 def read_rows(spec: str, text_column: str = "text") -> Iterator[Row]:
     """Every raw row of a source, in order, with its provenance."""
     if is_hub_spec(spec):
@@ -211,13 +225,13 @@ def read_rows(spec: str, text_column: str = "text") -> Iterator[Row]:
         return
     suffixes = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
     if suffixes in {".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz"}:
-        yield from _read_jsonl(path, text_column)
+        yield from _naming(path, "JSON lines", _read_jsonl(path, text_column))
     elif suffixes == ".parquet":
-        yield from _read_parquet(path, text_column)
+        yield from _naming(path, "Parquet", _read_parquet(path, text_column))
     elif suffixes in {".csv", ".tsv"}:
-        yield from _read_csv(path, text_column)
+        yield from _naming(path, suffixes[1:].upper(), _read_csv(path, text_column))
     elif suffixes == ".txt":
-        yield from _read_txt_files([path])
+        yield from _naming(path, "text", _read_txt_files([path]))
     else:
         raise CorpusError(
             f"{spec}: unknown format {suffixes!r} (expected .jsonl[.gz], .parquet, .csv, .tsv, "

@@ -141,7 +141,34 @@ def resolve_model(spec: str) -> ResolvedModel:
             raise ModelSpecError(f"{spec}: not a model directory or a .gguf file")
         else:
             path = _download_hub_model(spec)
+    check_checkpoint(Path(path))
     return ResolvedModel(spec=spec, path=str(path), fingerprint=model_fingerprint(path))
+
+
+def check_checkpoint(path: Path) -> None:
+    """Fail now, naming the file, on a checkpoint that cannot load: a config that does not parse, no weights, a
+    truncated or corrupt weights file. Reads headers and indexes only, not the weights."""
+    from safetensors import safe_open
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(path)
+    except Exception as exc:  # noqa: BLE001 -- whatever transformers raises, the user needs the file and the reason
+        raise ModelSpecError(f"{path / 'config.json'}: not a loadable model config: {exc}") from exc
+    weights = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin"))
+    if not weights:
+        raise ModelSpecError(f"{path}: no weights (*.safetensors or *.bin) in the checkpoint")
+    for file in weights:
+        try:
+            if file.suffix == ".safetensors":
+                with safe_open(str(file), "pt") as f:  # checks the header covers the whole file
+                    f.keys()
+            else:
+                import torch
+
+                torch.load(file, map_location="cpu", mmap=True, weights_only=True)  # a zip's index and pickle
+        except Exception as exc:  # noqa: BLE001
+            raise ModelSpecError(f"{file}: corrupt or truncated weights file ({exc})") from exc
 
 
 def _download_hub_model(repo_id: str) -> Path:

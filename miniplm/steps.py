@@ -54,6 +54,16 @@ def _parts(sources: list[SourceRef]) -> list[tuple[str, int]]:
     return [(s.source_key, part) for s in sources for part in range(s.parts)]
 
 
+def require_documents(ingested: list[dict]) -> None:
+    """An empty corpus stops the run here, saying why, rather than later as an empty D_ref."""
+    if sum(stats["written"] for stats in ingested) == 0:
+        detail = "; ".join(f"{s['source']}: {s['rows_read']} rows, {s['quarantined']} quarantined" for s in ingested)
+        raise corpus.CorpusError(
+            f'the corpus holds no documents ({detail}); `miniplm sql "select source, row, reason from quarantine"` '
+            "shows why rows were set aside"
+        )
+
+
 def tokenize_sources(workdir: str, sources: list[SourceRef], tokenizer_path: str, max_len: int, spec: str) -> dict:
     """Cut every document shard into an instances shard (a process per shard when there are several)."""
     wd = Workdir.open(workdir)

@@ -1,0 +1,87 @@
+"""Bad models, bad sources, an empty corpus and a read-only work directory end in one `error:` line that names the
+file, before any work is done on them, with no traceback and nothing recorded."""
+
+import os
+import shutil
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import miniplm
+from tests.tiny import corpus_texts, write_jsonl
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def run(tmp_path, corpus: Path, teacher: Path, workdir: Path | None = None) -> subprocess.CompletedProcess:
+    return miniplm(
+        "run", "--corpus", str(corpus), "--teacher", str(teacher), "--workdir", str(workdir or tmp_path / "wd"),
+        "--max-len", "40", "--no-students", check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def corpus(tmp_path) -> Path:
+    return write_jsonl(tmp_path / "a.jsonl", corpus_texts(20))
+
+
+def test_a_truncated_teacher_is_refused_when_resolved_naming_the_file(tmp_path, models, corpus):
+    teacher = tmp_path / "teacher"
+    shutil.copytree(models["teacher"], teacher)
+    weights = teacher / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    line = one_error_line(run(tmp_path, corpus, teacher))
+    assert f"{weights}: corrupt or truncated weights file" in line
+    assert not (tmp_path / "wd" / "documents").exists()  # found before ingesting anything
+    assert not (tmp_path / "wd" / "models" / "registry.json").exists()  # and never recorded
+
+
+def test_a_config_that_does_not_parse_is_named(tmp_path, models, corpus):
+    teacher = tmp_path / "teacher"
+    shutil.copytree(models["teacher"], teacher)
+    (teacher / "config.json").write_text("{not json")
+    assert f"{teacher / 'config.json'}: not a loadable model config" in one_error_line(run(tmp_path, corpus, teacher))
+
+
+def test_a_corrupt_parquet_source_is_named(tmp_path, models):
+    bad = tmp_path / "corpus.parquet"
+    bad.write_text('{"text": "this is JSON, not Parquet"}\n')
+    assert f"{bad}: cannot read as Parquet" in one_error_line(run(tmp_path, bad, models["teacher"]))
+
+
+def test_an_empty_corpus_says_so(tmp_path, models):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n   \n")
+    line = one_error_line(run(tmp_path, empty, models["teacher"]))
+    assert "the corpus holds no documents" in line and f"{empty}: 2 rows, 2 quarantined" in line
+
+
+@contextmanager
+def read_only_folder(path: Path):
+    """A folder nobody can write, root included (root ignores permissions, not a read-only mount)."""
+    path.mkdir()
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+        try:
+            yield path
+        finally:
+            path.chmod(0o755)
+        return
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+def test_a_read_only_work_directory_is_named(tmp_path, models, corpus):
+    with read_only_folder(tmp_path / "ro") as folder:
+        line = one_error_line(run(tmp_path, corpus, models["teacher"], workdir=folder / "wd"))
+    assert line in (f"error: {folder / 'wd'}: Read-only file system", f"error: {folder / 'wd'}: Permission denied")
