@@ -7,12 +7,16 @@ For one model, score(x) = mean over predicted positions t=2..n of log p(x_t | x_
   * runs the model body once, then the output head on chunks of predicted positions only, taking
     log p = logit[target] - logsumexp(logits) in float32: never a full-vocabulary log-softmax for a batch;
   * adds each instance's per-position log-probs up in float64.
+A model whose own forward changes the logits beyond its output layer (Granite divides them, Cohere multiplies,
+MiniCPM scales the hidden state first) is found on load by comparing the head's logits with the model's own: a
+constant scale is applied in the head, anything else falls back to the model's own logits.
 Where and in what precision it runs, and how large a batch is, comes from `devices`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import warnings
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
@@ -36,7 +40,7 @@ from miniplm.devices import (
 )
 from miniplm.progress import Bar, progress_bar
 
-SCORER_VERSION = 2  # bump when a change moves scores: the score variant (and so the stored scores) follows it
+SCORER_VERSION = 3  # bump when a change moves scores: the score variant (and so the stored scores) follows it
 
 
 @dataclass
@@ -91,6 +95,7 @@ class LMScorer:
         self.batch_tokens = batch_tokens
         self.pack = packing_pays(self.device, self.dtype) if pack is None else pack
         self._model = None
+        self.logit_scale: float | None = 1.0  # None: the head alone cannot reproduce the model's logits
         self.stats = ScoreStats()
 
     @property
@@ -112,9 +117,50 @@ class LMScorer:
                 self.pack = False
                 model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=self.dtype)
             self._model = model.to(self.device).eval()
+            self.logit_scale = self._logit_scale()
             if self.batch_tokens is None:
                 self.batch_tokens = self._measure_batch_tokens()
+            if self.logit_scale is None:  # full logits per batch: keep them the size of one head chunk
+                vocab = self._model.get_output_embeddings().weight.shape[0]
+                self.batch_tokens = min(self.batch_tokens, max(256, HEAD_CHUNK_LOGITS[self.device.type] // vocab))
         return self._model
+
+    @torch.inference_mode()
+    def _logit_scale(self) -> float | None:
+        """The constant by which the model's own forward scales the head's logits (1.0 for most models), or None
+        when no constant reproduces them; checked on one short row of random tokens."""
+        model = self._model
+        vocab = model.get_output_embeddings().weight.shape[0]
+        ids = torch.randint(0, vocab, (1, 32), generator=torch.Generator().manual_seed(0)).to(self.device)
+        kwargs = self._packed_kwargs(torch.tensor([32])) if self.pack else {}
+        own = model(input_ids=ids, **kwargs).logits[0].float()
+        hidden = model.get_decoder()(input_ids=ids, **kwargs).last_hidden_state[0]
+        raw = model.get_output_embeddings()(hidden).float()
+        softcap = getattr(model.config, "final_logit_softcapping", None)
+        ours = torch.tanh(raw / softcap) * softcap if softcap else raw
+        tolerance = (1e-4 if self.dtype == torch.float32 else 2e-2) * float(own.abs().max())
+        if float((ours - own).abs().max()) <= tolerance:
+            return 1.0
+        if not softcap:
+            scale = float((raw * own).sum() / (raw * raw).sum())
+            if float((raw * scale - own).abs().max()) <= tolerance:
+                return scale
+        warnings.warn(f"{self.model_path}: the model's own forward changes its logits beyond the output layer in a way the "
+              "scorer cannot reproduce; scoring from its own logits (slower)", stacklevel=2)  # fmt: skip
+        return None
+
+    def _packed_kwargs(self, lengths: torch.Tensor) -> dict:
+        """What a packed row tells the attention: where each instance starts, and positions that restart there."""
+        position_ids, _, _ = packed_layout(lengths)
+        cu_seq_lens = torch.nn.functional.pad(torch.cumsum(lengths, 0), (1, 0)).to(torch.int32).to(self.device)
+        longest = int(lengths.max())
+        return {
+            "position_ids": position_ids[None].to(self.device, non_blocking=True),
+            "cu_seq_lens_q": cu_seq_lens,
+            "cu_seq_lens_k": cu_seq_lens,
+            "max_length_q": longest,
+            "max_length_k": longest,
+        }
 
     def _packed_attention(self) -> str:
         if self.device.type == "cuda" and flash_attn_installed():
@@ -147,22 +193,14 @@ class LMScorer:
     @torch.inference_mode()
     def _forward(self, batch: Prepared) -> torch.Tensor:
         """Sum of log-probs per row (float64, left on the device)."""
-        decoder = self.model.get_decoder()
+        # the body only, then the head on predicted positions; or, where the head alone cannot reproduce the
+        # model's logits, the whole model
+        body = self.model.get_decoder() if self.logit_scale is not None else self.model
         ids = batch.ids.to(self.device, non_blocking=True)
         if batch.packed:
-            position_ids, predicts, row_of = (
-                t.to(self.device, non_blocking=True) for t in packed_layout(batch.lengths)
-            )
-            cu_seq_lens = torch.nn.functional.pad(torch.cumsum(batch.lengths, 0), (1, 0)).to(torch.int32)
-            longest = int(batch.lengths.max())
-            hidden = decoder(
-                input_ids=ids,
-                position_ids=position_ids[None],
-                cu_seq_lens_q=cu_seq_lens.to(self.device),
-                cu_seq_lens_k=cu_seq_lens.to(self.device),
-                max_length_q=longest,
-                max_length_k=longest,
-            ).last_hidden_state[0]  # (N, H)
+            _, predicts, row_of = (t.to(self.device, non_blocking=True) for t in packed_layout(batch.lengths))
+            out = body(input_ids=ids, **self._packed_kwargs(batch.lengths))
+            hidden = out.last_hidden_state[0] if self.logit_scale is not None else out.logits[0]  # (N, H or V)
             keep = predicts[:-1]
             h, targets = hidden[:-1][keep], ids[0, 1:][keep]
         else:
@@ -170,11 +208,16 @@ class LMScorer:
             mask = torch.arange(width, device=self.device)[None, :] < batch.lengths.to(self.device)[:, None]  # (B, T)
             # Equal lengths need no mask, which lets SDPA take its fused causal path.
             attn = None if bool((batch.lengths == width).all()) else mask.long()
-            hidden = decoder(input_ids=ids, attention_mask=attn).last_hidden_state  # (B, T, H)
+            out = body(input_ids=ids, attention_mask=attn)
+            hidden = out.last_hidden_state if self.logit_scale is not None else out.logits  # (B, T, H or V)
             predicted = mask[:, 1:]  # position t predicts token t+1 where it exists
             h, targets = hidden[:, :-1][predicted], ids[:, 1:][predicted]  # (N, H), (N,)
             row_of = torch.arange(len(batch.indices), device=self.device)[:, None].expand_as(predicted)[predicted]
-        logp = self._head_logprobs(h, targets)
+        if self.logit_scale is None:  # `h` holds the model's own logits
+            h = h.float()
+            logp = h.gather(1, targets[:, None]).squeeze(1) - logsumexp_rows(h)
+        else:
+            logp = self._head_logprobs(h, targets)
         sums = torch.zeros(len(batch.indices), dtype=torch.float64, device=self.device)
         return sums.index_add_(0, row_of, logp.double())
 
@@ -196,6 +239,8 @@ class LMScorer:
             else:
                 with tensor_core_float32(h.device):
                     logits = torch.nn.functional.linear(h[lo : lo + chunk].float(), weight, bias)
+            if self.logit_scale != 1.0:
+                logits = logits * self.logit_scale
             if softcap:
                 logits = torch.tanh(logits / softcap) * softcap
             target_logit = logits.gather(1, targets[lo : lo + chunk, None]).squeeze(1)

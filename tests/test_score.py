@@ -146,6 +146,9 @@ ARCHITECTURES = {
     "mistral": {**GQA, "sliding_window": 8},
     # final-logit soft-capping, and no SDPA path in transformers
     "gemma2": {**GQA, "head_dim": 8},
+    # the model's own forward scales its logits beyond the output layer: divides (Granite), multiplies (Cohere)
+    "granite": {**GQA, "logits_scaling": 4.0},
+    "cohere": {**GQA, "logit_scale": 0.5},
 }
 
 
@@ -187,3 +190,20 @@ def test_gpu_batches_sized_by_free_memory():
     assert gpu_batch_tokens(gpt2, torch.bfloat16, 12 * gib) == gpu_batch_tokens(
         AutoConfig.for_model("gpt2", n_embd=2048, n_inner=8192), torch.bfloat16, 12 * gib
     )
+
+
+def test_logits_no_constant_reproduces_come_from_the_models_own_forward(tmp_path):
+    """Where the head alone cannot reproduce a model's logits, the scorer uses the model's own (exact, slower)."""
+    from transformers import AutoConfig
+
+    torch.manual_seed(0)
+    config = AutoConfig.for_model("granite", vocab_size=256, **ARCHITECTURES["granite"])
+    model = AutoModelForCausalLM.from_config(config).eval()
+    model.save_pretrained(tmp_path)
+    rows = [np.random.default_rng(2).integers(0, 256, size=n).tolist() for n in (5, 33)]
+    scorer = LMScorer(str(tmp_path), device="cpu", dtype="float32")
+    assert scorer.model is not None and scorer.logit_scale == pytest.approx(0.25, rel=1e-4)
+    scorer.logit_scale = None  # as it decides for a transform that is not a constant scale
+    sums, counts = scorer.score_all(rows)
+    for row, s, c in zip(rows, sums, counts, strict=True):
+        assert abs(s / c - plain_mean_logprob(model, row)) < 1e-5

@@ -16,7 +16,7 @@ from miniplm.workdir import Workdir
 SPEC, SOURCE = "spec0", "source0"
 
 
-VARIANT = "float32-s2"
+VARIANT = "float32-s3"
 
 
 def build_scored_workdir(tmp_path, teacher: list[float], reference: list[float], splits: list[str]) -> tuple:
