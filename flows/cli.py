@@ -48,7 +48,6 @@ def _prefect_defaults() -> None:
 
 
 def _run_flow(config) -> dict:
-    _prefect_defaults()
     from flows.pipeline import miniplm_pipeline
 
     return miniplm_pipeline(config)
@@ -228,11 +227,14 @@ WaitOpt = Annotated[
 
 
 def _run_and_report(run, json_output: bool, printer) -> None:
+    from flows.api_server import local_api_server
     from miniplm.lock import WorkdirBusyError
     from miniplm.models import ModelSpecError
 
+    _prefect_defaults()
     try:
-        summary = run()
+        with local_api_server():
+            summary = run()
     except (ValueError, OSError, ModelSpecError, WorkdirBusyError) as exc:
         if DEBUG["on"]:
             raise
@@ -265,7 +267,6 @@ def prepare(
     cfg = build_config(ctx, config, dict(locals()))
 
     def run() -> dict:
-        _prefect_defaults()
         from flows.prepare import miniplm_prepare
 
         prepared = miniplm_prepare(cfg)

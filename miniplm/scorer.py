@@ -16,8 +16,8 @@ Where and in what precision it runs, and how large a batch is, comes from `devic
 from __future__ import annotations
 
 import hashlib
-import warnings
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass

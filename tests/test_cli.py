@@ -209,3 +209,31 @@ def test_a_run_waits_for_the_run_that_holds_the_workdir_or_stops_with_no_wait(tm
     assert second.returncode == 0, errors
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["instances_scored_teacher"] == summary["candidates"] > 0
+
+
+def test_a_killed_cli_leaves_no_prefect_server_behind(tmp_path, models):
+    """SIGKILL gives the CLI no chance to stop what it started: its Prefect server must die with it."""
+    import psutil
+
+    from tests.test_lock import hold_in_another_process
+
+    corpus = write_jsonl(tmp_path / "a.jsonl", corpus_texts(10))
+    wd = tmp_path / "wd"
+    holder = hold_in_another_process(wd)  # keeps the run waiting, its server up
+    try:
+        cli = subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", "run", "--corpus", str(corpus), "--teacher", str(models["teacher"]),
+             "--workdir", str(wd)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        line = cli.stderr.readline()
+        while line and "waiting" not in line:
+            line = cli.stderr.readline()
+        servers = [p for p in psutil.Process(cli.pid).children(recursive=True) if "uvicorn" in " ".join(p.cmdline())]
+        assert len(servers) == 1
+        cli.kill()
+        cli.wait()
+        gone, alive = psutil.wait_procs(servers, timeout=20)
+        assert alive == [] and len(gone) == 1
+    finally:
+        holder.kill()
+        holder.wait()

@@ -1,0 +1,84 @@
+"""The CLI's own short-lived Prefect API server, which dies with the CLI however the CLI dies.
+
+Prefect's ephemeral server is a child process that outlives a CLI killed with SIGKILL (nothing runs to stop it).
+This starts the same server (uvicorn over Prefect's app factory, loopback only, no UI) with the kernel told to
+send it SIGTERM when its parent dies (Linux's parent-death signal), and points the CLI's flows at it. Where
+`PREFECT_API_URL` is set already, that server is used and nothing is started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(OSError):  # not Linux: the server is stopped on a normal exit only
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, process: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the local Prefect server exited with code {process.returncode} while starting")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the local Prefect server did not answer at {url} within {timeout:.0f} s")
+
+
+@contextmanager
+def local_api_server(timeout: float = 120.0) -> Iterator[str | None]:
+    """Yield the API URL the flows use: the configured one, or a server started here for this command."""
+    if os.environ.get("PREFECT_API_URL"):
+        yield None
+        return
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PREFECT_SERVER_UI_ENABLED": "false",
+        "PREFECT__SERVER_EPHEMERAL": "1",  # what Prefect sets for its own temporary server: no background services
+        "PREFECT__SERVER_FINAL": "1",
+    }
+    # where prefect is installed, without importing it (its settings would be read before PREFECT_API_URL is set)
+    site = Path(importlib.util.find_spec("prefect").origin).parent.parent
+    command = [sys.executable, "-m", "uvicorn", "--app-dir", str(site), "--factory",
+               "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port), "--log-level",
+               "error", "--lifespan", "on"]  # fmt: skip
+    process = subprocess.Popen(command, env=env, preexec_fn=_die_with_parent)  # noqa: PLW1509 -- only prctl
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        _wait_healthy(url, process, timeout)
+        os.environ["PREFECT_API_URL"] = url
+        yield url
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
