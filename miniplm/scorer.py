@@ -145,8 +145,11 @@ class LMScorer:
             scale = float((raw * own).sum() / (raw * raw).sum())
             if float((raw * scale - own).abs().max()) <= tolerance:
                 return scale
-        warnings.warn(f"{self.model_path}: the model's own forward changes its logits beyond the output layer in a way the "
-              "scorer cannot reproduce; scoring from its own logits (slower)", stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"{self.model_path}: the model's own forward changes its logits beyond the output layer in a way the "
+            "scorer cannot reproduce; scoring from its own logits (slower)",
+            stacklevel=2,
+        )
         return None
 
     def _packed_kwargs(self, lengths: torch.Tensor) -> dict:
