@@ -92,6 +92,9 @@ class TrainConfig(BaseModel):
         description="Stop after this many evaluations without improvement and keep the best weights; empty: never",
     )
     checkpoint_interval: int = Field(100, ge=1, title="Checkpoint every (steps)")
+    checkpoint_seconds: float = Field(
+        60.0, gt=0, title="Checkpoint every (seconds)", description="Also save this often: a crash loses at most this"
+    )
     seed: int = Field(0, title="Seed")
     device: str = Field("auto", title="Device")
 

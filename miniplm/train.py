@@ -230,6 +230,7 @@ def train_lm(
         eval_data = None
     model.train()
     start, tokens_seen = time.perf_counter(), 0
+    last_save = time.monotonic()
     stopped_early = False
     with progress_bar(cfg.max_steps, desc, "step") as bar:
         bar.update(step)
@@ -261,8 +262,10 @@ def train_lm(
             bar.update(1)
             if stopped_early:
                 break
-            if step % cfg.checkpoint_interval == 0 and step < cfg.max_steps:
+            due = step % cfg.checkpoint_interval == 0 or time.monotonic() - last_save >= cfg.checkpoint_seconds
+            if due and step < cfg.max_steps:
                 save_checkpoint()
+                last_save = time.monotonic()
 
     seconds = time.perf_counter() - start
     if cfg.patience and best["state"] is not None:

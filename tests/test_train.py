@@ -67,3 +67,53 @@ def test_lr_schedule_warms_up_then_decays():
     lrs = [get_lr(s, cfg) for s in range(100)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert np.all(np.diff(lrs[10:]) <= 1e-12) and lrs[-1] >= 0.1
+
+
+TRAIN_SCRIPT = """
+import json, sys
+from pathlib import Path
+from miniplm.config import ModelArchConfig, TrainConfig
+from miniplm.train import train_lm
+arch, cfg = ModelArchConfig.model_validate_json(sys.argv[4]), TrainConfig.model_validate_json(sys.argv[5])
+train_lm(Path(sys.argv[1]), arch, sys.argv[2], Path(sys.argv[3]), cfg, eval_tokens=Path(sys.argv[3]))
+"""
+
+
+@pytest.mark.parametrize(
+    "kind,extra",
+    [("reference", dict(eval_interval=20, patience=50)), ("student", dict(eval_interval=100))],
+)
+def test_training_killed_midway_resumes_from_its_last_save_to_the_same_weights(tmp_path, models, kind, extra):
+    """SIGKILL while training (the reference's early stopping state too): the rerun starts from the last save, made
+    every `checkpoint_seconds`, and ends with the weights of a run never interrupted."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = _stream(tmp_path, models)
+    cfg = TrainConfig(
+        max_steps=600, batch_size=2, block_size=16, checkpoint_interval=10**6, checkpoint_seconds=0.5, **extra
+    )
+    tokenizer = str(models["tokenizer"])
+    straight = train_lm(tmp_path / "straight", ARCH, tokenizer, data, cfg, eval_tokens=data)
+    run_dir = tmp_path / "killed"
+    args = [str(run_dir), tokenizer, str(data), ARCH.model_dump_json(), cfg.model_dump_json()]
+    proc = subprocess.Popen([sys.executable, "-c", TRAIN_SCRIPT, *args])
+    state_path = run_dir / "checkpoint" / "state.pt"
+    while not state_path.exists():
+        assert proc.poll() is None, "training ended before its first save"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = torch.load(state_path, weights_only=False)["step"]
+    assert 0 < saved < cfg.max_steps and not (run_dir / "summary.json").exists()
+    resumed = train_lm(run_dir, ARCH, tokenizer, data, cfg, eval_tokens=data)
+    assert resumed["steps"] == straight["steps"]
+    assert resumed["tokens_seen_this_session"] == (resumed["steps"] - saved) * cfg.batch_size * cfg.block_size
+    assert resumed["history"] == straight["history"]
+    a = AutoModelForCausalLM.from_pretrained(tmp_path / "straight" / "model").state_dict()
+    b = AutoModelForCausalLM.from_pretrained(run_dir / "model").state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
