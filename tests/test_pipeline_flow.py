@@ -243,3 +243,30 @@ def test_a_cached_step_whose_outputs_are_gone_runs_again(tmp_path, models):
     assert again["instances_scored_teacher"] == 0  # the same instances again: their scores are still there
     assert again["selection_id"] == first["selection_id"]
     assert json.dumps(again["score_quantiles"]) == json.dumps(first["score_quantiles"])
+
+
+def test_a_new_dtype_scores_again_and_never_mixes_with_the_old(tmp_path, models):
+    """A score depends on the dtype and the scorer's version (its variant): a float32 run after a bfloat16 one scores
+    everything again, and the views show float32 scores only."""
+    from flows.pipeline import miniplm_pipeline
+    from miniplm.config import ScoreConfig
+
+    path = write_jsonl(tmp_path / "a.jsonl", corpus_texts(40, seed=6))
+    off = StudentConfig(enabled=False)
+    bf16 = miniplm_pipeline(config(tmp_path, models, [path], student=off, score=ScoreConfig(dtype="bfloat16")))
+    fp32 = miniplm_pipeline(config(tmp_path, models, [path], student=off, score=ScoreConfig(dtype="float32")))
+    assert bf16["score_variant"].startswith("bfloat16-s") and fp32["score_variant"].startswith("float32-s")
+    assert fp32["instances_scored_teacher"] == fp32["instances_scored_reference"] == fp32["candidates"] > 0
+    cfg = config(tmp_path, models, [path])
+    con = catalog(cfg)
+    variants = con.sql("select distinct variant from scores where variant != ''").fetchall()
+    assert sorted(v for (v,) in variants) == sorted([bf16["score_variant"], fp32["score_variant"]])
+    teacher = AutoModelForCausalLM.from_pretrained(cfg.teacher, dtype=torch.float32).eval()
+    rows = con.sql(
+        "select s.teacher_logp, i.token_ids from scored s join instances i using (instance_id) limit 5"
+    ).fetchall()
+    for t_lp, tokens in rows:
+        ids = torch.tensor([tokens])
+        with torch.no_grad():
+            t = torch.log_softmax(teacher(ids).logits[0, :-1].double(), -1).gather(1, ids[0, 1:, None]).mean().item()
+        assert abs(t_lp - t) < 1e-5  # float32 precision: not a bfloat16 score left over
