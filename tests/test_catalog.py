@@ -59,7 +59,7 @@ def test_a_source_no_longer_in_the_corpus_is_not_read(tmp_path, models):
         "select count(distinct source_key) from instance_index join documents using (doc_id)"
     ).fetchall() == [(1,)]
     plan = con.sql("explain analyze select count(*) from documents").fetchall()[0][1]
-    assert manifest.sources[0].source_key in plan and manifest.sources[1].source_key not in plan  # b is never read
+    # b's shard is never opened (its key may still show in the plan, as a bound of a pushed-down filter)
     assert "Total Files Read: 1" in plan and "Total Files Read: 2" not in plan
 
 
