@@ -74,7 +74,10 @@ def read_only_folder(path: Path):
         finally:
             path.chmod(0o755)
         return
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)], check=True)
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)], capture_output=True)
+    if mount.returncode != 0:  # a container that may not mount: sysfs refuses root a new folder too
+        yield Path("/sys")
+        return
     try:
         yield path
     finally:
@@ -84,4 +87,5 @@ def read_only_folder(path: Path):
 def test_a_read_only_work_directory_is_named(tmp_path, models, corpus):
     with read_only_folder(tmp_path / "ro") as folder:
         line = one_error_line(run(tmp_path, corpus, models["teacher"], workdir=folder / "wd"))
-    assert line in (f"error: {folder / 'wd'}: Read-only file system", f"error: {folder / 'wd'}: Permission denied")
+    reasons = ("Read-only file system", "Permission denied", "Operation not permitted")
+    assert line in [f"error: {folder / 'wd'}: {reason}" for reason in reasons]
