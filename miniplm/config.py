@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 
 class CorpusConfig(BaseModel):
@@ -35,7 +35,9 @@ class CorpusConfig(BaseModel):
 
 
 class InstanceConfig(BaseModel):
-    max_len: int = Field(1024, ge=3, le=1 << 20, description="Most tokens per instance (EOS included)")
+    max_len: int = Field(
+        1024, ge=3, le=1 << 20, title="Longest instance (tokens)", description="Most tokens per instance (EOS included)"
+    )
 
 
 class SplitConfig(BaseModel):
@@ -43,11 +45,14 @@ class SplitConfig(BaseModel):
         0.05,
         ge=0,
         lt=1,
+        title="D_ref share",
         description="Share of documents (so about that share of "
         "tokens) that trains the reference LM; never scored or selected",
     )
-    heldout_fraction: float = Field(0.02, ge=0, lt=1, description="Share of documents kept apart to evaluate students")
-    seed: int = Field(0, description="Seeds document membership (a hash of seed and doc_id)")
+    heldout_fraction: float = Field(
+        0.02, ge=0, lt=1, title="Held-out share", description="Share of documents kept apart to evaluate students"
+    )
+    seed: int = Field(0, title="Seed", description="Seeds document membership (a hash of seed and doc_id)")
 
     @model_validator(mode="after")
     def _fits(self) -> SplitConfig:
@@ -60,10 +65,12 @@ class ModelArchConfig(BaseModel):
     """A Hugging Face causal-LM config: a model_type and its keyword arguments, or a path/hub id with config.json."""
 
     source: str | None = Field(
-        None, description="config.json path, checkpoint directory or hub id; overrides model_type"
+        None, title="Config from", description="config.json path, checkpoint directory or hub id; overrides model_type"
     )
-    model_type: str = "llama"
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="config fields, e.g. hidden_size")
+    model_type: str = Field("llama", title="Model type", description="A transformers model type: llama, gpt2, ...")
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict, title="Config fields", description="config fields, e.g. hidden_size"
+    )
 
 
 class TrainConfig(BaseModel):
@@ -74,29 +81,35 @@ class TrainConfig(BaseModel):
     max_tokens: int | None = Field(
         None, ge=1, title="Token budget", description="Most training tokens when steps is empty"
     )
-    batch_size: int = Field(8, ge=1, title="Sequences per step")
-    block_size: int = Field(256, ge=8, title="Tokens per sequence")
-    learning_rate: float = Field(3e-3, gt=0, title="Peak learning rate")
-    min_lr_ratio: float = Field(0.1, ge=0, le=1, title="Final / peak learning rate")
+    batch_size: int = Field(8, ge=1, title="Sequences per step", description="Sequences in one optimizer step")
+    block_size: int = Field(256, ge=8, title="Tokens per sequence", description="Training context length")
+    learning_rate: float = Field(3e-3, gt=0, title="Peak learning rate", description="After warm-up; cosine decay")
+    min_lr_ratio: float = Field(
+        0.1, ge=0, le=1, title="Final / peak learning rate", description="Where the cosine decay ends"
+    )
     warmup_steps: int = Field(20, ge=0, title="Warm-up steps", description="At most a tenth of the steps is used")
-    weight_decay: float = Field(0.1, ge=0, title="Weight decay")
-    grad_clip: float = Field(1.0, gt=0, title="Gradient clip")
+    weight_decay: float = Field(0.1, ge=0, title="Weight decay", description="AdamW, on matrices only")
+    grad_clip: float = Field(1.0, gt=0, title="Gradient clip", description="Largest gradient norm")
     eval_interval: int | None = Field(
         50, ge=1, title="Evaluate every (steps)", description="Empty: ten evaluations over the run"
     )
-    eval_batches: int = Field(20, ge=1, title="Batches per evaluation")
+    eval_batches: int = Field(20, ge=1, title="Batches per evaluation", description="Held-out batches averaged")
     patience: int | None = Field(
         None,
         ge=1,
         title="Early-stopping patience",
         description="Stop after this many evaluations without improvement and keep the best weights; empty: never",
     )
-    checkpoint_interval: int = Field(100, ge=1, title="Checkpoint every (steps)")
+    checkpoint_interval: int = Field(
+        100, ge=1, title="Checkpoint every (steps)", description="A killed run resumes from the last save"
+    )
     checkpoint_seconds: float = Field(
         60.0, gt=0, title="Checkpoint every (seconds)", description="Also save this often: a crash loses at most this"
     )
-    seed: int = Field(0, title="Seed")
-    device: str = Field("auto", title="Device")
+    seed: int = Field(0, title="Seed", description="Initialization and batch order")
+    device: str = Field(
+        "auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", title="Device", description="auto, cpu, cuda, cuda:1, ..."
+    )
 
     def steps_for(self, train_tokens: int, block_size: int) -> int:
         """Optimizer steps: as configured, or `epochs` passes over `train_tokens` (capped at `max_tokens`)."""
@@ -139,11 +152,23 @@ class ReferenceConfig(BaseModel):
     arch: ModelArchConfig | None = Field(
         None, title="Architecture", description="Empty: a Llama sized to D_ref (about one parameter per 20 tokens)"
     )
-    train: TrainConfig = Field(default_factory=default_reference_train)
+    train: TrainConfig = Field(
+        default_factory=default_reference_train, title="Training", description="Default: one pass over D_ref"
+    )
     validation_fraction: float = Field(
         0.1, gt=0, lt=1, title="Validation share of D_ref", description="D_ref documents kept to validate it"
     )
     retrain: bool = Field(False, title="Retrain", description="Retrain even though a trained reference exists")
+
+    @field_validator("train", mode="before")
+    @classmethod
+    def _over_reference_defaults(cls, value: Any) -> Any:
+        # a partly given section (a form edit, a config file) changes what it names and keeps the reference's own
+        # defaults for the rest: one pass over D_ref with early stopping, not TrainConfig's fixed 200 steps
+        if isinstance(value, dict):
+            return default_reference_train().model_dump() | value
+        return value
+
     accept_weak: bool = Field(
         False,
         title="Accept a weak reference",
@@ -152,7 +177,9 @@ class ReferenceConfig(BaseModel):
 
 
 class ScoreConfig(BaseModel):
-    device: str = Field("auto", title="Device", description="auto, cpu, cuda, cuda:1, ...")
+    device: str = Field(
+        "auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", title="Device", description="auto, cpu, cuda, cuda:1, ..."
+    )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", title="Precision", description="auto: bfloat16 on GPUs; on a CPU, whichever it multiplies faster"
     )
@@ -172,8 +199,10 @@ class ScoreConfig(BaseModel):
 
 
 class SelectConfig(BaseModel):
-    alpha: float = Field(0.5, gt=0, le=1, description="Fraction of scored candidates to keep")
-    budget_tokens: int | None = Field(None, ge=1, description="Keep the best instances up to this many tokens instead")
+    alpha: float = Field(0.5, gt=0, le=1, title="Alpha", description="Fraction of scored candidates to keep")
+    budget_tokens: int | None = Field(
+        None, ge=1, title="Token budget", description="Keep the best instances up to this many tokens instead"
+    )
 
 
 def default_student_arch() -> ModelArchConfig:
@@ -181,11 +210,19 @@ def default_student_arch() -> ModelArchConfig:
 
 
 class StudentConfig(BaseModel):
-    enabled: bool = Field(True, description="Train students on the kept data and on a uniform sample")
-    arch: ModelArchConfig = Field(default_factory=default_student_arch)
-    tokenizer: str | None = Field(None, description="Student tokenizer (checkpoint dir or hub id); default: teacher's")
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    uniform_baseline: bool = Field(True, description="Also train the same student on a uniform sample of the same size")
+    enabled: bool = Field(
+        True, title="Train students", description="Train students on the kept data and on a uniform sample"
+    )
+    arch: ModelArchConfig = Field(
+        default_factory=default_student_arch, title="Architecture", description="The student model's shape"
+    )
+    tokenizer: str | None = Field(
+        None, title="Tokenizer", description="Student tokenizer (checkpoint dir or hub id); default: teacher's"
+    )
+    train: TrainConfig = Field(default_factory=TrainConfig, title="Training", description="The students' training")
+    uniform_baseline: bool = Field(
+        True, title="Uniform baseline", description="Also train the same student on a uniform sample of the same size"
+    )
 
 
 class RunnerConfig(BaseModel):
@@ -208,16 +245,32 @@ class RunnerConfig(BaseModel):
 
 
 class PipelineConfig(BaseModel):
-    workdir: str = Field(..., description="Work directory that holds the corpus, scores, models and catalog")
-    corpus: CorpusConfig
-    teacher: str = Field(..., description="Hub id, local checkpoint directory, .gguf file, or demo:smollm2-135m")
-    reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
-    instances: InstanceConfig = Field(default_factory=InstanceConfig)
-    split: SplitConfig = Field(default_factory=SplitConfig)
-    score: ScoreConfig = Field(default_factory=ScoreConfig)
-    select: SelectConfig = Field(default_factory=SelectConfig)
-    student: StudentConfig = Field(default_factory=StudentConfig)
-    runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    workdir: str = Field(..., title="Work directory", description="Holds the corpus shards, scores, models and catalog")
+    corpus: CorpusConfig = Field(..., title="Corpus", description="The documents to score and select from")
+    teacher: str = Field(
+        ..., title="Teacher LM", description="Hub id, local checkpoint directory, .gguf file, or demo:smollm2-135m"
+    )
+    reference: ReferenceConfig = Field(
+        default_factory=ReferenceConfig, title="Reference LM", description="Trained on D_ref, or given"
+    )
+    instances: InstanceConfig = Field(
+        default_factory=InstanceConfig, title="Instances", description="How documents are cut into instances"
+    )
+    split: SplitConfig = Field(
+        default_factory=SplitConfig, title="Split", description="D_ref, held-out and candidate pool membership"
+    )
+    score: ScoreConfig = Field(default_factory=ScoreConfig, title="Scoring", description="Device, precision, batching")
+    select: SelectConfig = Field(
+        default_factory=SelectConfig, title="Selection", description="Keep the top alpha (or a token budget)"
+    )
+    student: StudentConfig = Field(
+        default_factory=StudentConfig, title="Students", description="The same student on kept and uniform data"
+    )
+    runner: RunnerConfig = Field(
+        default_factory=RunnerConfig, title="Task runner", description="Where scoring tasks run: here or on Ray"
+    )
     wait_for_workdir: bool = Field(
-        True, description="When another run holds the work directory: wait for it to finish (true) or stop at once"
+        True,
+        title="Wait for the work directory",
+        description="When another run holds the work directory: wait for it to finish (true) or stop at once",
     )

@@ -1,0 +1,45 @@
+"""The Prefect UI's parameter form: every field titled and described, bounds and choices in the schema, nested
+models as definitions, and edited nested values arriving as a PipelineConfig."""
+
+from prefect.utilities.callables import parameter_schema
+
+from flows.pipeline import miniplm_pipeline
+from miniplm.config import PipelineConfig
+
+
+def test_every_field_of_the_form_has_a_title_and_a_description():
+    schema = parameter_schema(miniplm_pipeline.fn).model_dump_for_openapi()
+    definitions = schema["definitions"]
+    assert {"PipelineConfig", "CorpusConfig", "ReferenceConfig", "ScoreConfig", "SelectConfig", "TrainConfig",
+            "StudentConfig", "SplitConfig", "RunnerConfig"} <= set(definitions)  # fmt: skip
+    untitled = [
+        f"{model}.{name}"
+        for model, definition in definitions.items()
+        for name, field in definition.get("properties", {}).items()
+        if not field.get("title") or not field.get("description")
+    ]
+    assert untitled == []
+    fields = definitions["SelectConfig"]["properties"]
+    assert fields["alpha"]["exclusiveMinimum"] == 0 and fields["alpha"]["maximum"] == 1
+    assert definitions["InstanceConfig"]["properties"]["max_len"]["minimum"] == 3
+    for name in ("reference_fraction", "heldout_fraction"):
+        field = definitions["SplitConfig"]["properties"][name]
+        assert field["minimum"] == 0 and field["exclusiveMaximum"] == 1
+    assert definitions["ScoreConfig"]["properties"]["dtype"]["enum"] == ["auto", "float32", "bfloat16", "float16"]
+    assert definitions["RunnerConfig"]["properties"]["kind"]["enum"] == ["local", "ray"]
+
+
+def test_a_run_started_with_edited_nested_values_receives_a_pipeline_config():
+    edited = {
+        "config": {
+            "workdir": "w",
+            "corpus": {"paths": ["a.jsonl"]},
+            "teacher": "t",
+            "select": {"alpha": 0.3},
+            "reference": {"train": {"batch_size": 2}},
+        }
+    }
+    config = miniplm_pipeline.validate_parameters(edited)["config"]
+    assert isinstance(config, PipelineConfig)
+    assert config.select.alpha == 0.3 and config.reference.train.batch_size == 2
+    assert config.reference.train.max_steps is None  # the rest of the nested section keeps its defaults
