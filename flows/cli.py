@@ -438,6 +438,19 @@ def _shell(con, fmt: str) -> None:
 
 
 @app.command()
+def report(workdir: Annotated[Path, typer.Option(help="Work directory")] = Path("miniplm-demo")) -> None:
+    """Write a one-page markdown report (counts, score histogram PNG, extremes, reference, students)."""
+    from miniplm.report import write_report
+
+    try:
+        path = write_report(workdir)
+    except FileNotFoundError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    out.print(f"wrote {path} and {path.with_name('scores.png')}")
+
+
+@app.command()
 def status(
     workdir: Annotated[Path, typer.Option(help="Work directory")] = Path("miniplm-demo"),
     json_output: Annotated[bool, typer.Option("--json")] = False,

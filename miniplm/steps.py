@@ -27,6 +27,7 @@ from miniplm.reference import (
     reference_info,
     train_reference,
 )
+from miniplm.report import extreme_instances, score_histogram
 from miniplm.selection import recorded, run_selection, selection_id, uniform_sample, write_members
 from miniplm.shards import read_json, write_json
 from miniplm.splits import write_splits
@@ -187,14 +188,7 @@ def summarize(workdir: str, manifest: RunManifest, selection: dict, counts: dict
     dist = con.execute(load_sql("score_summary")).fetchall()[0]
     quantiles = dict(zip(("p05", "p25", "p50", "p75", "p95"), dist[3] or [None] * 5, strict=True))
     accounting = con.table("accounting").to_arrow_table().to_pylist()
-    columns = ("instance_id", "score", "teacher_logp", "ref_logp", "preview")
-    extremes = {
-        label: [
-            dict(zip(columns, r, strict=True))
-            for r in con.execute(load_sql("extreme_instances"), {"descending": label == "top", "n": 3}).fetchall()
-        ]
-        for label in ("top", "bottom")
-    }
+    extremes = extreme_instances(con, 3)
     totals = con.execute(load_sql("corpus_totals")).fetchall()[0]
     summary = {
         "workdir": str(wd.root),
@@ -232,7 +226,9 @@ def summarize(workdir: str, manifest: RunManifest, selection: dict, counts: dict
     if losses.get("miniplm") and losses.get("uniform"):
         summary["heldout_loss_gain"] = losses["uniform"] - losses["miniplm"]
     summary = json.loads(json.dumps(summary, default=str))  # plain JSON types (NaN-safe below)
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
+    summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
+    write_json(summary, wd.summary)
+    return summary
 
 
 # Whether a step's outputs exist as its last run left them, from the same arguments as the step: the one truth
@@ -267,6 +263,10 @@ def students_ready(workdir: str, manifest: RunManifest, selection: dict, cfg: St
     wd = Workdir.open(workdir)
     names = ["miniplm", "uniform"] if cfg.uniform_baseline else ["miniplm"]
     return all(trained(wd.student_dir(f"{name}-{selection['selection_id']}")) for name in names)
+
+
+def score_bins(workdir: str, manifest: RunManifest) -> list[tuple[float, float, int]]:
+    return score_histogram(connect(Workdir.open(workdir), manifest))
 
 
 def previous_manifest(workdir: str) -> RunManifest | None:

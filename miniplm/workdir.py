@@ -113,6 +113,11 @@ class Workdir:
         return self.root / "manifest.json"
 
     @property
+    def summary(self) -> Path:
+        """The last run's summary (what `miniplm run --json` printed), for `miniplm report`."""
+        return self.root / "summary.json"
+
+    @property
     def catalog(self) -> Path:
         return self.root / "catalog.duckdb"
 

@@ -18,6 +18,7 @@ from miniplm.instances import instance_spec as _instance_spec
 from miniplm.manifest import ModelRef, RunManifest, SourceRef
 from miniplm.models import DEMO_TEACHER, check_context, demo_gguf_path, fetch_demo_gguf, resolve_model
 from miniplm.partitions import Partition
+from miniplm.report import histogram_markdown
 from tasks.caching import CACHED, RETRIES, progress_artifact, step_cache_key, trusted_while
 
 
@@ -161,4 +162,9 @@ def summary(workdir: str, manifest: RunManifest, selection: dict, counts: dict, 
         "|---|---|---|---|---|\n" + "| " + " | ".join(f"{q[k]:.4f}" if q[k] is not None else "-" for k in q) + " |\n",
     )
     create_table_artifact(key="accounting", table=result["accounting"], description="Where every document went")
+    create_markdown_artifact(
+        key="score-histogram",
+        description="Score distribution of the candidates",
+        markdown="## Score distribution\n\n" + histogram_markdown(steps.score_bins(workdir, manifest)),
+    )
     return result

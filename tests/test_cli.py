@@ -237,3 +237,21 @@ def test_a_killed_cli_leaves_no_prefect_server_behind(tmp_path, models):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_report_has_the_counts_histogram_and_extremes(cli_run):
+    wd, _, summary = cli_run
+    result = miniplm("report", "--workdir", str(wd))
+    report = (wd / "report" / "report.md").read_text()
+    png = (wd / "report" / "scores.png").read_bytes()
+    assert str(wd / "report" / "report.md") in result.stdout and png.startswith(b"\x89PNG\r\n\x1a\n")
+    for section in ("Where every document went", "Scores", "Top-scored", "Bottom-scored", "Reference LM", "Students"):
+        assert f"## {section}" in report
+    assert summary["selection_id"] in report
+    bars = [line for line in report.splitlines() if line.startswith("| ") and " .. " in line]
+    finite = int(miniplm("sql", "select count(*) from scored where isfinite(score)", "--workdir", str(wd), "--format",
+                         "csv").stdout.splitlines()[1])  # fmt: skip
+    assert sum(int(line.split("|")[2]) for line in bars) == finite > 0
+    top = report.split("## Top-scored candidates")[1].splitlines()[4]
+    assert float(top.split("|")[2]) == pytest.approx(summary["score_max"], abs=1e-4)
+    assert json.loads((wd / "summary.json").read_text())["selection_id"] == summary["selection_id"]

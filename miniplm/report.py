@@ -1,0 +1,128 @@
+"""A one-page report of a work directory: where the documents went, the score histogram (a PNG beside it), the
+best- and worst-scored instances, the selection, the reference's quality and the students' held-out losses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from miniplm.catalog import load_sql, open_readonly
+from miniplm.shards import read_json
+from miniplm.workdir import Workdir
+
+BINS = 40
+
+
+def score_histogram(con: duckdb.DuckDBPyConnection, bins: int = BINS) -> list[tuple[float, float, int]]:
+    """(left edge, right edge, count) of each non-empty bin of the candidates' finite scores."""
+    return [(lo, hi, n) for _, lo, hi, n in con.execute(load_sql("score_histogram"), {"bins": bins}).fetchall()]
+
+
+def extreme_instances(con: duckdb.DuckDBPyConnection, n: int) -> dict[str, list[dict]]:
+    """The `n` best- and worst-scored candidates, with the start of their document's text."""
+    columns = ("instance_id", "score", "teacher_logp", "ref_logp", "preview")
+    return {
+        label: [
+            dict(zip(columns, r, strict=True))
+            for r in con.execute(load_sql("extreme_instances"), {"descending": label == "top", "n": n}).fetchall()
+        ]
+        for label in ("top", "bottom")
+    }
+
+
+def plot_histogram(bins: list[tuple[float, float, int]], threshold: float | None, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on a server or in CI
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=120)
+    ax.bar([lo for lo, _, _ in bins], [n for _, _, n in bins], width=[hi - lo for lo, hi, _ in bins], align="edge",
+           color="#4c72b0")  # fmt: skip
+    if threshold is not None:
+        ax.axvline(threshold, color="#c44e52", linestyle="--", label=f"kept: score >= {threshold:.3f}")
+        ax.legend(loc="upper left", frameon=False)
+    ax.set_xlabel("score = teacher - reference mean log-prob (nats/token)")
+    ax.set_ylabel("candidates")
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def histogram_markdown(bins: list[tuple[float, float, int]], width: int = 40) -> str:
+    """The histogram as a text bar chart, which any markdown view (the Prefect UI's artifacts) renders."""
+    if not bins:
+        return "_no finite scores yet_"
+    top = max(n for _, _, n in bins)
+    rows = [f"| {lo:8.3f} .. {hi:8.3f} | {n:6d} | {'█' * max(1, round(width * n / top))} |" for lo, hi, n in bins]
+    return "| score | candidates | |\n|---|---:|---|\n" + "\n".join(rows)
+
+
+def _table(rows: list[dict]) -> str:
+    if not rows:
+        return "_none_"
+    head = "| " + " | ".join(rows[0]) + " |\n|" + "---|" * len(rows[0]) + "\n"
+    return head + "\n".join("| " + " | ".join(_cell(v) for v in r.values()) + " |" for r in rows)
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value).replace("\n", " ").replace("|", "\\|")
+
+
+def write_report(workdir: str | Path) -> Path:
+    """Write `report/report.md` and `report/scores.png` in the work directory; returns the report's path."""
+    wd = Workdir.open(workdir)
+    con = open_readonly(wd)
+    out = wd.root / "report"
+    summary = read_json(wd.summary) if wd.summary.exists() else {}
+    accounting = con.sql("select * from accounting").to_arrow_table().to_pylist()
+    bins = score_histogram(con)
+    threshold = summary.get("threshold")
+    png = plot_histogram(bins, threshold, out / "scores.png")
+    extremes = extreme_instances(con, 10)
+    lines = [
+        f"# MiniPLM work directory `{wd.root}`",
+        "",
+        "## Where every document went",
+        "",
+        _table(accounting),
+        "",
+        "## Scores",
+        "",
+        f"![score histogram]({png.name})",
+        "",
+        histogram_markdown(bins),
+        "",
+        "## Top-scored candidates",
+        "",
+        _table(extremes["top"]),
+        "",
+        "## Bottom-scored candidates",
+        "",
+        _table(extremes["bottom"]),
+    ]
+    if summary:
+        ref = summary.get("reference") or {}
+        lines += [
+            "",
+            "## Selection",
+            "",
+            _table([{k: summary.get(k) for k in ("selection_id", "alpha", "candidates", "selected", "threshold")}]),
+            "",
+            "## Reference LM (nats/token)",
+            "",
+            _table([{k: ref.get(k) for k in ("validation_loss", "unigram_loss", "uniform_loss", "d_ref_tokens")}]),
+            "",
+            "## Students (held-out loss, lower is better)",
+            "",
+            _table([{"trained on": name, **s} for name, s in (summary.get("students") or {}).items()]),
+        ]
+    report = out / "report.md"
+    report.write_text("\n".join(lines) + "\n")
+    return report
