@@ -8,6 +8,7 @@ send it SIGTERM when its parent dies (Linux's parent-death signal), and points t
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import importlib.util
@@ -53,7 +54,8 @@ def _wait_healthy(url: str, process: subprocess.Popen, timeout: float) -> None:
 
 @contextmanager
 def local_api_server(timeout: float = 120.0) -> Iterator[str | None]:
-    """Yield the API URL the flows use: the configured one, or a server started here for this command."""
+    """Yield the API URL the flows use: the configured one, or a server started here that stops when this process
+    exits (or dies)."""
     if os.environ.get("PREFECT_API_URL"):
         yield None
         return
@@ -70,15 +72,22 @@ def local_api_server(timeout: float = 120.0) -> Iterator[str | None]:
                "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port), "--log-level",
                "error", "--lifespan", "on"]  # fmt: skip
     process = subprocess.Popen(command, env=env, preexec_fn=_die_with_parent)  # noqa: PLW1509 -- only prctl
-    url = f"http://127.0.0.1:{port}/api"
-    try:
-        _wait_healthy(url, process, timeout)
-        os.environ["PREFECT_API_URL"] = url
-        yield url
-    finally:
-        os.environ.pop("PREFECT_API_URL", None)
+
+    def stop() -> None:
         process.terminate()
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+    # Stopped at exit, not when the block ends: Prefect's own exit handlers, registered later and so run first,
+    # still send their last events to it.
+    atexit.register(stop)
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        _wait_healthy(url, process, timeout)
+    except RuntimeError:
+        stop()
+        raise
+    os.environ["PREFECT_API_URL"] = url
+    yield url

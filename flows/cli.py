@@ -45,6 +45,7 @@ def _prefect_defaults() -> None:
     os.environ["PREFECT_LOGGING_LEVEL"] = "INFO" if DEBUG["on"] else "CRITICAL"
     # Prefect's services (the events worker flushing at exit) log through the root logger
     os.environ["PREFECT_LOGGING_ROOT_LEVEL"] = "WARNING" if DEBUG["on"] else "CRITICAL"
+    os.environ["PREFECT_INTERNAL_LOGGING_LEVEL"] = "ERROR" if DEBUG["on"] else "CRITICAL"
 
 
 def _run_flow(config) -> dict:
