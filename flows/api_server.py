@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import fcntl
 import importlib.util
 import os
 import signal
@@ -71,6 +72,11 @@ def local_api_server(timeout: float = 120.0) -> Iterator[str | None]:
     command = [sys.executable, "-m", "uvicorn", "--app-dir", str(site), "--factory",
                "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port), "--log-level",
                "error", "--lifespan", "on"]  # fmt: skip
+    # Two commands started together would both create and migrate a new Prefect database: one at a time
+    home = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect")).expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    starting = open(home / ".miniplm-server-start.lock", "a")  # noqa: SIM115 -- held until the server answers
+    fcntl.flock(starting, fcntl.LOCK_EX)
     process = subprocess.Popen(command, env=env, preexec_fn=_die_with_parent)  # noqa: PLW1509 -- only prctl
 
     def stop() -> None:
@@ -89,5 +95,7 @@ def local_api_server(timeout: float = 120.0) -> Iterator[str | None]:
     except RuntimeError:
         stop()
         raise
+    finally:
+        starting.close()  # releases the start lock: the database is migrated
     os.environ["PREFECT_API_URL"] = url
     yield url
