@@ -270,3 +270,25 @@ def test_a_new_dtype_scores_again_and_never_mixes_with_the_old(tmp_path, models)
         with torch.no_grad():
             t = torch.log_softmax(teacher(ids).logits[0, :-1].double(), -1).gather(1, ids[0, 1:, None]).mean().item()
         assert abs(t_lp - t) < 1e-5  # float32 precision: not a bfloat16 score left over
+
+
+def test_the_reference_is_retrained_when_what_it_was_trained_on_changes(tmp_path, models):
+    """A kept reference records its split and instance settings; a new max_len or split seed trains a new one (its
+    old D_ref documents may now be candidates, its windows another length), and every reference score follows."""
+    from flows.pipeline import miniplm_pipeline
+    from miniplm.reference import reference_info
+    from miniplm.workdir import Workdir
+
+    path = write_jsonl(tmp_path / "a.jsonl", corpus_texts(50, seed=8))
+    off = StudentConfig(enabled=False)
+    first = miniplm_pipeline(config(tmp_path, models, [path], student=off))
+    wd = Workdir.open(tmp_path / "wd")
+    trained_on = reference_info(wd)["trained_on"]
+    shorter = miniplm_pipeline(config(tmp_path, models, [path], student=off, instances=InstanceConfig(max_len=32)))
+    assert "reference" in shorter["steps_run"] and reference_info(wd)["trained_on"] != trained_on
+    assert shorter["instances_scored_reference"] == shorter["candidates"]
+    reseeded = config(tmp_path, models, [path], student=off, split=SplitConfig(reference_fraction=0.2, seed=1))
+    moved = miniplm_pipeline(reseeded.model_copy(update={"instances": InstanceConfig(max_len=32)}))
+    assert "reference" in moved["steps_run"] and moved["instances_scored_reference"] == moved["candidates"]
+    assert reference_info(wd)["trained_on"]["split_key"] != trained_on["split_key"]
+    assert first["selection_id"] != moved["selection_id"]
