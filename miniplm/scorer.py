@@ -132,7 +132,8 @@ class LMScorer:
         model = self._model
         vocab = model.get_output_embeddings().weight.shape[0]
         ids = torch.randint(0, vocab, (1, 32), generator=torch.Generator().manual_seed(0)).to(self.device)
-        kwargs = self._packed_kwargs(torch.tensor([32])) if self.pack else {}
+        lengths = torch.tensor([32])
+        kwargs = self._packed_kwargs(lengths, packed_layout(lengths)[0]) if self.pack else {}
         own = model(input_ids=ids, **kwargs).logits[0].float()
         hidden = model.get_decoder()(input_ids=ids, **kwargs).last_hidden_state[0]
         raw = model.get_output_embeddings()(hidden).float()
@@ -152,9 +153,9 @@ class LMScorer:
         )
         return None
 
-    def _packed_kwargs(self, lengths: torch.Tensor) -> dict:
-        """What a packed row tells the attention: where each instance starts, and positions that restart there."""
-        position_ids, _, _ = packed_layout(lengths)
+    def _packed_kwargs(self, lengths: torch.Tensor, position_ids: torch.Tensor) -> dict:
+        """What a packed row tells the attention: where each instance starts, and positions that restart there
+        (`packed_layout`'s, computed once per batch by the caller)."""
         cu_seq_lens = torch.nn.functional.pad(torch.cumsum(lengths, 0), (1, 0)).to(torch.int32).to(self.device)
         longest = int(lengths.max())
         return {
@@ -201,8 +202,9 @@ class LMScorer:
         body = self.model.get_decoder() if self.logit_scale is not None else self.model
         ids = batch.ids.to(self.device, non_blocking=True)
         if batch.packed:
-            _, predicts, row_of = (t.to(self.device, non_blocking=True) for t in packed_layout(batch.lengths))
-            out = body(input_ids=ids, **self._packed_kwargs(batch.lengths))
+            position_ids, predicts, row_of = packed_layout(batch.lengths)
+            predicts, row_of = predicts.to(self.device, non_blocking=True), row_of.to(self.device, non_blocking=True)
+            out = body(input_ids=ids, **self._packed_kwargs(batch.lengths, position_ids))
             hidden = out.last_hidden_state[0] if self.logit_scale is not None else out.logits[0]  # (N, H or V)
             keep = predicts[:-1]
             h, targets = hidden[:-1][keep], ids[0, 1:][keep]

@@ -139,6 +139,12 @@ def select(workdir: str, manifest: RunManifest, cfg: SelectConfig) -> dict:
     return run_selection(Workdir.open(workdir), manifest, cfg)
 
 
+def _student_dirs(wd: Workdir, cfg: StudentConfig, sid: str) -> dict[str, Path]:
+    """Where each student trains: on the kept data, and on the uniform sample when asked."""
+    names = ["miniplm", "uniform"] if cfg.uniform_baseline else ["miniplm"]
+    return {name: wd.student_dir(f"{name}-{sid}") for name in names}
+
+
 def train_students(workdir: str, manifest: RunManifest, selection: dict, cfg: StudentConfig, seed: int) -> dict:
     """The same student on the kept data and on a uniform sample of the same size; held-out loss for both."""
     wd = Workdir.open(workdir)
@@ -167,7 +173,7 @@ def train_students(workdir: str, manifest: RunManifest, selection: dict, cfg: St
             results[name] = {"skipped": f"only {export['student_tokens']} tokens to train on", "export": export}
             continue
         summary = train_lm(
-            wd.student_dir(f"{name}-{sid}"),
+            _student_dirs(wd, cfg, sid)[name],
             cfg.arch,
             tokenizer,
             Path(export["tokens_path"]),
@@ -260,9 +266,7 @@ def select_ready(workdir: str, manifest: RunManifest, cfg: SelectConfig) -> bool
 
 
 def students_ready(workdir: str, manifest: RunManifest, selection: dict, cfg: StudentConfig, seed: int) -> bool:
-    wd = Workdir.open(workdir)
-    names = ["miniplm", "uniform"] if cfg.uniform_baseline else ["miniplm"]
-    return all(trained(wd.student_dir(f"{name}-{selection['selection_id']}")) for name in names)
+    return all(map(trained, _student_dirs(Workdir.open(workdir), cfg, selection["selection_id"]).values()))
 
 
 def score_bins(workdir: str, manifest: RunManifest) -> list[tuple[float, float, int]]:
