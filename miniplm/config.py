@@ -274,3 +274,59 @@ class PipelineConfig(BaseModel):
         title="Wait for the work directory",
         description="When another run holds the work directory: wait for it to finish (true) or stop at once",
     )
+
+
+Arm = Literal["miniplm", "uniform", "full", "teacher_ppl", "reference_ppl", "kd"]
+ALL_ARMS: tuple[Arm, ...] = ("miniplm", "uniform", "full", "teacher_ppl", "reference_ppl", "kd")
+
+
+class ExperimentConfig(BaseModel):
+    """The paper's comparison: the same student, the same compute, trained on each arm's data; run beside a
+    PipelineConfig, whose `student` section is the student and whose scores and selections the arms re-use."""
+
+    alphas: list[float] = Field(
+        default_factory=lambda: [0.5],
+        min_length=1,
+        title="Alphas",
+        description="Fractions kept by Difference Sampling (and by single-model selection); several make a sweep",
+    )
+    arms: list[Arm] = Field(
+        default_factory=lambda: list(ALL_ARMS),
+        min_length=1,
+        title="Arms",
+        description="miniplm (Difference Sampling), uniform (same tokens), full (the whole pool), teacher_ppl / "
+        "reference_ppl (one model's perplexity alone), kd (Vanilla KD, teacher online)",
+    )
+    seeds: int = Field(
+        3, ge=1, le=32, title="Seeds per arm", description="Seed k of every arm starts from the same weights"
+    )
+    perplexity_band: Literal["low", "mid", "high"] = Field(
+        "low", title="Perplexity band", description="Which alpha of candidates single-model selection keeps"
+    )
+    kd_ratio: float = Field(
+        0.5, ge=0, le=1, title="KD ratio", description="loss = (1 - r) * LM + r * KD in the Vanilla KD arm"
+    )
+    target_paths: list[str] = Field(
+        default_factory=list,
+        title="Target set",
+        description="Files of documents the students are evaluated on (never trained on), read like the corpus",
+    )
+    target_text_column: str = Field("text", title="Target text column", description="Column or field with the text")
+    max_eval_documents: int = Field(
+        2000, ge=1, title="Documents per evaluation set", description="Target and held-out sets are capped here"
+    )
+    bootstrap_samples: int = Field(
+        2000, ge=100, title="Bootstrap samples", description="For the 95% intervals over target documents"
+    )
+
+    @field_validator("alphas")
+    @classmethod
+    def _alphas_in_range(cls, value: list[float]) -> list[float]:
+        if any(not 0 < a <= 1 for a in value):
+            raise ValueError("every alpha must be in (0, 1]")
+        return sorted(set(value))
+
+    @field_validator("arms")
+    @classmethod
+    def _arms_once(cls, value: list[str]) -> list[str]:
+        return [a for a in ALL_ARMS if a in value]  # the report's order, each once

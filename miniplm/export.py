@@ -13,8 +13,8 @@ import pyarrow as pa
 from miniplm.catalog import connect, load_sql
 from miniplm.manifest import RunManifest
 from miniplm.models import load_tokenizer, tokenizer_fingerprint
+from miniplm.sequences import write_sequences
 from miniplm.shards import read_json, write_json, write_parquet
-from miniplm.train import write_token_stream
 from miniplm.workdir import Workdir
 
 DECODE_BATCH = 512
@@ -52,7 +52,7 @@ def export_members(
             for ids, end in zip(enc, ends_doc[lo : lo + DECODE_BATCH], strict=True):
                 yield list(ids) + ([student_tok.eos_token_id] if end else [])
 
-    n_tokens = write_token_stream(tokens_path, student_sequences())
+    n_tokens = write_sequences(tokens_path, student_sequences())
     summary = {
         "instances": len(texts),
         "student_tokens": n_tokens,

@@ -26,8 +26,9 @@ from miniplm.config import ModelArchConfig, ReferenceConfig, small_llama
 from miniplm.hashing import stable_hash
 from miniplm.manifest import ModelRef, RunManifest
 from miniplm.models import load_tokenizer, model_fingerprint
+from miniplm.sequences import TOKEN_DTYPE, read_tokens
 from miniplm.shards import read_json, temporary_name, write_json
-from miniplm.train import TOKEN_DTYPE, lm_loss_sum, read_token_stream, train_lm
+from miniplm.train import lm_loss_sum, train_lm
 from miniplm.workdir import Workdir
 
 # (hidden size, layers) from small to the paper's scale; non-embedding parameters are about 12 x hidden^2 x layers.
@@ -107,7 +108,7 @@ def measure_quality(model_dir: Path, unigram_counts: np.ndarray, validation: Pat
     nats/token, all on the same predicted tokens: windows of `block_size` + 1 from the start of `validation`."""
     from transformers import AutoModelForCausalLM
 
-    data = read_token_stream(validation)[: QUALITY_TOKENS + 1]
+    data = read_tokens(validation)[: QUALITY_TOKENS + 1]
     vocab = len(unigram_counts)
     uniform = math.log(vocab)
     block = min(block_size, len(data) - 1)

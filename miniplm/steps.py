@@ -179,8 +179,9 @@ def train_students(workdir: str, manifest: RunManifest, selection: dict, cfg: St
             Path(export["tokens_path"]),
             cfg.train,
             Path(heldout_export["tokens_path"]) if heldout_export else None,
-            max_positions=cfg.train.block_size,
+            max_positions=cfg.train.block_size + 1,
             desc=f"train student ({name})",
+            layout="instances",
         )
         results[name] = {k: v for k, v in summary.items() if k not in {"history", "run_key"}} | {"export": export}
     return results

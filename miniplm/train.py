@@ -1,8 +1,8 @@
-"""Training a causal LM from a Hugging Face config on a flat token stream, nanoGPT style.
+"""Training a causal LM from a Hugging Face config, nanoGPT style.
 
-Used twice by the pipeline: for the reference LM (on D_ref, in the teacher's tokenizer) and for students
-(on exported selections, in the student's tokenizer). Checkpoints hold model, optimizer, step and RNG,
-so an interrupted run resumes where it stopped.
+Used for the reference LM (random windows of D_ref, in the teacher's tokenizer) and for students (rows of whole
+exported instances, in the student's tokenizer; with an online teacher for Vanilla KD). Checkpoints hold model,
+optimizer, step, data position and RNG, so an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -20,29 +19,8 @@ from torch.utils.checkpoint import checkpoint
 
 from miniplm.config import ModelArchConfig, TrainConfig
 from miniplm.progress import progress_bar
+from miniplm.sequences import IGNORE, RowStream, read_tokens
 from miniplm.shards import temporary_name, write_json
-
-TOKEN_DTYPE = np.uint32
-
-
-def write_token_stream(path: Path, sequences: Iterable[list[int]]) -> int:
-    """Concatenate sequences (each already ending in EOS) into a flat uint32 file; returns the token count."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_name(path)
-    n = 0
-    with open(tmp, "wb") as f:
-        for seq in sequences:
-            arr = np.asarray(seq, dtype=TOKEN_DTYPE)
-            f.write(arr.tobytes())
-            n += arr.size
-    tmp.replace(path)
-    return n
-
-
-def read_token_stream(path: Path) -> np.ndarray:
-    if path.stat().st_size == 0:  # numpy cannot map an empty file
-        return np.zeros(0, dtype=TOKEN_DTYPE)
-    return np.memmap(path, dtype=TOKEN_DTYPE, mode="r")
 
 
 def build_config(arch: ModelArchConfig, vocab_size: int, max_positions: int, eos_token_id: int):
@@ -79,31 +57,47 @@ def get_lr(step: int, cfg: TrainConfig) -> float:
 LOSS_CHUNK_LOGITS = 1 << 25  # logits alive at once in the loss (128 MB of float32), whatever the vocabulary
 
 
-def lm_loss_sum(model, x: torch.Tensor) -> torch.Tensor:
-    """Sum of next-token cross-entropy over a batch of windows x (B, T+1), in float32.
+def predicted(hidden: torch.Tensor, x: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The hidden states of the positions that predict a real token, and those tokens: (N, H), (N,)."""
+    targets = (x[:, 1:] if labels is None else labels).reshape(-1)
+    h = hidden.reshape(-1, hidden.shape[-1])
+    if labels is None:
+        return h, targets
+    keep = targets != IGNORE
+    return h[keep], targets[keep]
 
-    The output head runs on chunks of positions, each under activation checkpointing: a batch never holds all its
-    logits (B x T x V: 1.6 GB for 8 x 1024 tokens of a 49k vocabulary, and as much again for their gradient).
-    """
-    hidden = model.get_decoder()(input_ids=x[:, :-1]).last_hidden_state  # (B, T, H)
-    h, targets = hidden.reshape(-1, hidden.shape[-1]), x[:, 1:].reshape(-1)  # (N, H), (N,)
-    head = model.get_output_embeddings()
+
+def chunked_sum(loss_of_chunk, n: int, vocab: int, *tensors: torch.Tensor) -> torch.Tensor:
+    """Sum of `loss_of_chunk` over chunks of the first dimension of `tensors`, each chunk under activation
+    checkpointing when training: a batch never holds all its logits (B x T x V: 1.6 GB for 8 x 1024 tokens of a 49k
+    vocabulary, and as much again for their gradient)."""
+    step = max(1, LOSS_CHUNK_LOGITS // vocab)
+    total = torch.zeros((), dtype=torch.float32, device=tensors[0].device)
+    for lo in range(0, n, step):
+        chunk = [t[lo : lo + step] for t in tensors]
+        if torch.is_grad_enabled():
+            total = total + checkpoint(loss_of_chunk, *chunk, use_reentrant=False)
+        else:
+            total = total + loss_of_chunk(*chunk)
+    return total
+
+
+def head_logits(model, h: torch.Tensor) -> torch.Tensor:
+    logits = model.get_output_embeddings()(h).float()  # (C, V)
     softcap = getattr(model.config, "final_logit_softcapping", None)
+    return torch.tanh(logits / softcap) * softcap if softcap else logits
+
+
+def lm_loss_sum(model, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Sum of next-token cross-entropy over a batch of rows x (B, T+1), in float32. `labels` (B, T), when given,
+    are the targets with padding marked IGNORE; otherwise every next token is one."""
+    hidden = model.get_decoder()(input_ids=x[:, :-1]).last_hidden_state  # (B, T, H)
+    h, targets = predicted(hidden, x, labels)
 
     def chunk_loss(h_chunk: torch.Tensor, t_chunk: torch.Tensor) -> torch.Tensor:
-        logits = head(h_chunk).float()  # (C, V)
-        if softcap:
-            logits = torch.tanh(logits / softcap) * softcap
-        return torch.nn.functional.cross_entropy(logits, t_chunk, reduction="sum")
+        return torch.nn.functional.cross_entropy(head_logits(model, h_chunk), t_chunk, reduction="sum")
 
-    step = max(1, LOSS_CHUNK_LOGITS // head.weight.shape[0])
-    total = torch.zeros((), dtype=torch.float32, device=h.device)
-    for lo in range(0, h.shape[0], step):
-        if torch.is_grad_enabled():
-            total = total + checkpoint(chunk_loss, h[lo : lo + step], targets[lo : lo + step], use_reentrant=False)
-        else:
-            total = total + chunk_loss(h[lo : lo + step], targets[lo : lo + step])
-    return total
+    return chunked_sum(chunk_loss, h.shape[0], model.get_output_embeddings().weight.shape[0], h, targets)
 
 
 @torch.inference_mode()
@@ -142,6 +136,26 @@ def trained(out_dir: Path) -> bool:
     return (out_dir / "summary.json").exists() and (out_dir / "model" / "config.json").exists()
 
 
+class WindowStream:
+    """Random windows of block_size + 1 tokens of a flat stream (the reference's D_ref: any window is text of one
+    split); resumable from `state`."""
+
+    def __init__(self, data: np.ndarray, block_size: int, seed: int) -> None:
+        self.data, self.block_size = data, block_size
+        self.rng = np.random.default_rng(seed)
+
+    @property
+    def state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    @state.setter
+    def state(self, value: dict) -> None:
+        self.rng.bit_generator.state = value
+
+    def next_batch(self, batch_size: int) -> tuple[torch.Tensor, None]:
+        return get_batch(self.data, batch_size, self.block_size, self.rng), None
+
+
 def train_lm(
     out_dir: Path,
     arch: ModelArchConfig,
@@ -151,9 +165,15 @@ def train_lm(
     eval_tokens: Path | None = None,
     max_positions: int = 1024,
     desc: str = "train",
+    layout: str = "windows",
+    teacher: str | None = None,
+    kd_ratio: float = 0.0,
 ) -> dict:
     """Train (or resume) a causal LM; the final model lands in `out_dir/model` in Hugging Face format.
 
+    `layout`: "windows" trains on random windows of the flat stream `train_tokens`; "instances" on rows of whole
+    sequences (`miniplm.sequences`), as students are trained. With a `teacher` (same tokenizer), the loss is
+    Vanilla KD's `(1 - kd_ratio) * LM + kd_ratio * KD` with the teacher run online.
     With `cfg.patience`, training stops after that many evaluations on `eval_tokens` without improvement, and
     the model kept is the best one seen.
     """
@@ -171,6 +191,9 @@ def train_lm(
         "tokenizer": tokenizer_path,
         "data": str(train_tokens),
         "eval": str(eval_tokens) if eval_tokens else None,
+        "layout": layout,
+        "teacher": teacher,
+        "kd_ratio": kd_ratio if teacher else None,
     }
     if trained(out_dir):
         summary = json.loads(summary_path.read_text())
@@ -178,15 +201,22 @@ def train_lm(
             return summary
 
     tokenizer = load_tokenizer(tokenizer_path)
-    data = read_token_stream(train_tokens)
-    block_size = min(cfg.block_size, len(data) - 2)
-    if block_size < 2:
+    data = read_tokens(train_tokens)
+    block_size = cfg.block_size if layout == "instances" else min(cfg.block_size, len(data) - 2)
+    if len(data) < 4 or block_size < 2:
         raise ValueError(f"{train_tokens}: only {len(data)} training tokens; need more than 3")
     cfg = resolve_schedule(cfg, len(data), block_size)
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     config = build_config(arch, len(tokenizer), max(max_positions, block_size + 1), tokenizer.eos_token_id)
     model = AutoModelForCausalLM.from_config(config).to(device)
+    online = None
+    if teacher is not None:
+        from miniplm.kd import OnlineTeacher, kd_loss_sum
+
+        online = OnlineTeacher(teacher, device)
+        if online.model.get_output_embeddings().weight.shape[0] < len(tokenizer):
+            raise ValueError(f"the teacher {teacher} has fewer output rows than the student's vocabulary")
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW(
@@ -194,17 +224,22 @@ def train_lm(
         lr=cfg.learning_rate,
         betas=(0.9, 0.95),
     )
-    rng = np.random.default_rng(cfg.seed)
+    if layout == "instances":
+        stream = RowStream(train_tokens, block_size, cfg.seed, tokenizer.eos_token_id)
+    else:
+        stream = WindowStream(data, block_size, cfg.seed)
     step, history = 0, []
     best = {"loss": math.inf, "step": 0, "state": None, "stale_evals": 0}
+    tokens_trained, seconds_before = 0, 0.0  # real (not padding) predicted tokens and seconds, over the whole run
     if (ckpt_dir / "state.pt").exists():  # resume
         state = torch.load(ckpt_dir / "state.pt", weights_only=False)
         if state["run_key"] == run_key:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
-            rng.bit_generator.state = state["rng"]
+            stream.state = state["data"]
             torch.set_rng_state(state["torch_rng"])
             step, history, best = state["step"], state["history"], state["best"]
+            tokens_trained, seconds_before = state["tokens_trained"], state["seconds"]
 
     def save_checkpoint() -> None:
         tmp = temporary_name(ckpt_dir)
@@ -214,18 +249,20 @@ def train_lm(
                 "run_key": run_key,
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
-                "rng": rng.bit_generator.state,
+                "data": stream.state,
                 "torch_rng": torch.get_rng_state(),
                 "step": step,
                 "history": history,
                 "best": best,
+                "tokens_trained": tokens_trained,
+                "seconds": seconds_before + time.perf_counter() - start,
             },
             tmp / "state.pt",
         )
         shutil.rmtree(ckpt_dir, ignore_errors=True)
         tmp.rename(ckpt_dir)
 
-    eval_data = read_token_stream(eval_tokens) if eval_tokens is not None and eval_tokens.exists() else None
+    eval_data = read_tokens(eval_tokens) if eval_tokens is not None and eval_tokens.exists() else None
     if eval_data is not None and len(eval_data) < 3:
         eval_data = None
     model.train()
@@ -238,15 +275,23 @@ def train_lm(
             lr = get_lr(step, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x = get_batch(data, cfg.batch_size, block_size, rng).to(device)  # (B, T+1)
-            loss = lm_loss_sum(model, x) / (x.shape[0] * (x.shape[1] - 1))
+            x, labels = stream.next_batch(cfg.batch_size)  # (B, T+1), (B, T) or None
+            x = x.to(device)
+            labels = labels.to(device) if labels is not None else None
+            n_targets = int((labels != IGNORE).sum()) if labels is not None else x.shape[0] * (x.shape[1] - 1)
+            if online is not None:
+                loss_sum = kd_loss_sum(model, online, x, labels, kd_ratio)
+            else:
+                loss_sum = lm_loss_sum(model, x, labels)
+            loss = loss_sum / max(1, n_targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             step += 1
-            tokens_seen += x.shape[0] * block_size
-            record = {"step": step, "lr": lr, "train_loss": loss.item()}
+            tokens_seen += n_targets
+            tokens_trained += n_targets
+            record = {"step": step, "lr": lr, "train_loss": loss.item(), "tokens": tokens_trained}
             if eval_data is not None and (step % cfg.eval_interval == 0 or step == cfg.max_steps):
                 record["eval_loss"] = estimate_loss(
                     model, eval_data, cfg.batch_size, block_size, cfg.eval_batches, device
@@ -287,7 +332,11 @@ def train_lm(
         "parameters": sum(p.numel() for p in model.parameters()),
         "train_tokens_available": int(len(data)),
         "tokens_seen_this_session": tokens_seen,
+        "tokens_trained": tokens_trained,
+        "layout": layout,
+        "teacher_parameters": online.parameters if online is not None else None,
         "seconds_this_session": round(seconds, 2),
+        "seconds": round(seconds_before + seconds, 2),
         "final_train_loss": history[-1]["train_loss"] if history else None,
         "final_eval_loss": (best["loss"] if cfg.patience else evals[-1]) if evals else None,
         "history": history,

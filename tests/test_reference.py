@@ -11,7 +11,7 @@ import pytest
 
 from miniplm.config import ReferenceConfig
 from miniplm.reference import SHAPES, WeakReferenceError, check_quality, measure_quality, reference_arch
-from miniplm.train import write_token_stream
+from miniplm.sequences import write_sequences
 from tests.tiny import corpus_texts, write_jsonl
 
 
@@ -33,7 +33,7 @@ def test_baselines_are_measured_on_the_same_tokens(tmp_path, models):
     rng = np.random.default_rng(0)
     counts = rng.integers(0, 50, size=vocab)
     validation = rng.integers(0, vocab, size=300)
-    write_token_stream(tmp_path / "val.tokens", [validation.tolist()])
+    write_sequences(tmp_path / "val.tokens", [validation.tolist()])
     got = measure_quality(models["teacher"], counts, tmp_path / "val.tokens", block_size=64)
     targets = validation[1:]  # windows of 64 + 1 tokens, one after another, predict every token after the first
     expected = -np.log((counts[targets] + 1) / (counts.sum() + vocab)).mean()

@@ -5,7 +5,8 @@ from transformers import AutoModelForCausalLM
 
 from miniplm import train as train_mod
 from miniplm.config import ModelArchConfig, TrainConfig
-from miniplm.train import get_lr, train_lm, write_token_stream
+from miniplm.sequences import write_sequences
+from miniplm.train import get_lr, train_lm
 
 ARCH = ModelArchConfig(
     model_type="llama",
@@ -21,7 +22,7 @@ def _stream(tmp_path, models):
     tok = load_tokenizer(str(models["tokenizer"]))
     text = "the cat sat on the mat. " * 200
     path = tmp_path / "train.bin"
-    write_token_stream(path, [tok(text)["input_ids"] + [tok.eos_token_id]])
+    write_sequences(path, [tok(text)["input_ids"] + [tok.eos_token_id]])
     return path
 
 

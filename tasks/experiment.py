@@ -1,0 +1,105 @@
+"""The experiment's steps as Prefect tasks: thin wrappers over `miniplm.experiment` with caching and artifacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from miniplm import experiment as lib
+from miniplm.config import ExperimentConfig, StudentConfig
+from miniplm.experiment import ArmData, StudentRun
+from miniplm.experiment_report import write_experiment_report
+from miniplm.manifest import RunManifest
+from tasks.caching import CACHED, RETRIES, progress_artifact, step_cache_key, trusted_while
+
+
+@task(name="eval-set", cache_policy=NO_CACHE)
+def eval_set(workdir: str, manifest: RunManifest, student: StudentConfig, cfg: ExperimentConfig) -> dict:
+    """The target documents and the held-out documents, tokenized for the student (made once, then read back)."""
+    return lib.prepare_eval_set(workdir, manifest, student, cfg)
+
+
+@trusted_while(lib.arm_data_ready)
+@task(name="arm-data", cache_key_fn=step_cache_key, **CACHED, task_run_name="data {arm} a={alpha} seed {seed}")
+def arm_data(
+    workdir: str,
+    manifest: RunManifest,
+    arm: str,
+    alpha: float,
+    seed: int | None,
+    selection: dict,
+    student: StudentConfig,
+    band: str,
+) -> ArmData:
+    """One arm's members, exported in the student's tokenizer."""
+    return lib.arm_data(workdir, manifest, arm, alpha, seed, selection, student, band)
+
+
+@trusted_while(lib.run_trained)
+@task(
+    name="train-student",
+    cache_key_fn=step_cache_key,
+    **CACHED,
+    **RETRIES,
+    task_run_name="train {run.arm} a={run.alpha} seed {run.seed}",
+)
+def train_run(workdir: str, run: StudentRun, student: StudentConfig, eval_tokens: str | None) -> dict:
+    """Train one student for the experiment's steps (resumes from its last checkpoint after a crash)."""
+    with progress_artifact(f"train-{run.arm}-{run.seed}".replace("_", "-"), f"train {run.arm} seed {run.seed}"):
+        return lib.train_run(workdir, run, student, eval_tokens)
+
+
+@trusted_while(lib.run_evaluated)
+@task(
+    name="evaluate-student",
+    cache_key_fn=step_cache_key,
+    **CACHED,
+    task_run_name="evaluate {run.arm} a={run.alpha} seed {run.seed}",
+)
+def evaluate_run(workdir: str, run: StudentRun, student: StudentConfig, eval_set: dict) -> dict:
+    """Per-document losses of one student on the target and held-out documents."""
+    return lib.evaluate_run(workdir, run, student, eval_set)
+
+
+@task(name="experiment-report", cache_policy=NO_CACHE)
+def report(
+    workdir: str,
+    manifest: RunManifest,
+    student: StudentConfig,
+    cfg: ExperimentConfig,
+    runs: list[StudentRun],
+    evaluations: list[dict],
+    eval_set: dict,
+    selections: dict[float, dict],
+) -> dict:
+    """The report (markdown, JSON, plots) in the work directory, and the same as artifacts on the run page."""
+    result = write_experiment_report(workdir, manifest, student, cfg, runs, evaluations, eval_set, selections)
+    create_markdown_artifact(
+        key="experiment-report",
+        description="MiniPLM experiment: every arm, same student, same compute",
+        markdown=Path(result["report_files"]["markdown"]).read_text(),
+    )
+    main = result["main_evaluation"]
+    rows = []
+    for alpha, block in result["alphas"].items():
+        for arm in block["arms"]:
+            ev, diff = arm["evals"].get(main) or {}, arm["vs_uniform"].get(main) or {}
+            rows.append(
+                {
+                    "alpha": alpha,
+                    "arm": arm["arm"],
+                    "seeds": arm["seeds"],
+                    "steps": arm["steps"],
+                    f"{main} loss": ev.get("mean"),
+                    "std": ev.get("std"),
+                    "vs uniform": diff.get("diff"),
+                    "ci low": diff.get("ci_low"),
+                    "ci high": diff.get("ci_high"),
+                    "flops": arm["flops"],
+                }
+            )
+    create_table_artifact(key="experiment-arms", table=rows, description="Loss by arm (nats/token)")
+    return result
