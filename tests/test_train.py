@@ -118,3 +118,39 @@ def test_training_killed_midway_resumes_from_its_last_save_to_the_same_weights(t
     b = AutoModelForCausalLM.from_pretrained(run_dir / "model").state_dict()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+
+
+def test_fused_cross_entropy_matches_plain_torch():
+    from miniplm.train import LinearCrossEntropy
+
+    torch.manual_seed(0)
+    h = torch.randn(300, 16, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(50, 16, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(0, 50, (300,))
+    fused = LinearCrossEntropy.apply(h.float(), w.float(), targets, 64)  # chunks of 64 positions
+    plain = torch.nn.functional.cross_entropy(h @ w.T, targets, reduction="sum")
+    assert abs(fused.item() - plain.item()) < 1e-3
+    h32, w32 = h.detach().float().requires_grad_(), w.detach().float().requires_grad_()
+    (2.0 * LinearCrossEntropy.apply(h32, w32, targets, 64)).backward()
+    (2.0 * plain).backward()
+    assert torch.allclose(h32.grad.double(), h.grad, atol=1e-4)
+    assert torch.allclose(w32.grad.double(), w.grad, atol=1e-4)
+
+
+def test_kd_loss_is_the_mix_of_next_token_and_teacher_cross_entropy(models):
+    from miniplm.kd import OnlineTeacher, flop_matched_steps, kd_loss_sum
+
+    student = AutoModelForCausalLM.from_pretrained(models["reference"], dtype=torch.float32)
+    teacher = OnlineTeacher(str(models["teacher"]), torch.device("cpu"))
+    x = torch.randint(0, 200, (2, 9))
+    labels = x[:, 1:].clone()
+    labels[1, 5:] = -100
+    got = float(kd_loss_sum(student, teacher, x, labels, 0.3))
+    with torch.no_grad():
+        log_q = torch.log_softmax(student(x[:, :-1]).logits.double(), -1)
+        p = torch.softmax(teacher.model(x[:, :-1]).logits.double()[..., : log_q.shape[-1]], -1)
+        keep = labels != -100
+        lm = -log_q.gather(-1, labels.clamp(min=0)[..., None]).squeeze(-1)[keep].sum()
+        kd = -(p * log_q).sum(-1)[keep].sum()
+    assert abs(got - float(0.7 * lm + 0.3 * kd)) < 1e-3 * float(lm)
+    assert flop_matched_steps(1000, 10, 30) == 500  # 3*10*1000 / (30 + 30)
