@@ -60,7 +60,7 @@ def is_target(relpath: str) -> bool:
 
 
 def read_text(path: Path) -> str:
-    raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     return raw.decode("utf-8", "replace")
 
 
@@ -111,7 +111,7 @@ def kernel_sections() -> list[dict]:
 
 
 def dictionary() -> list[dict]:
-    data = gzip.open(GCIDE).read()
+    data = gzip.decompress(GCIDE.read_bytes())
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
     def b64(s: str) -> int:

@@ -85,7 +85,7 @@ def test_every_arm_trains_every_seed_under_the_same_compute(result):
 def test_report_figures_are_the_students_own(result):
     _, _, report = result
     for r in report["runs"]:
-        summary = json.loads(open(r["summary_path"]).read())
+        summary = json.loads(Path(r["summary_path"]).read_text())
         assert r["steps"] == summary["steps"] and r["tokens_trained"] == summary["tokens_trained"]
         docs = pl.read_parquet(r["eval_path"])
         for name in ("target", "heldout"):
