@@ -407,6 +407,9 @@ def experiment(
     seeds: Annotated[int | None, typer.Option(help="Seeds per arm (3); seed k of every arm starts alike")] = None,
     band: Annotated[str | None, typer.Option(help="Perplexity band of single-model selection: low, mid, high")] = None,
     kd_ratio: Annotated[float | None, typer.Option(help="r in (1 - r) LM + r KD for Vanilla KD (0.5)")] = None,
+    max_eval_documents: Annotated[
+        int | None, typer.Option(help="Most documents per evaluation set, target and held-out (2000)")
+    ] = None,
     reference: Annotated[str, typer.Option(help="'train' or a checkpoint sharing the teacher's tokenizer")] = "train",
     max_len: MaxLenOpt = 1024,
     text_column: TextColumnOpt = "text",
@@ -449,6 +452,7 @@ def experiment(
         "perplexity_band": band,
         "kd_ratio": kd_ratio,
         "target_paths": target,
+        "max_eval_documents": max_eval_documents,
     }
     try:
         exp = ExperimentConfig.model_validate(exp.model_dump() | {k: v for k, v in given.items() if v is not None})
