@@ -11,7 +11,7 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2700)]
 
 
-def demo(workdir) -> dict:
+def demo(workdir) -> tuple[dict, str]:
     result = subprocess.run(
         [sys.executable, "-m", "flows.cli", "demo", "--workdir", str(workdir), "--json"],
         capture_output=True,
@@ -19,24 +19,30 @@ def demo(workdir) -> dict:
         timeout=1800,
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1]), result.stdout
 
 
 def test_demo_runs_then_is_all_cache_hits(tmp_path):
-    first = demo(tmp_path / "demo")
-    assert first["quarantined"] == 3  # the messy file's broken rows
-    acc = first["accounting"]
+    first, _ = demo(tmp_path / "demo")
+    run = first["pipeline"]
+    assert run["quarantined"] == 3  # the messy file's broken rows
+    acc = run["accounting"]
     assert sum(r["rows_read"] for r in acc) == sum(r["documents"] + r["duplicates"] + r["quarantined"] for r in acc)
-    assert first["selected"] == math.floor(0.5 * (first["candidates"] - first["nonfinite"]))
+    assert run["selected"] == math.floor(0.5 * (run["candidates"] - run["nonfinite"]))
     # A real teacher knows Python's documentation far better than a small reference trained on 15% of it...
-    assert first["mean_teacher_logp"] > -4.0
-    assert first["mean_teacher_logp"] > first["mean_ref_logp"]
+    assert run["mean_teacher_logp"] > -4.0
+    assert run["mean_teacher_logp"] > run["mean_ref_logp"]
     # ... and the reference has learnt something: better than a unigram model, far better than a uniform guess
-    ref = first["reference"]
-    assert ref["validation_loss"] < ref["unigram_loss"] < ref["uniform_loss"]
-    for name in ("miniplm", "uniform"):
-        assert math.isfinite(first["students"][name]["heldout_loss"])
-    second = demo(tmp_path / "demo")
-    assert set(second["steps_run"]) <= {"resolve-model"}
-    assert second["instances_scored_teacher"] == 0 and second["documents_new"] == 0
-    assert second["selection_id"] == first["selection_id"]
+    ref = run["reference"]
+    assert ref["validation_loss"] < ref["unigram_loss"] < ref["uniform_loss"] - 2
+    # the students: both arms over two seeds, judged on topics the pool never held, and one sentence saying so
+    assert first["main_evaluation"] == "target" and first["eval_set"]["documents"]["target"] > 0
+    block = first["alphas"]["0.5"]
+    assert [a["arm"] for a in block["arms"]] == ["miniplm", "uniform"]
+    for arm in block["arms"]:
+        assert arm["seeds"] == 2 and all(math.isfinite(v) for v in arm["evals"]["target"]["values"])
+    assert any(word in block["verdict"] for word in ("beat", "worse", "within noise"))
+    second, printed = demo(tmp_path / "demo")
+    assert set(second["steps_run"]) <= {"resolve-model", "eval-set", "experiment-report"}
+    assert second["pipeline"]["instances_scored_teacher"] == 0 and second["pipeline"]["documents_new"] == 0
+    assert second["alphas"]["0.5"]["arms"][0]["evals"] == block["arms"][0]["evals"]
