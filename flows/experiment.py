@@ -10,7 +10,7 @@ from prefect import flow
 
 from flows.exclusive import exclusive
 from flows.pipeline import miniplm_pipeline
-from flows.steplog import StepLog
+from flows.steplog import StepLog, say
 from miniplm import experiment as lib
 from miniplm.config import ExperimentConfig, PipelineConfig, SelectConfig
 from miniplm.steps import previous_manifest
@@ -19,9 +19,8 @@ from tasks import steps
 
 
 @flow(name="miniplm-experiment", log_prints=True, flow_run_name="experiment {config.workdir}")
-def miniplm_experiment(config: PipelineConfig, experiment: ExperimentConfig | None = None) -> dict:
+def miniplm_experiment(config: PipelineConfig, experiment: ExperimentConfig = ExperimentConfig()) -> dict:
     """Train the same student under the same compute on Difference Sampling's data and on every baseline's."""
-    experiment = experiment or ExperimentConfig()
     with exclusive(config) as workdir:
         return _experiment(config, experiment, workdir)
 
@@ -48,7 +47,7 @@ def _experiment(config: PipelineConfig, experiment: ExperimentConfig, workdir: s
     # 3 per alpha: Difference Sampling's selection, then every arm's data (uniform drawn afresh per seed)
     kd_blocked = lib.kd_allowed(manifest, student) if "kd" in experiment.arms else None
     if kd_blocked:
-        print(f"Vanilla KD skipped: {kd_blocked}")
+        say(f"Vanilla KD skipped: {kd_blocked}")
     selections, data, train_steps = {}, {}, {}
     for alpha in experiment.alphas:
         selections[alpha] = step(steps.select, workdir, manifest, SelectConfig(alpha=alpha))
@@ -70,7 +69,7 @@ def _experiment(config: PipelineConfig, experiment: ExperimentConfig, workdir: s
 
     # 4 the students: same steps, schedule, batch and sequence length on every arm; then their losses per document
     runs = lib.plan_runs(workdir, manifest, student, experiment, data, train_steps)
-    print(f"{len(runs)} students to train ({experiment.seeds} seeds x {len(experiment.arms)} arms x "
+    say(f"{len(runs)} students to train ({experiment.seeds} seeds x {len(experiment.arms)} arms x "
           f"{len(experiment.alphas)} alphas); steps per alpha: {train_steps}")  # fmt: skip
     for run in runs:
         step(tasks.train_run, workdir, run, student, eval_set["tokens_path"])

@@ -14,7 +14,7 @@ from flows.exclusive import exclusive
 from flows.prepare import miniplm_prepare
 from flows.runners import scoring_gpus
 from flows.scoring import score_with
-from flows.steplog import StepLog
+from flows.steplog import StepLog, figures, say
 from miniplm.config import PipelineConfig
 from miniplm.partitions import score_variant
 from miniplm.steps import count_new_documents, previous_manifest
@@ -46,9 +46,12 @@ def _pipeline(config: PipelineConfig, workdir: str) -> dict:
     scoring = score_with(config.runner, config.score)
     scores = {}
     for role, model in (("teacher", manifest.teacher), ("reference", manifest.reference)):
+        say(f"score-{role}: started")
         start = time.perf_counter()
         scores[role] = scoring(workdir, manifest, model, config.score, role, config.runner, gpus)
-        step.record(f"score-{role}", cached=scores[role]["partitions"] == 0, seconds=time.perf_counter() - start)
+        seconds, cached = time.perf_counter() - start, scores[role]["partitions"] == 0
+        step.record(f"score-{role}", cached=cached, seconds=seconds)
+        say(f"score-{role}: {'nothing new' if cached else 'done'} in {seconds:.1f} s ({figures(scores[role])})")
 
     # 7 select in DuckDB: score DESC, instance_id ASC, keep floor(alpha * N)
     selection = step(steps.select, workdir, manifest, config.select)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from prefect import flow, unmapped
 
 from flows.runners import task_resources, task_runner, task_score_config
+from flows.steplog import say
 from miniplm.config import RunnerConfig, ScoreConfig
 from miniplm.manifest import ModelRef, RunManifest
 from miniplm.partitions import merge_summaries
@@ -20,7 +21,7 @@ def miniplm_score(
 ) -> dict:
     """Score every candidate `model` has not scored yet; a partition already scored is never planned again."""
     partitions = steps.plan_scoring(workdir, manifest, model, cfg, gpus)
-    print(f"{role}: {len(partitions)} partitions, {sum(p.tokens for p in partitions):,} tokens to score")
+    say(f"score-{role}: {len(partitions)} partitions, {sum(p.tokens for p in partitions):,} tokens to score")
     with task_resources(runner, gpus):
         futures = steps.score_partition.map(
             workdir, unmapped(manifest), unmapped(model), partitions, unmapped(task_score_config(runner, cfg, gpus))

@@ -82,7 +82,9 @@ class TrainConfig(BaseModel):
         None, ge=1, title="Token budget", description="Most training tokens when steps is empty"
     )
     batch_size: int = Field(8, ge=1, title="Sequences per step", description="Sequences in one optimizer step")
-    block_size: int = Field(256, ge=8, title="Tokens per sequence", description="Training context length")
+    block_size: int | None = Field(
+        None, ge=8, title="Tokens per sequence", description="Training context length; empty: the instances' max_len"
+    )
     learning_rate: float = Field(3e-3, gt=0, title="Peak learning rate", description="After warm-up; cosine decay")
     min_lr_ratio: float = Field(
         0.1, ge=0, le=1, title="Final / peak learning rate", description="Where the cosine decay ends"
@@ -209,6 +211,10 @@ def default_student_arch() -> ModelArchConfig:
     return small_llama(4)
 
 
+def default_student_train() -> TrainConfig:
+    return TrainConfig(block_size=256)
+
+
 class StudentConfig(BaseModel):
     enabled: bool = Field(
         True, title="Train students", description="Train students on the kept data and on a uniform sample"
@@ -219,7 +225,9 @@ class StudentConfig(BaseModel):
     tokenizer: str | None = Field(
         None, title="Tokenizer", description="Student tokenizer (checkpoint dir or hub id); default: teacher's"
     )
-    train: TrainConfig = Field(default_factory=TrainConfig, title="Training", description="The students' training")
+    train: TrainConfig = Field(
+        default_factory=default_student_train, title="Training", description="The students' training"
+    )
     uniform_baseline: bool = Field(
         True, title="Uniform baseline", description="Also train the same student on a uniform sample of the same size"
     )
@@ -274,6 +282,14 @@ class PipelineConfig(BaseModel):
         title="Wait for the work directory",
         description="When another run holds the work directory: wait for it to finish (true) or stop at once",
     )
+
+    @model_validator(mode="after")
+    def _block_sizes(self) -> PipelineConfig:
+        # a training section without a block size trains on windows as long as the instances it will score or see
+        for section in (self.reference, self.student):
+            if section.train.block_size is None:
+                section.train = section.train.model_copy(update={"block_size": self.instances.max_len})
+        return self
 
 
 Arm = Literal["miniplm", "uniform", "full", "teacher_ppl", "reference_ppl", "kd"]

@@ -143,9 +143,7 @@ def smoke_experiment(workdir: str | Path) -> tuple[PipelineConfig, ExperimentCon
         instances=InstanceConfig(max_len=256),
         split=SplitConfig(reference_fraction=0.3, heldout_fraction=0.1, seed=0),
         reference=ReferenceConfig(
-            train=TrainConfig(
-                max_steps=None, epochs=20, batch_size=4, warmup_steps=5, eval_interval=10, patience=3
-            )
+            train=TrainConfig(max_steps=None, epochs=20, batch_size=4, warmup_steps=5, eval_interval=10, patience=3)
         ),
         student=StudentConfig(
             arch=small_llama(2, 64),

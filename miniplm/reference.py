@@ -202,7 +202,7 @@ def train_reference(workdir: Workdir, manifest: RunManifest, cfg: ReferenceConfi
             "or pass a trained reference with --reference PATH."
         )
     train_cfg = cfg.train
-    if "block_size" not in train_cfg.model_fields_set:  # see whole instances, as it will when scoring
+    if train_cfg.block_size is None:  # see whole instances, as it will when scoring
         train_cfg = train_cfg.model_copy(update={"block_size": max_len})
     arch = cfg.arch or reference_arch(streams["train_tokens"])
     summary = train_lm(

@@ -126,3 +126,47 @@ def write_report(workdir: str | Path) -> Path:
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
     return report
+
+
+def stage_counts(summary: dict) -> list[dict]:
+    """How many documents or instances each stage of a run saw, from its summary: the numbers behind the funnel."""
+    acc = summary.get("accounting") or []
+
+    def total(key: str) -> int:
+        return int(sum(r.get(key) or 0 for r in acc))
+
+    candidates = summary.get("candidates") or 0
+    rows = [
+        ("rows read", "rows", total("rows_read")),
+        ("quarantined", "rows", total("quarantined")),
+        ("duplicates", "rows", total("duplicates")),
+        ("documents", "documents", total("documents")),
+        ("D_ref (trains the reference)", "documents", total("in_reference")),
+        ("held out (judge the students)", "documents", total("heldout")),
+        ("candidates", "instances", candidates),
+        ("scored by both models", "instances", candidates - (summary.get("unscored") or 0)),
+        ("non-finite scores (excluded)", "instances", summary.get("nonfinite") or 0),
+        ("kept", "instances", summary.get("selected") or 0),
+    ]
+    return [{"stage": stage, "unit": unit, "count": count} for stage, unit, count in rows]
+
+
+def lineage(manifest: dict, selection: dict) -> list[dict]:
+    """What a selection came from: its parameters, the two models and their fingerprints, the corpus shards."""
+    rows = [
+        {"what": "selection", "value": selection.get("selection_id")},
+        {"what": "method", "value": selection.get("method")},
+        {"what": "alpha", "value": selection.get("alpha")},
+        {"what": "token budget", "value": selection.get("budget_tokens")},
+        {"what": "threshold (lowest kept score)", "value": selection.get("threshold")},
+        {"what": "teacher", "value": f"{manifest['teacher']['spec']} ({manifest['teacher']['fingerprint']})"},
+        {"what": "reference", "value": f"{manifest['reference']['spec']} ({manifest['reference']['fingerprint']})"},
+        {"what": "score variant (dtype, scorer version)", "value": manifest.get("score_variant")},
+        {"what": "instances (tokenizer, max_len)", "value": manifest.get("instance_spec")},
+        {"what": "split", "value": manifest.get("split_key")},
+    ]
+    rows += [
+        {"what": f"corpus: {s['spec']}", "value": f"{s['parts']} shards, source_key={s['source_key']}"}
+        for s in manifest.get("sources", [])
+    ]
+    return [{"what": r["what"], "value": "-" if r["value"] is None else str(r["value"])} for r in rows]

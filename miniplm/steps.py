@@ -207,6 +207,7 @@ def summarize(workdir: str, manifest: RunManifest, selection: dict, counts: dict
         "selected": selection["n_selected"],
         "selected_tokens": selection["selected_tokens"],
         "nonfinite": selection["n_nonfinite"],
+        "unscored": selection["n_unscored"],
         "threshold": selection["threshold"],
         "selection_id": selection["selection_id"],
         "alpha": selection["alpha"],
@@ -272,6 +273,10 @@ def students_ready(workdir: str, manifest: RunManifest, selection: dict, cfg: St
 
 def score_bins(workdir: str, manifest: RunManifest) -> list[tuple[float, float, int]]:
     return score_histogram(connect(Workdir.open(workdir), manifest))
+
+
+def extremes(workdir: str, manifest: RunManifest, n: int) -> dict[str, list[dict]]:
+    return extreme_instances(connect(Workdir.open(workdir), manifest), n)
 
 
 def previous_manifest(workdir: str) -> RunManifest | None:

@@ -239,6 +239,8 @@ def train_lm(
         if summary.get("run_key") == run_key:
             return summary
 
+    if cfg.block_size is None:  # (a PipelineConfig sets it to the instances' max_len)
+        cfg = cfg.model_copy(update={"block_size": max_positions})
     tokenizer = load_tokenizer(tokenizer_path)
     data = read_tokens(train_tokens)
     block_size = cfg.block_size if layout == "instances" else min(cfg.block_size, len(data) - 2)

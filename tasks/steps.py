@@ -18,7 +18,7 @@ from miniplm.instances import instance_spec as _instance_spec
 from miniplm.manifest import ModelRef, RunManifest, SourceRef
 from miniplm.models import DEMO_TEACHER, check_context, demo_gguf_path, fetch_demo_gguf, resolve_model
 from miniplm.partitions import Partition
-from miniplm.report import histogram_markdown
+from miniplm.report import histogram_markdown, lineage, stage_counts
 from tasks.caching import CACHED, RETRIES, progress_artifact, step_cache_key, trusted_while
 
 
@@ -161,10 +161,28 @@ def summary(workdir: str, manifest: RunManifest, selection: dict, counts: dict, 
         + "\n\n### Score distribution (teacher - reference mean log-prob)\n\n| p05 | p25 | p50 | p75 | p95 |\n"
         "|---|---|---|---|---|\n" + "| " + " | ".join(f"{q[k]:.4f}" if q[k] is not None else "-" for k in q) + " |\n",
     )
+    create_table_artifact(key="stages", table=stage_counts(result), description="What each stage of the run saw")
     create_table_artifact(key="accounting", table=result["accounting"], description="Where every document went")
     create_markdown_artifact(
         key="score-histogram",
         description="Score distribution of the candidates",
         markdown="## Score distribution\n\n" + histogram_markdown(steps.score_bins(workdir, manifest)),
     )
+    for label, rows in steps.extremes(workdir, manifest, 10).items():
+        create_table_artifact(
+            key=f"{label}-instances",
+            table=[{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in rows],
+            description=f"The 10 {label}-scored candidates, with the start of their document",
+        )
+    create_table_artifact(
+        key="lineage",
+        table=lineage(manifest.model_dump(mode="json"), selection),
+        description="The selection's parameters, models, fingerprints and corpus shards",
+    )
+    if result["students"]:
+        create_table_artifact(
+            key="students",
+            table=[{"trained on": name, **s} for name, s in result["students"].items()],
+            description="The same student on the kept data and on a uniform sample: held-out loss (nats/token)",
+        )
     return result

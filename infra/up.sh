@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Prefect, locally, in one command: a server on 127.0.0.1 (SQLite), the `miniplm` process work pool, the
+# deployments of infra/prefect.yaml (miniplm-pipeline, miniplm-rescore, miniplm-experiment) and a worker.
+# Open the URL it prints; Ctrl-C stops everything it started. Options go to infra/deploy.py (--config ...).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash infra/setup.sh
+. .venv/bin/activate
+PORT=${MINIPLM_PREFECT_PORT:-4200}
+export PREFECT_HOME=${PREFECT_HOME:-$PWD/.prefect}
+export PREFECT_API_URL=http://127.0.0.1:$PORT/api
+export PREFECT_SERVER_ANALYTICS_ENABLED=false
+mkdir -p "$PREFECT_HOME" logs
+say() { echo "[up] $*"; }
+
+SERVER= WORKER=
+stop() {
+    trap - EXIT INT TERM
+    # the worker first: once the server is gone it can no longer report its runs
+    if [ -n "$WORKER" ]; then say "stopping the worker"; kill -INT "$WORKER" 2>/dev/null || true; wait "$WORKER" 2>/dev/null || true; fi
+    if [ -n "$SERVER" ]; then say "stopping the server"; kill -TERM "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; fi
+}
+trap stop EXIT INT TERM
+
+say "starting the Prefect server on 127.0.0.1:$PORT (log: logs/prefect-server.log)"
+(exec prefect server start --host 127.0.0.1 --port "$PORT" >logs/prefect-server.log 2>&1) &
+SERVER=$!
+for _ in $(seq 120); do
+    curl -sf "$PREFECT_API_URL/health" >/dev/null && break
+    kill -0 "$SERVER" 2>/dev/null || { say "the server stopped: see logs/prefect-server.log"; exit 1; }
+    sleep 1
+done
+say "deploying infra/prefect.yaml"
+python infra/deploy.py "$@"
+say "starting a worker on the miniplm pool (log: logs/prefect-worker.log)"
+(exec prefect worker start --pool miniplm >logs/prefect-worker.log 2>&1) &
+WORKER=$!
+say "ready: open http://127.0.0.1:$PORT/deployments and start a run of miniplm-pipeline (Ctrl-C stops all)"
+wait "$WORKER"
