@@ -1,42 +1,18 @@
 """A real Prefect server, the rescore deployment served, a file lands, the watcher's event starts a run."""
 
-import os
-import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
 from miniplm.config import CorpusConfig, InstanceConfig, PipelineConfig, ReferenceConfig, StudentConfig, TrainConfig
+from tests.prefect_server import prefect_server, start
 from tests.tiny import corpus_texts, write_jsonl
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT)
 
 
 def test_landed_event_starts_a_rescore_run(tmp_path, models):
-    port = free_port()
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
-    }
     inbox, workdir = tmp_path / "inbox", tmp_path / "wd"
     inbox.mkdir()
     config = PipelineConfig(
@@ -50,18 +26,7 @@ def test_landed_event_starts_a_rescore_run(tmp_path, models):
         student=StudentConfig(enabled=False),
     )
     (tmp_path / "config.json").write_text(config.model_dump_json())
-    prefect = str(Path(sys.executable).with_name("prefect"))
-    server = start([prefect, "server", "start", "--port", str(port)], env, tmp_path / "server.log")
-    procs = [server]
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(1)
-        else:
-            pytest.fail("Prefect server did not start: " + (tmp_path / "server.log").read_text()[-2000:])
+    with prefect_server(tmp_path) as (env, procs):
         procs.append(
             start(
                 [sys.executable, "infra/rescore.py", "--watch", str(inbox), "--config", str(tmp_path / "config.json")],
@@ -89,16 +54,3 @@ def test_landed_event_starts_a_rescore_run(tmp_path, models):
         assert "emitted miniplm.corpus.landed" in (tmp_path / "watch.log").read_text()
         manifest = (workdir / "manifest.json").read_text()
         assert "day-1.jsonl" in manifest
-    finally:
-        for proc in reversed(procs[1:]):  # serve and the watcher before the server (DESIGN.md)
-            proc.send_signal(signal.SIGINT)
-        for proc in reversed(procs[1:]):
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()

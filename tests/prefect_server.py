@@ -1,0 +1,70 @@
+"""A real Prefect server on loopback for end-to-end tests, and the processes that talk to it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
+
+
+def stop(proc: subprocess.Popen, sig: int) -> None:
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@contextmanager
+def prefect_server(tmp_path: Path) -> Iterator[tuple[dict, list[subprocess.Popen]]]:
+    """Start `prefect server start` on a free loopback port; yields the environment that reaches it and a list to
+    which callers add their own processes (stopped first, with SIGINT, before the server: DESIGN.md)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_WORKER_PREFETCH_SECONDS": "1",
+    }
+    cmd = [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    server = start(cmd, env, tmp_path / "server.log")
+    clients: list[subprocess.Popen] = []
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(1)
+        else:
+            pytest.fail("Prefect server did not start: " + (tmp_path / "server.log").read_text()[-2000:])
+        yield env, clients
+    finally:
+        for proc in reversed(clients):
+            stop(proc, signal.SIGINT)
+        stop(server, signal.SIGTERM)
