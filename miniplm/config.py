@@ -7,6 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+# Where a step runs: a select in the run form. cuda is the first visible GPU; cuda:N a given one.
+Device = Literal[("auto", "cpu", "cuda", "mps", *(f"cuda:{i}" for i in range(16)))]  # type: ignore[valid-type]
+
 
 class CorpusConfig(BaseModel):
     paths: list[str] = Field(
@@ -109,9 +112,7 @@ class TrainConfig(BaseModel):
         60.0, gt=0, title="Checkpoint every (seconds)", description="Also save this often: a crash loses at most this"
     )
     seed: int = Field(0, title="Seed", description="Initialization and batch order")
-    device: str = Field(
-        "auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", title="Device", description="auto, cpu, cuda, cuda:1, ..."
-    )
+    device: Device = Field("auto", title="Device", description="auto: a GPU when there is one, else the CPU")
 
     def steps_for(self, train_tokens: int, block_size: int) -> int:
         """Optimizer steps: as configured, or `epochs` passes over `train_tokens` (capped at `max_tokens`)."""
@@ -146,10 +147,15 @@ def default_reference_train() -> TrainConfig:
 
 
 class ReferenceConfig(BaseModel):
-    spec: str = Field(
+    mode: Literal["train", "given"] = Field(
         "train",
         title="Reference LM",
-        description="'train' to train one on D_ref, or a model spec that shares the teacher's tokenizer",
+        description="train: train one on D_ref (the paper's way); given: use the model at `path`",
+    )
+    path: str | None = Field(
+        None,
+        title="Given reference",
+        description="With mode 'given': a checkpoint directory, hub id or .gguf that shares the teacher's tokenizer",
     )
     arch: ModelArchConfig | None = Field(
         None, title="Architecture", description="Empty: a Llama sized to D_ref (about one parameter per 20 tokens)"
@@ -177,11 +183,30 @@ class ReferenceConfig(BaseModel):
         description="Go on with a reference no better than a unigram model (its scores then mean little)",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_spec(cls, value: Any) -> Any:
+        # `spec` ('train' or a model), as the command line and older config files give it
+        if isinstance(value, dict) and "spec" in value:
+            value = dict(value)
+            spec = value.pop("spec")
+            value.update({"mode": "train"} if spec == "train" else {"mode": "given", "path": spec})
+        return value
+
+    @model_validator(mode="after")
+    def _given_has_path(self) -> ReferenceConfig:
+        if self.mode == "given" and not self.path:
+            raise ValueError("reference mode 'given' needs a path (a checkpoint sharing the teacher's tokenizer)")
+        return self
+
+    @property
+    def spec(self) -> str:
+        """'train', or the given reference's model spec."""
+        return "train" if self.mode == "train" else str(self.path)
+
 
 class ScoreConfig(BaseModel):
-    device: str = Field(
-        "auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", title="Device", description="auto, cpu, cuda, cuda:1, ..."
-    )
+    device: Device = Field("auto", title="Device", description="auto: a GPU when there is one, else the CPU")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", title="Precision", description="auto: bfloat16 on GPUs; on a CPU, whichever it multiplies faster"
     )

@@ -1,7 +1,9 @@
 """The Prefect UI's parameter form: every field titled and described, bounds and choices in the schema, nested
 models as definitions, and edited nested values arriving as a PipelineConfig."""
 
+import pytest
 from prefect.utilities.callables import parameter_schema
+from pydantic import ValidationError
 
 from flows.pipeline import miniplm_pipeline
 from miniplm.config import PipelineConfig
@@ -27,6 +29,31 @@ def test_every_field_of_the_form_has_a_title_and_a_description():
         assert field["minimum"] == 0 and field["exclusiveMaximum"] == 1
     assert definitions["ScoreConfig"]["properties"]["dtype"]["enum"] == ["auto", "float32", "bfloat16", "float16"]
     assert definitions["RunnerConfig"]["properties"]["kind"]["enum"] == ["local", "ray"]
+    # choices are selects: the reference's mode, and where scoring and training run
+    assert definitions["ReferenceConfig"]["properties"]["mode"]["enum"] == ["train", "given"]
+    for model in ("ScoreConfig", "TrainConfig"):
+        assert {"auto", "cpu", "cuda", "cuda:1"} <= set(definitions[model]["properties"]["device"]["enum"])
+
+
+def test_the_experiment_form_has_its_own_section():
+    from flows.experiment import miniplm_experiment
+
+    schema = parameter_schema(miniplm_experiment.fn).model_dump_for_openapi()
+    assert {"PipelineConfig", "ExperimentConfig"} <= set(schema["definitions"])
+    fields = schema["definitions"]["ExperimentConfig"]["properties"]
+    assert fields["perplexity_band"]["enum"] == ["low", "mid", "high"]
+    assert set(fields["arms"]["items"]["enum"]) == {"miniplm", "uniform", "full", "teacher_ppl", "reference_ppl", "kd"}
+    assert all(f.get("title") and f.get("description") for f in fields.values())
+
+
+def test_a_given_reference_is_a_mode_and_a_path():
+    from miniplm.config import ReferenceConfig
+
+    assert ReferenceConfig(spec="train").mode == "train"
+    given = ReferenceConfig(spec="/models/ref")
+    assert (given.mode, given.path, given.spec) == ("given", "/models/ref", "/models/ref")
+    with pytest.raises(ValidationError, match="needs a path"):
+        ReferenceConfig(mode="given")
 
 
 def test_a_run_started_with_edited_nested_values_receives_a_pipeline_config():
