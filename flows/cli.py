@@ -410,6 +410,11 @@ def experiment(
     max_eval_documents: Annotated[
         int | None, typer.Option(help="Most documents per evaluation set, target and held-out (2000)")
     ] = None,
+    lm_eval_tasks: Annotated[
+        str | None, typer.Option(help="lm-evaluation-harness tasks, comma-separated (needs miniplm[lmeval])")
+    ] = None,
+    lm_eval_include: Annotated[str | None, typer.Option(help="A folder of lm-eval task YAMLs")] = None,
+    lm_eval_limit: Annotated[int | None, typer.Option(help="Documents per lm-eval task, at most")] = None,
     reference: Annotated[str, typer.Option(help="'train' or a checkpoint sharing the teacher's tokenizer")] = "train",
     max_len: MaxLenOpt = 1024,
     text_column: TextColumnOpt = "text",
@@ -453,6 +458,9 @@ def experiment(
         "kd_ratio": kd_ratio,
         "target_paths": target,
         "max_eval_documents": max_eval_documents,
+        "lm_eval_tasks": [t.strip() for t in lm_eval_tasks.split(",") if t.strip()] if lm_eval_tasks else None,
+        "lm_eval_include": lm_eval_include,
+        "lm_eval_limit": lm_eval_limit,
     }
     try:
         exp = ExperimentConfig.model_validate(exp.model_dump() | {k: v for k, v in given.items() if v is not None})

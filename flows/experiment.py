@@ -68,13 +68,18 @@ def _experiment(config: PipelineConfig, experiment: ExperimentConfig, workdir: s
                     data[(arm, alpha, seed)] = shared
 
     # 4 the students: same steps, schedule, batch and sequence length on every arm; then their losses per document
+    # (and, if asked, their lm-evaluation-harness scores)
     runs = lib.plan_runs(workdir, manifest, student, experiment, data, train_steps)
     say(f"{len(runs)} students to train ({experiment.seeds} seeds x {len(experiment.arms)} arms x "
           f"{len(experiment.alphas)} alphas); steps per alpha: {train_steps}")  # fmt: skip
     for run in runs:
         step(tasks.train_run, workdir, run, student, eval_set["tokens_path"])
     evaluations = [step(tasks.evaluate_run, workdir, run, student, eval_set) for run in runs]
+    harness = [step(tasks.harness_run, workdir, run, student, experiment) if experiment.lm_eval_tasks else {}
+               for run in runs]  # fmt: skip
 
     # 5 the report: per arm, mean and spread over seeds, paired difference to the uniform arm, plots
-    result = step(tasks.report, workdir, manifest, student, experiment, runs, evaluations, eval_set, selections)
+    result = step(
+        tasks.report, workdir, manifest, student, experiment, runs, evaluations, eval_set, selections, harness
+    )
     return {"pipeline": pipeline, **result, **step.report()}

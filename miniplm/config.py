@@ -359,6 +359,15 @@ class ExperimentConfig(BaseModel):
     bootstrap_samples: int = Field(
         2000, ge=100, title="Bootstrap samples", description="For the 95% intervals over target documents"
     )
+    lm_eval_tasks: list[str] = Field(
+        default_factory=list,
+        title="lm-evaluation-harness tasks",
+        description="Also score every student on these tasks where their data can be reached (needs lm-eval)",
+    )
+    lm_eval_include: str | None = Field(
+        None, title="Task folder", description="A folder of lm-eval task YAMLs (local tasks run offline)"
+    )
+    lm_eval_limit: int | None = Field(None, ge=1, title="Documents per task", description="Empty: every document")
 
     @field_validator("alphas")
     @classmethod

@@ -338,6 +338,28 @@ def run_evaluated(workdir: str, run: StudentRun, student: StudentConfig, eval_se
     return (Path(run.out_dir) / f"eval-{Path(eval_set['path']).name}.parquet").exists()
 
 
+def _harness_file(run: StudentRun, cfg: ExperimentConfig) -> Path:
+    key = stable_hash("lm-eval-v1", cfg.lm_eval_tasks, cfg.lm_eval_include, cfg.lm_eval_limit)[:12]
+    return Path(run.out_dir) / f"lm-eval-{key}.json"
+
+
+def harness_run(workdir: str, run: StudentRun, student: StudentConfig, cfg: ExperimentConfig) -> dict:
+    """The student on the lm-evaluation-harness tasks: {task: {metric: value}} or {task: {"unavailable": why}}."""
+    from miniplm.harness import evaluate_tasks
+
+    out = _harness_file(run, cfg)
+    if out.exists():
+        return read_json(out)
+    results = evaluate_tasks(Path(run.out_dir) / "model", cfg.lm_eval_tasks, cfg.lm_eval_include, cfg.lm_eval_limit,
+                             student.train.block_size, student.train.device)  # fmt: skip
+    write_json(results, out)
+    return results
+
+
+def harness_ready(workdir: str, run: StudentRun, student: StudentConfig, cfg: ExperimentConfig) -> bool:
+    return _harness_file(run, cfg).exists()
+
+
 def selection_config(alpha: float) -> SelectConfig:
     return SelectConfig(alpha=alpha)
 

@@ -100,18 +100,26 @@ def verdict(diff: dict | None, eval_set: str, alpha: float) -> str:
     return f"alpha {alpha}: Difference Sampling and the uniform sample are within noise on {where}: {figures}."
 
 
+def harness_scores(results: dict) -> dict[str, float]:
+    """lm-eval results as evaluations named `lm-eval <task> <metric>`; unavailable tasks give none."""
+    return {f"lm-eval {task} {metric}": value for task, metrics in results.items() if "unavailable" not in metrics
+            for metric, value in metrics.items()}  # fmt: skip
+
+
 def build_report(
     runs: list[StudentRun],
     evaluations: list[dict],
     context: dict,
     bootstrap_samples: int,
+    harness: list[dict] | None = None,
 ) -> dict:
     """The report as JSON-able data: runs, arms (per alpha), verdicts."""
+    harness = harness or [{} for _ in runs]
     docs = run_frame(runs, evaluations)
     losses = evaluation_losses(docs)
     main_set = "target" if "target" in docs["set"].unique().to_list() else "heldout"
     run_rows = []
-    for run, ev in zip(runs, evaluations, strict=True):
+    for run, ev, tasks in zip(runs, evaluations, harness, strict=True):
         summary = read_json(Path(run.out_dir) / "summary.json")
         mine = losses.filter((pl.col("arm") == run.arm) & (pl.col("alpha") == run.alpha) & (pl.col("seed") == run.seed))
         run_rows.append(
@@ -129,7 +137,7 @@ def build_report(
                 "data_instances": run.data.instances,
                 "data_tokens": run.data.student_tokens,
                 "passes": passes(summary["tokens_trained"], run.data.student_tokens),
-                "evals": dict(zip(mine["set"].to_list(), mine["loss"].to_list(), strict=True)),
+                "evals": dict(zip(mine["set"].to_list(), mine["loss"].to_list(), strict=True)) | harness_scores(tasks),
                 "summary_path": str(Path(run.out_dir) / "summary.json"),
                 "eval_path": ev["path"],
             }
@@ -172,12 +180,14 @@ def build_report(
             )
         miniplm_vs_uniform = next((a["vs_uniform"].get(main_set) for a in arms if a["arm"] == "miniplm"), None)
         alphas[str(alpha)] = {"arms": arms, "verdict": verdict(miniplm_vs_uniform, main_set, alpha)}
+    unavailable = {task: m["unavailable"] for tasks in harness for task, m in tasks.items() if "unavailable" in m}
     return {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **context,
         "main_evaluation": main_set,
         "alphas": alphas,
         "runs": run_rows,
+        "lm_eval_unavailable": unavailable,
     }
 
 
@@ -350,6 +360,9 @@ def markdown(report: dict, images: dict[str, str]) -> str:
                 + " |"
             )
         lines.append("")
+    if report.get("lm_eval_unavailable"):
+        lines += ["lm-evaluation-harness tasks that could not run here:", ""]
+        lines += [f"* `{task}`: {why}" for task, why in report["lm_eval_unavailable"].items()] + [""]
     lines += [
         "## Plots",
         "",
@@ -386,6 +399,7 @@ def write_experiment_report(
     evaluations: list[dict],
     eval_set: dict,
     selections: dict[float, dict],
+    harness: list[dict] | None = None,
 ) -> dict:
     """Gather the context (models, student, evaluation sets), build the report and write it under
     `experiments/<id>/report/`. Returns the report's data and the paths written."""
@@ -420,7 +434,7 @@ def write_experiment_report(
         "selections": {str(a): s for a, s in selections.items()},
         "eval_set": eval_set,
     }
-    report = build_report(runs, evaluations, context, cfg.bootstrap_samples)
+    report = build_report(runs, evaluations, context, cfg.bootstrap_samples, harness)
     rows = connect(wd, manifest).execute(load_sql("score_histogram_by_source"), {"bins": 40}).fetchall()
     bins = [(source, lo, hi, n) for source, _, lo, hi, n in rows]
     thresholds = {str(a): s["threshold"] for a, s in selections.items()}

@@ -64,6 +64,18 @@ def evaluate_run(workdir: str, run: StudentRun, student: StudentConfig, eval_set
     return lib.evaluate_run(workdir, run, student, eval_set)
 
 
+@trusted_while(lib.harness_ready)
+@task(
+    name="lm-eval",
+    cache_key_fn=step_cache_key,
+    **CACHED,
+    task_run_name="lm-eval {run.arm} a={run.alpha} seed {run.seed}",
+)
+def harness_run(workdir: str, run: StudentRun, student: StudentConfig, cfg: ExperimentConfig) -> dict:
+    """One student on the lm-evaluation-harness tasks (those whose data cannot be reached say so)."""
+    return lib.harness_run(workdir, run, student, cfg)
+
+
 @task(name="experiment-report", cache_policy=NO_CACHE)
 def report(
     workdir: str,
@@ -74,9 +86,10 @@ def report(
     evaluations: list[dict],
     eval_set: dict,
     selections: dict[float, dict],
+    harness: list[dict],
 ) -> dict:
     """The report (markdown, JSON, plots) in the work directory, and the same as artifacts on the run page."""
-    result = write_experiment_report(workdir, manifest, student, cfg, runs, evaluations, eval_set, selections)
+    result = write_experiment_report(workdir, manifest, student, cfg, runs, evaluations, eval_set, selections, harness)
     create_markdown_artifact(
         key="experiment-report",
         description="MiniPLM experiment: every arm, same student, same compute",

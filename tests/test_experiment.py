@@ -23,7 +23,7 @@ from miniplm.config import (
     small_llama,
 )
 from miniplm.kd import flop_matched_steps
-from tests.tiny import corpus_texts, write_jsonl
+from tests.tiny import corpus_texts, tiny_task, write_jsonl
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -44,7 +44,13 @@ def configs(tmp, models, target) -> tuple[PipelineConfig, ExperimentConfig]:
             train=TrainConfig(max_steps=None, epochs=1.5, batch_size=4, block_size=32, eval_interval=4),
         ),
     )
-    experiment = ExperimentConfig(seeds=2, target_paths=[str(target)], bootstrap_samples=300)
+    experiment = ExperimentConfig(
+        seeds=2,
+        target_paths=[str(target)],
+        bootstrap_samples=300,
+        lm_eval_tasks=["miniplm_tiny", "no_such_task_here"],
+        lm_eval_include=tiny_task(tmp),
+    )
     return pipeline, experiment
 
 
@@ -102,6 +108,18 @@ def test_report_figures_are_the_students_own(result):
         assert diff["ci_low"] <= diff["diff"] <= diff["ci_high"]
         assert diff["seeds"] == 2 and diff["documents"] == 10
     assert report["alphas"]["0.5"]["verdict"].startswith("alpha 0.5: Difference Sampling")
+
+
+def test_lm_eval_tasks_score_every_student_and_unreachable_ones_say_so(result):
+    _, _, report = result
+    for r in report["runs"]:
+        assert 0 <= r["evals"]["lm-eval miniplm_tiny acc"] <= 1
+        stored = json.loads(next(Path(r["summary_path"]).parent.glob("lm-eval-*.json")).read_text())
+        assert r["evals"]["lm-eval miniplm_tiny acc"] == stored["miniplm_tiny"]["acc"]
+    assert "no_such_task_here" in report["lm_eval_unavailable"]
+    for arm in report["alphas"]["0.5"]["arms"]:
+        values = [r["evals"]["lm-eval miniplm_tiny acc"] for r in report["runs"] if r["arm"] == arm["arm"]]
+        assert arm["evals"]["lm-eval miniplm_tiny acc"]["mean"] == pytest.approx(np.mean(values))
 
 
 def test_target_documents_in_the_corpus_are_set_aside(result):

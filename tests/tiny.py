@@ -69,3 +69,30 @@ def write_jsonl(path: Path, texts: list[str], key: str = "text") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps({key: t}) + "\n" for t in texts))
     return path
+
+
+# A multiple-choice task for lm-evaluation-harness, defined here so it runs offline.
+QUESTIONS = [
+    {"question": "The quick brown fox jumps over the lazy", "choices": [" dog.", " of.", " def"], "answer": 0},
+    {"question": "Python is a programming", "choices": [" banana", " language.", " the"], "answer": 1},
+    {"question": "A journey of a thousand miles begins with one", "choices": [" step.", " cat", " lists"], "answer": 0},
+    {"question": "It has lists, dicts and", "choices": [" miles", " fox", " functions."], "answer": 2},
+]
+
+
+def tiny_task(tmp_path) -> str:
+    data = tmp_path / "tiny.jsonl"
+    data.write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS))
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "miniplm_tiny.yaml").write_text(
+        "task: miniplm_tiny\n"
+        "dataset_path: json\n"
+        f"dataset_kwargs:\n  data_files:\n    test: {data}\n"
+        "test_split: test\n"
+        "output_type: multiple_choice\n"
+        'doc_to_text: "{{question}}"\n'
+        'doc_to_choice: "{{choices}}"\n'
+        'doc_to_target: "{{answer}}"\n'
+        "metric_list:\n  - metric: acc\n"
+    )
+    return str(tmp_path / "tasks")
