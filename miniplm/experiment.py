@@ -21,7 +21,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from miniplm.catalog import connect, load_sql
-from miniplm.config import CorpusConfig, ExperimentConfig, ModelArchConfig, SelectConfig, StudentConfig
+from miniplm.config import CorpusConfig, ExperimentConfig, ModelArchConfig, StudentConfig
 from miniplm.corpus import source_fingerprint
 from miniplm.evaluate import capped, evaluate_student, read_target_documents, write_eval_set
 from miniplm.export import export_members
@@ -358,10 +358,6 @@ def harness_run(workdir: str, run: StudentRun, student: StudentConfig, cfg: Expe
 
 def harness_ready(workdir: str, run: StudentRun, student: StudentConfig, cfg: ExperimentConfig) -> bool:
     return _harness_file(run, cfg).exists()
-
-
-def selection_config(alpha: float) -> SelectConfig:
-    return SelectConfig(alpha=alpha)
 
 
 def flops(parameters: int, tokens: int, teacher_parameters: int | None) -> float:

@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from miniplm.experiment import StudentRun, flops, passes
+from miniplm.report import pyplot, save_figure
 from miniplm.shards import read_json, write_json
 
 ARM_TITLES = {
@@ -194,19 +195,9 @@ def build_report(
 # --- plots ----------------------------------------------------------------------------------------------------------
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on a server or in CI
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_loss_curves(report: dict, path: Path) -> Path:
     """Evaluation loss during training against training FLOPs, mean over seeds, one line per arm and alpha."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    fig, ax = pyplot().subplots(figsize=(7, 4), dpi=120)
     groups: dict[tuple, list] = {}
     for r in report["runs"]:
         groups.setdefault((r["arm"], r["alpha"]), []).append(r)
@@ -226,18 +217,13 @@ def plot_loss_curves(report: dict, path: Path) -> Path:
     ax.set_ylabel("evaluation loss (nats/token)")
     ax.legend(frameon=False, fontsize=7)
     ax.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_scores_by_source(bins: list[tuple[str, float, float, int]], thresholds: dict[str, float | None],
                           path: Path) -> Path:  # fmt: skip
     """The candidates' score histogram, stacked by source file, with each alpha's threshold."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 3.4), dpi=120)
+    fig, ax = pyplot().subplots(figsize=(7, 3.4), dpi=120)
     sources = sorted({b[0] for b in bins})
     edges = sorted({b[1] for b in bins})
     width = (bins[0][2] - bins[0][1]) if bins else 1.0
@@ -256,16 +242,12 @@ def plot_scores_by_source(bins: list[tuple[str, float, float, int]], thresholds:
     ax.set_ylabel("candidates")
     ax.legend(frameon=False, fontsize=7)
     ax.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_main_loss(report: dict, path: Path) -> Path:
     """The main evaluation's loss per arm (and alpha), mean and standard deviation over seeds."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 3.4), dpi=120)
+    fig, ax = pyplot().subplots(figsize=(7, 3.4), dpi=120)
     labels, means, stds = [], [], []
     for alpha, block in report["alphas"].items():
         for arm in block["arms"]:
@@ -282,10 +264,7 @@ def plot_main_loss(report: dict, path: Path) -> Path:
         ax.set_ylim(min(means) - max(spread, 0.05), max(means) + max(spread, 0.05))
     ax.set_ylabel(f"{report['main_evaluation']} loss (nats/token)")
     ax.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 # --- markdown -------------------------------------------------------------------------------------------------------

@@ -31,13 +31,26 @@ def extreme_instances(con: duckdb.DuckDBPyConnection, n: int) -> dict[str, list[
     }
 
 
-def plot_histogram(bins: list[tuple[float, float, int]], threshold: float | None, path: Path) -> Path:
+def pyplot():
+    """matplotlib's pyplot on the Agg backend: no display on a server or in CI."""
     import matplotlib
 
-    matplotlib.use("Agg")  # no display on a server or in CI
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=120)
+    return plt
+
+
+def save_figure(fig, path: Path) -> Path:
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    pyplot().close(fig)
+    return path
+
+
+def plot_histogram(bins: list[tuple[float, float, int]], threshold: float | None, path: Path) -> Path:
+    fig, ax = pyplot().subplots(figsize=(7, 3.2), dpi=120)
     ax.bar([lo for lo, _, _ in bins], [n for _, _, n in bins], width=[hi - lo for lo, hi, _ in bins], align="edge",
            color="#4c72b0")  # fmt: skip
     if threshold is not None:
@@ -46,11 +59,7 @@ def plot_histogram(bins: list[tuple[float, float, int]], threshold: float | None
     ax.set_xlabel("score = teacher - reference mean log-prob (nats/token)")
     ax.set_ylabel("candidates")
     ax.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def histogram_markdown(bins: list[tuple[float, float, int]], width: int = 40) -> str:
