@@ -25,11 +25,11 @@ from miniplm.train import chunked_sum, head_logits, predicted
 EVAL_BATCH_TOKENS = 8192
 
 
-def read_target_documents(paths: list[str], text_column: str, exclude: set[str]) -> tuple[list[dict], dict]:
-    """Distinct documents of the target files that are not in the work directory's corpus (a target document among
-    the training data would measure memory, not generalization), and what was set aside."""
+def read_target_documents(paths: list[str], text_column: str) -> tuple[list[dict], dict]:
+    """Distinct documents of the target files, and how many rows were set aside (the caller also sets aside those in
+    the corpus: a target document among the training data would measure memory, not generalization)."""
     docs, seen = [], set()
-    counts = {"rows_read": 0, "unreadable": 0, "duplicates": 0, "in_corpus": 0}
+    counts = {"rows_read": 0, "unreadable": 0, "duplicates": 0}
     for spec in paths:
         for row in corpus.read_rows(spec, text_column):
             counts["rows_read"] += 1
@@ -40,8 +40,6 @@ def read_target_documents(paths: list[str], text_column: str, exclude: set[str])
             key = doc_id(text)
             if key in seen:
                 counts["duplicates"] += 1
-            elif key in exclude:
-                counts["in_corpus"] += 1
             else:
                 seen.add(key)
                 docs.append({"doc_id": key, "source": row.file, "text": text})

@@ -125,7 +125,7 @@ def prepare_eval_set(workdir: str, manifest: RunManifest, student: StudentConfig
         source_fingerprint(p, CorpusConfig(paths=[p], text_column=cfg.target_text_column)) for p in cfg.target_paths
     ]
     key = stable_hash(
-        "eval-v1",
+        "eval-v2",
         targets,
         manifest.split_key,
         manifest.instance_spec,
@@ -137,11 +137,14 @@ def prepare_eval_set(workdir: str, manifest: RunManifest, student: StudentConfig
     if (out_dir / "eval_set.json").exists():
         return read_json(out_dir / "eval_set.json")
     con = connect(wd, manifest)
-    corpus_ids = {r[0] for r in con.sql(load_sql("pool_doc_ids")).fetchall()}
-    target_docs, target_counts = read_target_documents(cfg.target_paths, cfg.target_text_column, corpus_ids)
-    heldout = [dict(zip(("doc_id", "source", "text"), r, strict=True))
-               for r in con.sql(load_sql("heldout_documents")).fetchall()]  # fmt: skip
-    sets = {"heldout": capped(heldout, cfg.max_eval_documents, "heldout")}
+    target_docs, target_counts = read_target_documents(cfg.target_paths, cfg.target_text_column)
+    ids = [d["doc_id"] for d in target_docs]
+    in_corpus = {r[0] for r in con.execute(load_sql("pool_doc_ids"), {"ids": ids}).fetchall()} if ids else set()
+    target_docs = [d for d in target_docs if d["doc_id"] not in in_corpus]
+    target_counts["in_corpus"] = len(in_corpus)  # a target document the students may have trained on: set aside
+    rows = con.execute(load_sql("heldout_documents"), {"limit": cfg.max_eval_documents}).fetchall()
+    heldout = [dict(zip(("doc_id", "source", "text"), r, strict=True)) for r in rows]
+    sets = {"heldout": heldout}
     if cfg.target_paths:
         sets["target"] = capped(target_docs, cfg.max_eval_documents, "target")
     summary = write_eval_set(out_dir, sets, tokenizer) | {"target_set_aside": target_counts}
