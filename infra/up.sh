@@ -4,13 +4,13 @@
 # Open the URL it prints; Ctrl-C stops everything it started. Options go to infra/deploy.py (--config ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash infra/setup.sh
-. .venv/bin/activate
 PORT=${MINIPLM_PREFECT_PORT:-4200}
 export PREFECT_HOME=${PREFECT_HOME:-$PWD/.prefect}
 export PREFECT_API_URL=http://127.0.0.1:$PORT/api
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 mkdir -p "$PREFECT_HOME" logs
+bash infra/setup.sh
+. .venv/bin/activate
 say() { echo "[up] $*"; }
 
 SERVER= WORKER=
@@ -30,8 +30,8 @@ for _ in $(seq 120); do
     kill -0 "$SERVER" 2>/dev/null || { say "the server stopped: see logs/prefect-server.log"; exit 1; }
     sleep 1
 done
-say "deploying infra/prefect.yaml"
-python infra/deploy.py "$@"
+say "deploying infra/prefect.yaml (log: logs/prefect-deploy.log)"
+python infra/deploy.py "$@" >logs/prefect-deploy.log 2>&1 || { say "deploying failed: see logs/prefect-deploy.log"; exit 1; }
 say "starting a worker on the miniplm pool (log: logs/prefect-worker.log)"
 (exec prefect worker start --pool miniplm >logs/prefect-worker.log 2>&1) &
 WORKER=$!
