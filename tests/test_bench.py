@@ -48,3 +48,17 @@ def test_score_benchmark_in_bfloat16_stays_within_its_tolerance():
     _, figures = run_bench("--tokens", "300", "--dtype", "bfloat16", "--skip-naive")
     assert figures["dtype"] == "bfloat16"
     assert figures["max_abs_diff_vs_float64"] < 2e-2
+
+
+def test_train_benchmark_prints_its_figures():
+    """bench/train.py runs small and its two losses give the same gradients (its figures are not judged here)."""
+    result = subprocess.run(
+        [sys.executable, "bench/train.py", "--hidden", "32", "--layers", "1", "--batch", "2", "--block", "64",
+         "--vocab", "3000", "--steps", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["fused_tokens_per_s"] > 0 and figures["plain_tokens_per_s"] > 0
+    assert figures["speedup"] == round(figures["fused_tokens_per_s"] / figures["plain_tokens_per_s"], 2)
+    assert figures["max_grad_diff"] < 1e-5

@@ -1,0 +1,91 @@
+"""Student training speed: the fused linear cross-entropy (miniplm.train) against the plain loss, on this machine.
+
+    python bench/train.py [--hidden 128] [--layers 4] [--batch 16] [--block 512] [--vocab 49152] [--steps 6]
+
+A Llama of the default student's shape with SmolLM2's vocabulary trains on random tokens (speed, not learning);
+prints one JSON object: tokens per second of a training step (forward, backward, AdamW) with each loss, the
+speedup, and the largest difference between the two losses' gradients after one step from the same weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+sys.path[0] = __file__.rsplit("/bench/", 1)[0]  # the repository root, not bench/ (its select.py is not stdlib)
+
+import torch
+
+from miniplm import train
+from miniplm.config import small_llama
+
+
+def plain_loss_sum(model, x: torch.Tensor) -> torch.Tensor:
+    """The loss before: the head on chunks of positions under activation checkpointing, cross_entropy on each."""
+    hidden = model.get_decoder()(input_ids=x[:, :-1]).last_hidden_state
+    h, targets = train.predicted(hidden, x, None)
+
+    def chunk_loss(h_chunk, t_chunk):
+        return torch.nn.functional.cross_entropy(train.head_logits(model, h_chunk), t_chunk, reduction="sum")
+
+    return train.chunked_sum(chunk_loss, h.shape[0], model.get_output_embeddings().weight.shape[0], h, targets)
+
+
+def tokens_per_s(model, loss_fn, x: torch.Tensor, steps: int) -> float:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_config(model.config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    times = []
+    for _ in range(steps + 1):  # the first step warms up kernels and the allocator
+        start = time.perf_counter()
+        loss = loss_fn(model, x) / (x.shape[0] * (x.shape[1] - 1))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    return x.shape[0] * (x.shape[1] - 1) / (sum(times[1:]) / steps)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--block", type=int, default=512)
+    parser.add_argument("--vocab", type=int, default=49152)
+    parser.add_argument("--steps", type=int, default=6)
+    args = parser.parse_args()
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    config = train.build_config(small_llama(args.layers, args.hidden), args.vocab, args.block + 1, 0)
+    model = AutoModelForCausalLM.from_config(config)
+    x = torch.randint(0, args.vocab, (args.batch, args.block + 1))
+    grads = []
+    for loss_fn in (train.lm_loss_sum, plain_loss_sum):
+        torch.manual_seed(1)
+        m = AutoModelForCausalLM.from_config(config)
+        (loss_fn(m, x) / x[:, 1:].numel()).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in m.parameters()]))
+    fused = tokens_per_s(model, train.lm_loss_sum, x, args.steps)
+    plain = tokens_per_s(model, plain_loss_sum, x, args.steps)
+    print(
+        json.dumps(
+            {
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "tokens_per_step": args.batch * args.block,
+                "threads": torch.get_num_threads(),
+                "fused_tokens_per_s": round(fused),
+                "plain_tokens_per_s": round(plain),
+                "speedup": round(fused / plain, 2),
+                "max_grad_diff": float((grads[0] - grads[1]).abs().max()),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
