@@ -124,7 +124,7 @@ def demo_experiment(workdir: str | Path) -> tuple[PipelineConfig, ExperimentConf
         ),
         student=StudentConfig(
             train=TrainConfig(
-                max_steps=120, batch_size=8, block_size=256, learning_rate=3e-3, warmup_steps=12, eval_interval=30
+                max_steps=80, batch_size=8, block_size=256, learning_rate=3e-3, warmup_steps=8, eval_interval=20
             )
         ),
     )
