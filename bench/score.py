@@ -43,7 +43,8 @@ def make_instances(tokenizer, max_len: int, budget_tokens: int) -> list[list[int
     """Instances exactly as the pipeline cuts them from the whole corpus, then a seeded random sample of them (in
     that random order, which is the naive loop's input order) until the token budget is reached: the mix of
     lengths is the corpus's own, not that of whichever documents come first. A budget beyond the corpus (about
-    150k tokens; a GPU needs more to time) takes it again in a fresh order."""
+    150k tokens; a GPU needs more to time) takes it again in a fresh order. Two instances at least, so that the
+    bfloat16 and float32 selections have a top half to compare."""
     every = []
     ends_of = TokenEnds(TokenizerRef.of(tokenizer.name_or_path))
     for text in real_texts():
@@ -51,9 +52,9 @@ def make_instances(tokenizer, max_len: int, budget_tokens: int) -> list[list[int
         tokens = ids.tolist() + [tokenizer.eos_token_id]
         every += [tokens[a:b] for a, b in cut_points(boundary_kinds(text.encode(), ends), len(tokens), max_len)]
     out, total, rng = [], 0, np.random.default_rng(0)
-    while total < budget_tokens:
+    while total < budget_tokens or len(out) < 2:  # two at least: the top half of one instance is empty
         for i in rng.permutation(len(every)):
-            if total >= budget_tokens:
+            if total >= budget_tokens and len(out) >= 2:
                 break
             out.append(every[i])
             total += len(every[i])

@@ -14,9 +14,11 @@ from tests.tiny import corpus_texts, write_jsonl
 
 
 def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The error: one line saying what to fix, after the steps' own start and end lines, and no traceback."""
     assert result.returncode == 1, result.stdout
-    lines = result.stderr.strip().splitlines()
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("[miniplm] ")]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == lines[0]  # the last word
     return lines[0]
 
 

@@ -205,3 +205,19 @@ def test_a_second_run_trains_nothing(result):
     again = miniplm_experiment(pipeline, experiment)
     assert not {"train-student", "evaluate-student", "arm-data"} & set(again["steps_run"])
     assert again["alphas"]["0.5"]["arms"][0]["evals"] == first["alphas"]["0.5"]["arms"][0]["evals"]
+
+
+def test_an_alpha_sweep_is_one_parameter(tmp_path, models, prefect_harness):
+    from flows.experiment import miniplm_experiment
+
+    target = write_jsonl(tmp_path / "target.jsonl", corpus_texts(120)[110:])
+    pipeline, _ = configs(tmp_path, models, target)
+    sweep = ExperimentConfig(arms=["miniplm", "uniform"], seeds=1, alphas=[0.7, 0.3], target_paths=[str(target)])
+    report = miniplm_experiment(pipeline, sweep)
+    assert list(report["alphas"]) == ["0.3", "0.7"]
+    kept = {alpha: report["selections"][alpha]["n_selected"] for alpha in ("0.3", "0.7")}
+    assert kept["0.3"] < kept["0.7"]
+    for alpha, block in report["alphas"].items():
+        assert block["verdict"].startswith(f"alpha {alpha}:")
+        tokens = {a["arm"]: a["data_tokens"] for a in block["arms"]}
+        assert abs(tokens["uniform"] - tokens["miniplm"]) < 0.2 * tokens["miniplm"]  # same tokens, per alpha
