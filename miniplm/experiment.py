@@ -139,7 +139,7 @@ def prepare_eval_set(workdir: str, manifest: RunManifest, student: StudentConfig
     con = connect(wd, manifest)
     target_docs, target_counts = read_target_documents(cfg.target_paths, cfg.target_text_column)
     ids = [d["doc_id"] for d in target_docs]
-    in_corpus = {r[0] for r in con.execute(load_sql("pool_doc_ids"), {"ids": ids}).fetchall()} if ids else set()
+    in_corpus = {r[0] for r in con.execute(load_sql("documents_in_corpus"), {"ids": ids}).fetchall()} if ids else set()
     target_docs = [d for d in target_docs if d["doc_id"] not in in_corpus]
     target_counts["in_corpus"] = len(in_corpus)  # a target document the students may have trained on: set aside
     rows = con.execute(load_sql("heldout_documents"), {"limit": cfg.max_eval_documents}).fetchall()
