@@ -43,7 +43,7 @@ def test_landed_event_starts_a_rescore_run(tmp_path, models):
         )
         time.sleep(8)  # the deployment registers and the watcher takes its first look
         write_jsonl(inbox / "day-1.jsonl", corpus_texts(40))
-        for _ in range(150):
+        for _ in range(360):  # minutes on a loaded machine: the event, the automation, the run's start and steps
             if list((workdir / "selections").glob("*.parquet")):
                 break
             time.sleep(1)
