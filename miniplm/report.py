@@ -93,7 +93,7 @@ def write_report(workdir: str | Path) -> Path:
     accounting = con.sql("select * from accounting").to_arrow_table().to_pylist()
     bins = score_histogram(con)
     threshold = summary.get("threshold")
-    png = plot_histogram(bins, threshold, out / "scores.png")
+    png = plot_histogram(bins, threshold, wd.histogram_png)
     extremes = extreme_instances(con, 10)
     lines = [
         f"# MiniPLM work directory `{wd.root}`",

@@ -27,7 +27,7 @@ from miniplm.reference import (
     reference_info,
     train_reference,
 )
-from miniplm.report import extreme_instances, score_histogram
+from miniplm.report import extreme_instances, plot_histogram, score_histogram
 from miniplm.selection import recorded, run_selection, selection_id, uniform_sample, write_members
 from miniplm.shards import read_json, write_json
 from miniplm.splits import write_splits
@@ -235,6 +235,8 @@ def summarize(workdir: str, manifest: RunManifest, selection: dict, counts: dict
         summary["heldout_loss_gain"] = losses["uniform"] - losses["miniplm"]
     summary = json.loads(json.dumps(summary, default=str))  # plain JSON types (NaN-safe below)
     summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
+    # the score histogram as a picture beside the run, with the selection's threshold (`miniplm report` adds a page)
+    summary["histogram_png"] = str(plot_histogram(score_histogram(con), selection["threshold"], wd.histogram_png))
     write_json(summary, wd.summary)
     return summary
 

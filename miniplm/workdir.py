@@ -118,6 +118,11 @@ class Workdir:
         return self.root / "summary.json"
 
     @property
+    def histogram_png(self) -> Path:
+        """The candidates' score histogram with the selection's threshold, drawn at the end of every run."""
+        return self.root / "report" / "scores.png"
+
+    @property
     def catalog(self) -> Path:
         return self.root / "catalog.duckdb"
 

@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -292,3 +293,9 @@ def test_the_reference_is_retrained_when_what_it_was_trained_on_changes(tmp_path
     assert "reference" in moved["steps_run"] and moved["instances_scored_reference"] == moved["candidates"]
     assert reference_info(wd)["trained_on"]["split_key"] != trained_on["split_key"]
     assert first["selection_id"] != moved["selection_id"]
+
+
+def test_every_run_draws_the_score_histogram(first_run):
+    cfg, summary = first_run
+    png = Path(cfg.workdir) / "report" / "scores.png"
+    assert summary["histogram_png"] == str(png) and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
