@@ -249,7 +249,9 @@ TeacherOpt = Annotated[str | None, typer.Option(help="Hub id, checkpoint directo
 WorkdirOpt = Annotated[Path | None, typer.Option(help="Work directory")]
 MaxLenOpt = Annotated[int, typer.Option(help="Most tokens per instance")]
 TextColumnOpt = Annotated[str, typer.Option(help="Column / JSON field holding the text")]
-ReferenceFractionOpt = Annotated[float, typer.Option(help="Share of documents in D_ref")]
+ReferenceFractionOpt = Annotated[
+    float | None, typer.Option(help="Share of documents in D_ref (default: 5%, more for a small corpus, at most 20%)")
+]
 HeldoutFractionOpt = Annotated[float, typer.Option(help="Share of documents held out for evaluation")]
 SeedOpt = Annotated[int, typer.Option(help="Seed for document membership and the uniform baseline")]
 ConfigOpt = Annotated[
@@ -291,7 +293,7 @@ def prepare(
     workdir: WorkdirOpt = None,
     max_len: MaxLenOpt = 1024,
     text_column: TextColumnOpt = "text",
-    reference_fraction: ReferenceFractionOpt = 0.05,
+    reference_fraction: ReferenceFractionOpt = None,
     heldout_fraction: HeldoutFractionOpt = 0.02,
     seed: SeedOpt = 0,
     wait: WaitOpt = True,
@@ -353,7 +355,7 @@ def run(
     budget_tokens: Annotated[int | None, typer.Option(help="Keep the best up to this many tokens instead")] = None,
     max_len: MaxLenOpt = 1024,
     text_column: TextColumnOpt = "text",
-    reference_fraction: ReferenceFractionOpt = 0.05,
+    reference_fraction: ReferenceFractionOpt = None,
     heldout_fraction: HeldoutFractionOpt = 0.02,
     seed: SeedOpt = 0,
     retrain_reference: Annotated[bool, typer.Option(help="Retrain the reference even if one exists")] = False,
@@ -418,7 +420,7 @@ def experiment(
     reference: Annotated[str, typer.Option(help="'train' or a checkpoint sharing the teacher's tokenizer")] = "train",
     max_len: MaxLenOpt = 1024,
     text_column: TextColumnOpt = "text",
-    reference_fraction: ReferenceFractionOpt = 0.05,
+    reference_fraction: ReferenceFractionOpt = None,
     heldout_fraction: HeldoutFractionOpt = 0.02,
     seed: SeedOpt = 0,
     accept_weak_reference: Annotated[

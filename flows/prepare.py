@@ -15,8 +15,8 @@ from flows.steplog import StepLog
 from miniplm.config import PipelineConfig
 from miniplm.manifest import RunManifest
 from miniplm.models import DEMO_TEACHER
-from miniplm.splits import split_config, split_key
-from miniplm.steps import plan_sources, require_documents
+from miniplm.splits import resolve_split, split_config, split_key
+from miniplm.steps import plan_sources, previous_manifest, require_documents
 from tasks import steps
 
 
@@ -41,10 +41,11 @@ def _prepare(config: PipelineConfig, workdir: str) -> dict:
 
     # 3 instances in the teacher's tokenizer, never spanning two documents
     instance_spec = steps.instance_spec(teacher.path, config.instances.max_len)
-    step(steps.tokenize, workdir, sources, teacher.path, config.instances.max_len, instance_spec)
+    tokenized = step(steps.tokenize, workdir, sources, teacher.path, config.instances.max_len, instance_spec)
 
-    # 4 D_ref / held-out / pool, by a seeded hash of each doc_id
-    split = split_config(config)
+    # 4 D_ref / held-out / pool, by a seeded hash of each doc_id (D_ref's share, when not given, chosen once)
+    previous = previous_manifest(workdir)
+    split = resolve_split(split_config(config), tokenized["tokens"], previous.split if previous else None)
     key = split_key(split)
     step(steps.split, workdir, sources, split, key)
 

@@ -44,22 +44,27 @@ class InstanceConfig(BaseModel):
 
 
 class SplitConfig(BaseModel):
-    reference_fraction: float = Field(
-        0.05,
+    reference_fraction: float | None = Field(
+        None,
         ge=0,
         lt=1,
         title="D_ref share",
-        description="Share of documents (so about that share of "
-        "tokens) that trains the reference LM; never scored or selected",
+        description="Share of documents (so about that share of tokens) that trains the reference LM; never scored "
+        "or selected. Empty: 5%, or more for a small corpus (enough for about 1M tokens, at most 20%), chosen at "
+        "the first run and kept",
     )
     heldout_fraction: float = Field(
         0.02, ge=0, lt=1, title="Held-out share", description="Share of documents kept apart to evaluate students"
     )
     seed: int = Field(0, title="Seed", description="Seeds document membership (a hash of seed and doc_id)")
+    auto_reference: bool = Field(
+        False, title="D_ref share chosen", description="Set by the run: the D_ref share was chosen from the corpus"
+    )
 
     @model_validator(mode="after")
     def _fits(self) -> SplitConfig:
-        if self.reference_fraction + self.heldout_fraction >= 1:
+        # (an empty D_ref share is decided later, at most 0.2)
+        if (self.reference_fraction if self.reference_fraction is not None else 0.2) + self.heldout_fraction >= 1:
             raise ValueError("reference_fraction + heldout_fraction must leave documents to score")
         return self
 
@@ -142,8 +147,9 @@ def small_llama(num_hidden_layers: int, hidden_size: int = 128) -> ModelArchConf
 
 
 def default_reference_train() -> TrainConfig:
-    # The paper's reference: one pass over D_ref. A validation slice of D_ref stops it early and keeps the best.
-    return TrainConfig(max_steps=None, epochs=1.0, max_tokens=5_000_000_000, eval_interval=None, patience=3)
+    # Trained to what D_ref can teach it: up to 10 passes (the paper's one pass over 5B tokens is the token cap), a
+    # validation slice of D_ref stopping it after 3 evaluations without improvement and picking the weights kept.
+    return TrainConfig(max_steps=None, epochs=10.0, max_tokens=5_000_000_000, eval_interval=None, patience=3)
 
 
 class ReferenceConfig(BaseModel):
@@ -158,10 +164,22 @@ class ReferenceConfig(BaseModel):
         description="With mode 'given': a checkpoint directory, hub id or .gguf that shares the teacher's tokenizer",
     )
     arch: ModelArchConfig | None = Field(
-        None, title="Architecture", description="Empty: a Llama sized to D_ref (about one parameter per 20 tokens)"
+        None,
+        title="Architecture",
+        description="Empty: Llamas sized to D_ref (about one parameter per 20 tokens, and the next sizes), the best "
+        "on D_ref's validation slice kept",
+    )
+    candidates: int = Field(
+        2,
+        ge=1,
+        le=4,
+        title="Sizes tried",
+        description="With an empty architecture: how many default sizes are trained; the lowest validation loss wins",
     )
     train: TrainConfig = Field(
-        default_factory=default_reference_train, title="Training", description="Default: one pass over D_ref"
+        default_factory=default_reference_train,
+        title="Training",
+        description="Default: up to 10 passes over D_ref, stopped early on its validation slice",
     )
     validation_fraction: float = Field(
         0.1, gt=0, lt=1, title="Validation share of D_ref", description="D_ref documents kept to validate it"
@@ -317,8 +335,13 @@ class PipelineConfig(BaseModel):
         return self
 
 
-Arm = Literal["miniplm", "uniform", "full", "teacher_ppl", "reference_ppl", "kd"]
-ALL_ARMS: tuple[Arm, ...] = ("miniplm", "uniform", "full", "teacher_ppl", "reference_ppl", "kd")
+Arm = Literal[
+    "miniplm", "uniform", "full", "teacher_ppl", "reference_ppl", "kd", "miniplm_alt_ref", "bottom", "control"
+]
+ALL_ARMS: tuple[Arm, ...] = (
+    "miniplm", "uniform", "full", "teacher_ppl", "reference_ppl", "kd", "miniplm_alt_ref", "bottom", "control"
+)  # fmt: skip
+DEFAULT_ARMS: tuple[Arm, ...] = ("miniplm", "uniform", "full", "teacher_ppl", "reference_ppl", "kd")
 
 
 class ExperimentConfig(BaseModel):
@@ -332,11 +355,13 @@ class ExperimentConfig(BaseModel):
         description="Fractions kept by Difference Sampling (and by single-model selection); several make a sweep",
     )
     arms: list[Arm] = Field(
-        default_factory=lambda: list(ALL_ARMS),
+        default_factory=lambda: list(DEFAULT_ARMS),
         min_length=1,
         title="Arms",
         description="miniplm (Difference Sampling), uniform (same tokens), full (the whole pool), teacher_ppl / "
-        "reference_ppl (one model's perplexity alone), kd (Vanilla KD, teacher online)",
+        "reference_ppl (one model's perplexity alone), kd (Vanilla KD, teacher online); checks: miniplm_alt_ref "
+        "(Difference Sampling with the other reference size tried), bottom (the lowest-scored alpha: the sign "
+        "check), control (same tokens from the control sources only: the positive control)",
     )
     seeds: int = Field(
         3, ge=1, le=32, title="Seeds per arm", description="Seed k of every arm starts from the same weights"
@@ -346,6 +371,23 @@ class ExperimentConfig(BaseModel):
     )
     kd_ratio: float = Field(
         0.5, ge=0, le=1, title="KD ratio", description="loss = (1 - r) * LM + r * KD in the Vanilla KD arm"
+    )
+    control_sources: list[str] = Field(
+        default_factory=list,
+        title="Control sources",
+        description="Corpus files (names or paths) of target-like text: the control arm samples only these",
+    )
+    learning_rates: list[float] = Field(
+        default_factory=list,
+        title="Learning rates tried",
+        description="A sweep on the uniform arm alone (seed 0, the middle alpha), judged on held-out pool documents; "
+        "every arm then trains with the best. Empty: the student's own learning rate",
+    )
+    too_young_margin: float = Field(
+        0.2,
+        ge=0,
+        title="Too-young margin (nats/token)",
+        description="Students within this much of a unigram model of their own data are too young to judge it",
     )
     target_paths: list[str] = Field(
         default_factory=list,
@@ -380,3 +422,10 @@ class ExperimentConfig(BaseModel):
     @classmethod
     def _arms_once(cls, value: list[str]) -> list[str]:
         return [a for a in ALL_ARMS if a in value]  # the report's order, each once
+
+    @field_validator("learning_rates")
+    @classmethod
+    def _rates_positive(cls, value: list[float]) -> list[float]:
+        if any(not lr > 0 for lr in value):
+            raise ValueError("every learning rate must be positive")
+        return sorted(set(value))

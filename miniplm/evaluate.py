@@ -54,8 +54,9 @@ def capped(docs: list[dict], limit: int, salt: str) -> list[dict]:
 
 
 def write_eval_set(out_dir: Path, sets: dict[str, list[dict]], tokenizer_path: str) -> dict:
-    """Tokenize the evaluation documents once: `tokens.bin` (+ offsets), one sequence per document, and
-    `documents.parquet` (set, doc_id, source, n_tokens). Returns the set's summary."""
+    """Tokenize the evaluation documents once: `tokens.bin` (+ offsets), one sequence per document,
+    `documents.parquet` (set, doc_id, source, n_tokens, n_bytes), and `curve.bin`, the main set's documents (the
+    target's, else the held-out ones) as one stream that training evaluates on as it goes. Returns the summary."""
     from miniplm.models import load_tokenizer
 
     summary_path = out_dir / "eval_set.json"
@@ -71,13 +72,19 @@ def write_eval_set(out_dir: Path, sets: dict[str, list[dict]], tokenizer_path: s
             "doc_id": [r["doc_id"] for r in rows],
             "source": [r["source"] for r in rows],
             "n_tokens": [len(s) for s in sequences],
+            "n_bytes": [len(r["text"].encode("utf-8")) for r in rows],
         }
     )
     write_parquet(table, out_dir / "documents.parquet")
+    main = "target" if sets.get("target") else "heldout"
+    write_sequences(out_dir / "curve.bin", [s for s, r in zip(sequences, rows, strict=True) if r["set"] == main])
     write_sequences(out_dir / "tokens.bin", sequences)
     summary = {
         "path": str(out_dir),
         "tokens_path": str(out_dir / "tokens.bin"),
+        "curve_path": str(out_dir / "curve.bin"),
+        "curve_set": main,
+        "bytes": {name: int(sum(len(d["text"].encode("utf-8")) for d in docs)) for name, docs in sets.items()},
         "documents": {name: len(docs) for name, docs in sets.items()},
         "tokens": {
             name: int(sum(len(s) for s, r in zip(sequences, rows, strict=True) if r["set"] == name)) for name in sets

@@ -27,15 +27,26 @@ from miniplm.evaluate import capped, evaluate_student, read_target_documents, wr
 from miniplm.export import export_members
 from miniplm.hashing import stable_hash
 from miniplm.kd import flop_matched_steps
-from miniplm.manifest import RunManifest
-from miniplm.models import load_tokenizer, tokenizer_fingerprint
+from miniplm.manifest import ModelRef, RunManifest
+from miniplm.models import load_tokenizer, model_fingerprint, tokenizer_fingerprint
+from miniplm.reference import alternative_reference
 from miniplm.selection import write_members
 from miniplm.shards import read_json, write_json
+from miniplm.student_tokenizer import resolve_student_tokenizer
 from miniplm.train import build_config, train_lm, trained
 from miniplm.workdir import Workdir
 
-SEEDED_DATA = {"uniform"}  # arms whose data is drawn afresh per seed
+SEEDED_DATA = {"uniform", "control"}  # arms whose data is drawn afresh per seed
 POOL_ARMS = {"full", "kd"}  # arms that train on the whole pool
+CURVE_EVALS = 4  # evaluations on the main set during training: at 25, 50, 75 and 100% of the steps
+
+
+class ArmOptions(BaseModel):
+    """What decides an arm's members besides the arm, alpha and seed."""
+
+    band: str = "low"  # teacher_ppl, reference_ppl: which perplexity band
+    control_sources: list[str] = []  # control: the target-like sources
+    alt_reference_fp: str | None = None  # miniplm_alt_ref: the other reference's fingerprint
 
 
 class ArmData(BaseModel):
@@ -63,6 +74,7 @@ class StudentRun(BaseModel):
     steps: int
     out_dir: str
     tokenizer: str
+    learning_rate: float
     teacher: str | None = None
     kd_ratio: float = 0.0
 
@@ -73,6 +85,23 @@ def experiments_root(wd: Workdir) -> Path:
 
 def student_tokenizer(manifest: RunManifest, student: StudentConfig) -> str:
     return student.tokenizer or manifest.teacher.path
+
+
+def resolve_student(workdir: str, manifest: RunManifest, student: StudentConfig) -> StudentConfig:
+    """The student with its tokenizer made concrete: `train:N` fitted on the pool (once, then found), else as is."""
+    path = resolve_student_tokenizer(Workdir.open(workdir), manifest, student.tokenizer)
+    return student.model_copy(update={"tokenizer": path})
+
+
+def alternative_reference_model(workdir: str, manifest: RunManifest) -> ModelRef | None:
+    """The reference size tried but not chosen, as a model to score with (the ablation arm's), or None."""
+    if manifest.reference is None or manifest.reference.spec != "train":
+        return None
+    other = alternative_reference(Workdir.open(workdir))
+    if other is None or not Path(other["model_dir"], "config.json").exists():
+        return None
+    path = other["model_dir"]
+    return ModelRef(spec="train-alt", path=path, fingerprint=model_fingerprint(path))
 
 
 def experiment_id(manifest: RunManifest, student: StudentConfig, cfg: ExperimentConfig) -> str:
@@ -125,7 +154,7 @@ def prepare_eval_set(workdir: str, manifest: RunManifest, student: StudentConfig
         source_fingerprint(p, CorpusConfig(paths=[p], text_column=cfg.target_text_column)) for p in cfg.target_paths
     ]
     key = stable_hash(
-        "eval-v2",
+        "eval-v3",
         targets,
         manifest.split_key,
         manifest.instance_spec,
@@ -156,30 +185,45 @@ def prepare_eval_set(workdir: str, manifest: RunManifest, student: StudentConfig
 
 
 def _members(wd: Workdir, manifest: RunManifest, arm: str, alpha: float, seed: int | None, selection: dict,
-             band: str, out: Path) -> None:  # fmt: skip
+             options: ArmOptions, out: Path) -> None:  # fmt: skip
     con = connect(wd, manifest)
     sid = out.parent.name
     if arm == "uniform":
         params = {"tokens": selection["selected_tokens"], "seed": str(seed), "selection_id": sid}
         write_members(con, load_sql("arm_uniform_tokens"), params, out)
+    elif arm == "control":
+        params = {"tokens": selection["selected_tokens"], "seed": str(seed), "selection_id": sid,
+                  "sources": options.control_sources}  # fmt: skip
+        write_members(con, load_sql("arm_control_tokens"), params, out)
+    elif arm == "bottom":
+        write_members(con, load_sql("arm_bottom"), {"k": selection["n_selected"], "selection_id": sid}, out)
+    elif arm == "miniplm_alt_ref":
+        params = {"k": selection["n_selected"], "selection_id": sid, "teacher_fp": manifest.teacher.fingerprint,
+                  "alt_fp": options.alt_reference_fp, "variant": manifest.score_variant}  # fmt: skip
+        write_members(con, load_sql("arm_alt_reference"), params, out)
     elif arm in POOL_ARMS:
         write_members(con, load_sql("arm_full_pool"), {"selection_id": sid}, out)
     else:  # teacher_ppl, reference_ppl: as many candidates as Difference Sampling keeps, from one band
         n = con.execute(load_sql("count_candidates")).fetchall()[0][0]
         k = selection["n_selected"]
-        lo = {"low": 0, "mid": (n - k) // 2, "high": n - k}[band]
+        lo = {"low": 0, "mid": (n - k) // 2, "high": n - k}[options.band]
         params = {"model": arm.removesuffix("_ppl"), "lo": lo, "hi": lo + k, "selection_id": sid}
         write_members(con, load_sql("arm_single_model"), params, out)
 
 
-def arm_data_key(arm: str, alpha: float, seed: int | None, selection: dict, band: str, tokenizer: str) -> str:
+def arm_data_key(arm: str, alpha: float, seed: int | None, selection: dict, options: ArmOptions,
+                 tokenizer: str) -> str:  # fmt: skip
     what = {"arm": arm, "tokenizer": tokenizer_fingerprint(tokenizer), "selection": selection["selection_id"]}
     if arm not in POOL_ARMS:
         what["alpha"] = alpha
     if arm in SEEDED_DATA:
         what["seed"] = seed
     if arm.endswith("_ppl"):
-        what["band"] = band
+        what["band"] = options.band
+    if arm == "control":
+        what["sources"] = sorted(options.control_sources)
+    if arm == "miniplm_alt_ref":
+        what["alt_reference"] = options.alt_reference_fp
     return stable_hash("arm-data-v1", what)[:16]
 
 
@@ -191,16 +235,16 @@ def arm_data(
     seed: int | None,
     selection: dict,
     student: StudentConfig,
-    band: str,
+    options: ArmOptions,
 ) -> ArmData:
     """Members of one arm (the selection itself for miniplm) exported in the student's tokenizer, one instance to
     one training sequence."""
     wd = Workdir.open(workdir)
     tokenizer = student_tokenizer(manifest, student)
-    data_arm, key, out_dir = _arm_dir(wd, manifest, arm, alpha, seed, selection, student, band)
+    data_arm, key, out_dir = _arm_dir(wd, manifest, arm, alpha, seed, selection, student, options)
     members = wd.selected(selection["selection_id"]) if arm == "miniplm" else out_dir / "members.parquet"
     if not members.exists():
-        _members(wd, manifest, data_arm, alpha, seed, selection, band, members)
+        _members(wd, manifest, data_arm, alpha, seed, selection, options, members)
     export = export_members(wd, manifest, members, out_dir, tokenizer)
     con = connect(wd, manifest)
     rel = con.sql(load_sql("arm_composition"), params={"members_path": str(members)})
@@ -220,9 +264,9 @@ def arm_data(
 
 
 def _arm_dir(wd: Workdir, manifest: RunManifest, arm: str, alpha: float, seed: int | None, selection: dict,
-             student: StudentConfig, band: str) -> tuple[str, str, Path]:  # fmt: skip
+             student: StudentConfig, options: ArmOptions) -> tuple[str, str, Path]:  # fmt: skip
     data_arm = "full" if arm in POOL_ARMS else arm  # KD trains on the pool too: the same data
-    key = arm_data_key(data_arm, alpha, seed, selection, band, student_tokenizer(manifest, student))
+    key = arm_data_key(data_arm, alpha, seed, selection, options, student_tokenizer(manifest, student))
     return data_arm, key, experiments_root(wd) / "data" / f"{data_arm}-{key}"
 
 
@@ -234,9 +278,9 @@ def arm_data_ready(
     seed: int | None,
     selection: dict,
     student: StudentConfig,
-    band: str,
+    options: ArmOptions,
 ) -> bool:
-    out_dir = _arm_dir(Workdir.open(workdir), manifest, arm, alpha, seed, selection, student, band)[2]
+    out_dir = _arm_dir(Workdir.open(workdir), manifest, arm, alpha, seed, selection, student, options)[2]
     return any(out_dir.glob("tokens-*.json"))
 
 
@@ -266,7 +310,8 @@ def plan_runs(
     data: dict[tuple[str, float, int], ArmData],
     steps: dict[float, int],
 ) -> list[StudentRun]:
-    """Every (alpha, arm, seed) to train, with its steps; a run's folder is named by what determines its weights."""
+    """Every (alpha, arm, seed) to train, with its steps; a run's folder is named by what determines its weights
+    (so runs that train alike, such as the full pool's at every alpha of a fixed token budget, train once)."""
     wd = Workdir.open(workdir)
     tokenizer = student_tokenizer(manifest, student)
     n_student = count_parameters(student.arch, tokenizer, student.train.block_size + 1)
@@ -288,16 +333,17 @@ def plan_runs(
                     steps=arm_steps,
                     out_dir="",
                     tokenizer=tokenizer,
+                    learning_rate=student.train.learning_rate,
                     teacher=manifest.teacher.path if arm == "kd" else None,
                     kd_ratio=cfg.kd_ratio if arm == "kd" else 0.0,
                 )
                 key = stable_hash(
-                    "student-run-v1",
+                    "student-run-v2",
                     run.data.key,
                     run.steps,
                     seed,
                     student.arch.model_dump(),
-                    student.train.model_dump(exclude={"max_steps", "seed", "device"}),
+                    student.train.model_dump(exclude={"max_steps", "seed", "device", "eval_interval"}),
                     tokenizer_fingerprint(tokenizer),
                     manifest.teacher.fingerprint if arm == "kd" else None,
                     run.kd_ratio,
@@ -306,9 +352,62 @@ def plan_runs(
     return runs
 
 
+def with_learning_rate(student: StudentConfig, learning_rate: float) -> StudentConfig:
+    return student.model_copy(update={"train": student.train.model_copy(update={"learning_rate": learning_rate})})
+
+
+def tuning_alpha(cfg: ExperimentConfig) -> float:
+    """The alpha the learning rate is tuned at: the middle one of a sweep."""
+    return cfg.alphas[len(cfg.alphas) // 2]
+
+
+def plan_tuning(
+    workdir: str,
+    manifest: RunManifest,
+    student: StudentConfig,
+    cfg: ExperimentConfig,
+    data: dict[tuple[str, float, int], ArmData],
+    steps: dict[float, int],
+) -> list[StudentRun]:
+    """The learning-rate sweep: the uniform arm alone, seed 0, at the tuning alpha, one run per learning rate (the
+    best one is then the main experiment's uniform seed-0 run, so it trains once)."""
+    alpha = tuning_alpha(cfg)
+    only = cfg.model_copy(update={"arms": ["uniform"], "seeds": 1, "alphas": [alpha]})
+    return [run for lr in cfg.learning_rates
+            for run in plan_runs(workdir, manifest, with_learning_rate(student, lr), only, data, steps)]  # fmt: skip
+
+
+def heldout_loss(evaluation: dict) -> float | None:
+    """A student's loss on the pool's held-out documents (nats/token), from its per-document evaluation."""
+    import polars as pl
+
+    docs = pl.read_parquet(evaluation["path"]).filter(pl.col("set") == "heldout")
+    n = docs["n_predicted"].sum()
+    return float(docs["sum_nll"].sum() / n) if n else None
+
+
+def pick_learning_rate(runs: list[StudentRun], evaluations: list[dict]) -> dict:
+    """The sweep's record and its winner: the lowest held-out loss (never the target: tuning on it would leak)."""
+    tried = [{"learning_rate": run.learning_rate, "heldout_loss": heldout_loss(ev), "run": run.out_dir}
+             for run, ev in zip(runs, evaluations, strict=True)]  # fmt: skip
+    scored = [t for t in tried if t["heldout_loss"] is not None]
+    if not scored:
+        raise ValueError("the learning-rate sweep needs held-out documents to judge it: raise --heldout-fraction")
+    best = min(scored, key=lambda t: t["heldout_loss"])
+    return {"tried": [t | {"chosen": t is best} for t in tried], "learning_rate": best["learning_rate"]}
+
+
 def train_run(workdir: str, run: StudentRun, student: StudentConfig, eval_tokens: str | None) -> dict:
-    """Train one student; its summary (with its loss history) is `out_dir/summary.json`."""
-    cfg = student.train.model_copy(update={"max_steps": run.steps, "seed": run.seed})
+    """Train one student; its summary (with its loss history, evaluated on `eval_tokens` at each quarter of the
+    steps) is `out_dir/summary.json`."""
+    cfg = student.train.model_copy(
+        update={
+            "max_steps": run.steps,
+            "seed": run.seed,
+            "learning_rate": run.learning_rate,
+            "eval_interval": math.ceil(run.steps / CURVE_EVALS),
+        }
+    )
     summary = train_lm(
         Path(run.out_dir),
         student.arch,
@@ -317,7 +416,7 @@ def train_run(workdir: str, run: StudentRun, student: StudentConfig, eval_tokens
         cfg,
         Path(eval_tokens) if eval_tokens else None,
         max_positions=cfg.block_size + 1,
-        desc=f"train {run.arm} a={run.alpha} seed {run.seed}",
+        desc=f"train {run.arm} a={run.alpha} seed {run.seed} lr {run.learning_rate:g}",
         layout="instances",
         teacher=run.teacher,
         kd_ratio=run.kd_ratio,

@@ -26,6 +26,9 @@ ARM_TITLES = {
     "teacher_ppl": "teacher perplexity alone",
     "reference_ppl": "reference perplexity alone",
     "kd": "Vanilla KD (teacher online)",
+    "miniplm_alt_ref": "Difference Sampling, the other reference size",
+    "bottom": "the lowest-scored alpha (sign check)",
+    "control": "control sources only, same tokens (positive control)",
 }
 
 
@@ -86,7 +89,13 @@ def paired_difference(docs: pl.DataFrame, arm: str, alpha: float, baseline: str,
     }
 
 
-def verdict(diff: dict | None, eval_set: str, alpha: float) -> str:
+def verdict(diff: dict | None, eval_set: str, alpha: float, too_young: list[str] | None = None) -> str:
+    if too_young:
+        return (
+            f"alpha {alpha}: students too young to judge the data: {', '.join(too_young)} ended within the margin of "
+            "a unigram model of their own data, where only token frequencies are learned, so no better or worse is "
+            "reported."
+        )
     if diff is None:
         return f"alpha {alpha}: no paired comparison of Difference Sampling with the uniform sample was possible."
     where = "the target set" if eval_set == "target" else "held-out pool documents"
@@ -107,22 +116,76 @@ def harness_scores(results: dict) -> dict[str, float]:
             for metric, value in metrics.items()}  # fmt: skip
 
 
+def bytes_per_set(docs: pl.DataFrame) -> dict[str, int]:
+    one = docs.filter((pl.col("arm") == docs["arm"][0]) & (pl.col("alpha") == docs["alpha"][0])
+                      & (pl.col("seed") == docs["seed"][0]))  # fmt: skip
+    if "n_bytes" not in one.columns:
+        return {}
+    return {r["set"]: int(r["n_bytes"]) for r in one.group_by("set").agg(pl.col("n_bytes").sum()).to_dicts()}
+
+
+def curve(summary_path: str) -> list[tuple[int, float]]:
+    """(tokens trained, loss on the main evaluation set) at each evaluation during training."""
+    return [(h["tokens"], h["eval_loss"]) for h in read_json(Path(summary_path))["history"] if "eval_loss" in h]
+
+
+def mean_curve(rows: list[dict]) -> list[tuple[float, float]]:
+    curves = [curve(r["summary_path"]) for r in rows]
+    n = min((len(c) for c in curves), default=0)
+    return [(float(np.mean([c[i][0] for c in curves])), float(np.mean([c[i][1] for c in curves]))) for i in range(n)]
+
+
+def _tokens_to_reach(points: list[tuple[float, float]], loss: float) -> float | None:
+    """Tokens at which a (falling) curve first reaches `loss`, linearly between evaluations; None if never."""
+    for (t0, l0), (t1, l1) in zip(points, points[1:], strict=False):
+        if l1 <= loss <= l0 and l0 != l1:
+            return t0 + (l0 - loss) / (l0 - l1) * (t1 - t0)
+    if points and points[0][1] <= loss:
+        return None  # reached before the first evaluation: no point to read it from
+    return None
+
+
+def token_multiplier(arm_curve: list[tuple[float, float]], base_curve: list[tuple[float, float]]) -> dict | None:
+    """How many tokens of the uniform arm one token of `arm` is worth, read off the two loss curves: when the arm
+    ends lower, its tokens-to-reach the uniform arm's final loss (multiplier above 1); when it ends higher, the
+    uniform arm's tokens-to-reach the arm's final loss (below 1). Bounded by the first evaluation."""
+    if not arm_curve or not base_curve:
+        return None
+    arm_end, base_end = arm_curve[-1], base_curve[-1]
+    if arm_end[1] <= base_end[1]:
+        reached = _tokens_to_reach(arm_curve, base_end[1])
+        if reached is None:
+            return {"multiplier": None, "at_least": arm_end[0] / arm_curve[0][0]}
+        return {"multiplier": base_end[0] / reached}
+    reached = _tokens_to_reach(base_curve, arm_end[1])
+    if reached is None:
+        return {"multiplier": None, "at_most": base_curve[0][0] / arm_end[0]}
+    return {"multiplier": reached / arm_end[0]}
+
+
 def build_report(
     runs: list[StudentRun],
     evaluations: list[dict],
     context: dict,
     bootstrap_samples: int,
     harness: list[dict] | None = None,
+    ngram: dict[str, dict] | None = None,
+    too_young_margin: float = 0.2,
 ) -> dict:
-    """The report as JSON-able data: runs, arms (per alpha), verdicts."""
+    """The report as JSON-able data: runs, arms (per alpha), verdicts. `ngram`: per arm data key, the losses of
+    n-gram models fitted on that data (`miniplm.ngram`)."""
     harness = harness or [{} for _ in runs]
+    ngram = ngram or {}
     docs = run_frame(runs, evaluations)
+    n_bytes = bytes_per_set(docs)
     losses = evaluation_losses(docs)
     main_set = "target" if "target" in docs["set"].unique().to_list() else "heldout"
     run_rows = []
     for run, ev, tasks in zip(runs, evaluations, harness, strict=True):
         summary = read_json(Path(run.out_dir) / "summary.json")
         mine = losses.filter((pl.col("arm") == run.arm) & (pl.col("alpha") == run.alpha) & (pl.col("seed") == run.seed))
+        sums = (docs.filter((pl.col("arm") == run.arm) & (pl.col("alpha") == run.alpha) & (pl.col("seed") == run.seed))
+                .group_by("set").agg(pl.col("sum_nll").sum()).to_dicts())  # fmt: skip
         run_rows.append(
             {
                 "arm": run.arm,
@@ -138,6 +201,10 @@ def build_report(
                 "data_instances": run.data.instances,
                 "data_tokens": run.data.student_tokens,
                 "passes": passes(summary["tokens_trained"], run.data.student_tokens),
+                "tokens_per_parameter": summary["tokens_trained"] / summary["parameters"],
+                "learning_rate": run.learning_rate,
+                "nats_per_byte": {r["set"]: r["sum_nll"] / n_bytes[r["set"]] for r in sums if n_bytes.get(r["set"])},
+                "data_key": run.data.key,
                 "evals": dict(zip(mine["set"].to_list(), mine["loss"].to_list(), strict=True)) | harness_scores(tasks),
                 "summary_path": str(Path(run.out_dir) / "summary.json"),
                 "eval_path": ev["path"],
@@ -158,6 +225,18 @@ def build_report(
                     "values": values,
                 }
             data = next(r.data for r in runs if r.arm == arm and r.alpha == alpha)
+            keys = list(dict.fromkeys(r["data_key"] for r in rows))
+            grams = {name: {kind: float(np.mean([ngram[k][name][kind] for k in keys if name in ngram.get(k, {})]))
+                            for kind in ("unigram", "bigram")}
+                     for name in sets if all(name in ngram.get(k, {}) for k in keys) and keys}  # fmt: skip
+            bpb = {name: float(np.mean([r["nats_per_byte"][name] for r in rows if name in r["nats_per_byte"]]))
+                   for name in sets if any(name in r["nats_per_byte"] for r in rows)}  # fmt: skip
+            main_mean = evals.get(main_set, {}).get("mean")
+            young = (
+                main_set in grams
+                and main_mean is not None
+                and (main_mean > grams[main_set]["unigram"] - too_young_margin)
+            )
             arms.append(
                 {
                     "arm": arm,
@@ -170,7 +249,13 @@ def build_report(
                     "data_instances": float(np.mean([r["data_instances"] for r in rows])),
                     "data_tokens": float(np.mean([r["data_tokens"] for r in rows])),
                     "passes": float(np.mean([r["passes"] for r in rows])),
+                    "tokens_per_parameter": float(np.mean([r["tokens_per_parameter"] for r in rows])),
+                    "learning_rate": rows[0]["learning_rate"],
                     "evals": evals,
+                    "ngram": grams,
+                    "nats_per_byte": bpb,
+                    "too_young": bool(young),
+                    "curve": mean_curve(rows),
                     "vs_uniform": {
                         name: paired_difference(docs, arm, alpha, "uniform", name, bootstrap_samples)
                         for name in ("target", "heldout")
@@ -179,10 +264,22 @@ def build_report(
                     "composition": data.composition,
                 }
             )
-        miniplm_vs_uniform = next((a["vs_uniform"].get(main_set) for a in arms if a["arm"] == "miniplm"), None)
-        alphas[str(alpha)] = {"arms": arms, "verdict": verdict(miniplm_vs_uniform, main_set, alpha)}
+        by_arm = {a["arm"]: a for a in arms}
+        miniplm_vs_uniform = by_arm.get("miniplm", {}).get("vs_uniform", {}).get(main_set)
+        too_young = [a["arm"] for a in arms if a["too_young"] and a["arm"] in ("miniplm", "uniform")]
+        multiplier = None
+        if "miniplm" in by_arm and "uniform" in by_arm:
+            multiplier = token_multiplier(by_arm["miniplm"]["curve"], by_arm["uniform"]["curve"])
+        alphas[str(alpha)] = {
+            "arms": arms,
+            "verdict": verdict(miniplm_vs_uniform, main_set, alpha, too_young),
+            "too_young": too_young,
+            "token_multiplier": multiplier,
+            "checks": sensitivity_checks(by_arm, main_set),
+        }
     unavailable = {task: m["unavailable"] for tasks in harness for task, m in tasks.items() if "unavailable" in m}
     return {
+        "bytes": n_bytes,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **context,
         "main_evaluation": main_set,
@@ -190,6 +287,31 @@ def build_report(
         "runs": run_rows,
         "lm_eval_unavailable": unavailable,
     }
+
+
+def sensitivity_checks(by_arm: dict[str, dict], main_set: str) -> list[str]:
+    """Can this experiment tell data apart? The positive control must separate from the uniform sample by much more
+    than the interval's width, and the lowest-scored alpha must do worse than the highest-scored one."""
+    lines = []
+    control = by_arm.get("control", {}).get("vs_uniform", {}).get(main_set)
+    if control:
+        width = control["ci_high"] - control["ci_low"]
+        sensitive = control["ci_high"] < 0 and -control["diff"] > 2 * width
+        lines.append(
+            f"positive control vs uniform: {control['diff']:+.4f} nats/token, interval width {width:.4f}: "
+            + ("the experiment separates target-like data from a uniform sample."
+               if sensitive else "the experiment cannot clearly separate even target-like data from a uniform sample.")
+        )  # fmt: skip
+    bottom, top = by_arm.get("bottom"), by_arm.get("miniplm")
+    if bottom and top and main_set in bottom["evals"] and main_set in top["evals"]:
+        gap = bottom["evals"][main_set]["mean"] - top["evals"][main_set]["mean"]
+        lines.append(
+            f"sign check: the lowest-scored alpha trains students {gap:+.4f} nats/token "
+            + ("worse than the highest-scored: the score's sign carries information."
+               if gap > 0 else "better than (or as good as) the highest-scored: the score ranks data the wrong way "
+               "here.")
+        )  # fmt: skip
+    return lines
 
 
 # --- plots ----------------------------------------------------------------------------------------------------------
@@ -282,6 +404,99 @@ def _sci(value: float) -> str:
     return f"{value:.3g}"
 
 
+def _regime(report: dict, block: dict) -> list[str]:
+    """What training regime the students were in: tokens per parameter, passes, and their loss beside what word
+    counts of their own data reach, on the same tokens."""
+    main = report["main_evaluation"]
+    student = report["student"]
+    lines = [
+        f"Students: {student['parameters']:,} parameters ({student.get('non_embedding_parameters', 0):,} outside the "
+        f"embedding and head), vocabulary {student.get('vocab_size', 0):,} ({student.get('tokenizer_kind', '')}); "
+        f"a uniform guess over it is {_num(student.get('uniform_loss'), 3)} nats/token.",
+        "",
+        f"| arm | tokens / parameter | passes over its data | {main} loss | unigram of its data | bigram of its data "
+        f"| below unigram | {main} nats/byte |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for arm in block["arms"]:
+        ev, grams = arm["evals"].get(main, {}), arm.get("ngram", {}).get(main, {})
+        below = grams["unigram"] - ev["mean"] if grams and ev else None
+        flag = " (too young)" if arm.get("too_young") else ""
+        lines.append(
+            f"| {arm['arm']}{flag} | {arm['tokens_per_parameter']:.1f} | {arm['passes']:.2f} | {_num(ev.get('mean'))} "
+            f"| {_num(grams.get('unigram'))} | {_num(grams.get('bigram'))} | {_num(below, 3)} "
+            f"| {_num(arm.get('nats_per_byte', {}).get(main))} |"
+        )
+    multiplier = block.get("token_multiplier")
+    if multiplier and not block.get("too_young"):
+        if multiplier.get("multiplier") is not None:
+            text = f"about {multiplier['multiplier']:.2f}x"
+        elif multiplier.get("at_least"):
+            text = f"at least {multiplier['at_least']:.1f}x (reached before the first evaluation)"
+        else:
+            text = f"at most {multiplier['at_most']:.2f}x (reached before the first evaluation)"
+        lines += ["", f"Read off the loss curves on `{main}`, a token of Difference Sampling's data is worth {text} a "
+                  "token of the uniform sample's."]  # fmt: skip
+    return lines
+
+
+def _kept_by_source(selection: dict | None) -> list[str]:
+    """Where Difference Sampling took its data from: each source's share of the pool and of what was kept."""
+    rows = (selection or {}).get("by_source") or []
+    if not rows:
+        return []
+    pool, kept = sum(r["candidate_tokens"] for r in rows) or 1, sum(r["kept_tokens"] for r in rows) or 1
+    lines = ["What Difference Sampling kept, per source (teacher tokens):", "",
+             "| source | candidates | share of the pool | kept | share of the kept data | kept of its candidates |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        lines.append(
+            f"| {Path(r['source']).name} | {r['candidates']:,} | {100 * r['candidate_tokens'] / pool:.1f}% | "
+            f"{r['kept']:,} | {100 * r['kept_tokens'] / kept:.1f}% | "
+            f"{100 * r['kept_tokens'] / max(1, r['candidate_tokens']):.0f}% |"
+        )
+    return lines + [""]
+
+
+def _reference_section(report: dict) -> list[str]:
+    ref = report.get("reference") or {}
+    lines = []
+    if ref.get("candidates"):
+        lines += ["Reference sizes tried on D_ref (the lowest validation loss kept):", "",
+                  "| reference | parameters | steps | best step | passes | validation loss | kept |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for c in ref["candidates"]:
+            kw = c["arch"]["kwargs"]
+            lines.append(
+                f"| {kw.get('hidden_size')} wide, {kw.get('num_hidden_layers')} layers | {c['parameters']:,} | "
+                f"{c['steps']} | {c['best_step']} | {_num(c.get('passes'), 2)} | {_num(c['selection_loss'])} | "
+                f"{'yes' if c.get('chosen') else ''} |"
+            )
+        lines.append("")
+    if ref.get("validation_gap"):
+        lines += ["Teacher and reference on D_ref's validation slice, per source (mean log-prob, nats/token; the gap "
+                  "is "
+                  "what Difference Sampling's score rewards):", "",
+                  "| source | instances | teacher | reference | gap |", "|---|---|---|---|---|"]  # fmt: skip
+        for g in ref["validation_gap"]:
+            lines.append(f"| {Path(g['source']).name} | {g['instances']} | {g['teacher_logp']:.3f} | "
+                         f"{g['reference_logp']:.3f} | {g['gap']:+.3f} |")  # fmt: skip
+        lines.append("")
+    return lines
+
+
+def _tuning_section(report: dict) -> list[str]:
+    tuning = report.get("tuning")
+    if not tuning:
+        return []
+    lines = ["Learning rate, tuned on the uniform arm alone (seed 0), judged on held-out pool documents; every arm "
+             "trains with the one chosen:", "", "| learning rate | held-out loss | chosen |",
+             "|---|---|---|"]  # fmt: skip
+    for t in tuning["tried"]:
+        lines.append(f"| {t['learning_rate']:g} | {_num(t['heldout_loss'])} | {'yes' if t['chosen'] else ''} |")
+    return lines + [""]
+
+
 def markdown(report: dict, images: dict[str, str]) -> str:
     main = report["main_evaluation"]
     ref = report.get("reference") or {}
@@ -294,15 +509,21 @@ def markdown(report: dict, images: dict[str, str]) -> str:
         f"({report['teacher']['parameters']:,} parameters); reference: validation loss "
         f"{_num(ref.get('validation_loss'), 3)} nats/token vs a unigram model {_num(ref.get('unigram_loss'), 3)} and a "
         f"uniform guess {_num(ref.get('uniform_loss'), 3)}; student {report['student']['parameters']:,} parameters, "
-        f"{report['student']['batch_size']} sequences of {report['student']['block_size']} tokens per step. "
+        f"{report['student']['batch_size']} sequences of {report['student']['block_size']} tokens per step, "
+        f"learning rate {report['student']['learning_rate']:g}. "
         f"Main evaluation: `{main}` ({report['eval_set']['documents'].get(main, 0)} documents). Losses are nats/token "
         "(lower is better), mean ± standard deviation over seeds; the difference to the uniform arm pairs seed k with "
         "seed k, its interval is a 95% bootstrap over documents.",
         "",
+        *_reference_section(report),
+        *_tuning_section(report),
     ]
     for alpha, block in report["alphas"].items():
         sets = list(dict.fromkeys(name for arm in block["arms"] for name in arm["evals"]))
-        lines += [f"## alpha = {alpha}", ""]
+        lines += [f"## alpha = {alpha}", "", *_kept_by_source(report["selections"].get(alpha)), *_regime(report, block),
+                  ""]  # fmt: skip
+        if block.get("checks"):
+            lines += [f"* {c}" for c in block["checks"]] + [""]
         head = ["arm", "seeds", "steps", "tokens", "FLOPs", "passes", "train s"] + sets + [f"vs uniform ({main})"]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for arm in block["arms"]:
@@ -342,6 +563,9 @@ def markdown(report: dict, images: dict[str, str]) -> str:
     if report.get("lm_eval_unavailable"):
         lines += ["lm-evaluation-harness tasks that could not run here:", ""]
         lines += [f"* `{task}`: {why}" for task, why in report["lm_eval_unavailable"].items()] + [""]
+    if report.get("skipped_arms"):
+        lines += ["Arms that could not run:", ""] + [f"* `{a}`: {why}" for a, why in report["skipped_arms"].items()]
+        lines.append("")
     lines += [
         "## Plots",
         "",
@@ -369,6 +593,47 @@ def write_report(report: dict, out_dir: Path, score_bins: list, thresholds: dict
             **{k: str(out_dir / v) for k, v in images.items()}}  # fmt: skip
 
 
+def student_context(student, tokenizer: str) -> dict:
+    """The student's shape and vocabulary, for the report's statement of the regime."""
+    from miniplm.experiment import count_parameters
+    from miniplm.models import load_tokenizer
+    from miniplm.student_tokenizer import tokenizer_info
+
+    vocab = len(load_tokenizer(tokenizer))
+    parameters = count_parameters(student.arch, tokenizer, student.train.block_size + 1)
+    hidden = student.arch.kwargs.get("hidden_size")
+    tied = student.arch.kwargs.get("tie_word_embeddings", False)
+    embedding = vocab * hidden * (1 if tied else 2) if hidden else 0
+    info = tokenizer_info(tokenizer)
+    return {
+        "arch": student.arch.model_dump(),
+        "tokenizer": tokenizer,
+        "tokenizer_kind": f"byte-level BPE fitted on the pool ({info.get('characters', 0):,} characters)"
+        if info
+        else "the teacher's"
+        if tokenizer
+        else "",
+        "vocab_size": vocab,
+        "uniform_loss": math.log(vocab),
+        "parameters": parameters,
+        "non_embedding_parameters": parameters - embedding,
+        "batch_size": student.train.batch_size,
+        "block_size": student.train.block_size,
+        "learning_rate": student.train.learning_rate,
+    }
+
+
+def arm_ngrams(runs: list[StudentRun], eval_dir: Path, vocab: int) -> dict[str, dict]:
+    """n-gram losses per arm data (each data key once: seeds of a fixed arm share it)."""
+    from miniplm.ngram import ngram_losses
+
+    out = {}
+    for run in runs:
+        if run.data.key not in out:
+            out[run.data.key] = ngram_losses(Path(run.data.tokens_path), eval_dir, vocab)
+    return out
+
+
 def write_experiment_report(
     workdir: str,
     manifest,
@@ -379,11 +644,13 @@ def write_experiment_report(
     eval_set: dict,
     selections: dict[float, dict],
     harness: list[dict] | None = None,
+    tuning: dict | None = None,
+    skipped_arms: dict[str, str] | None = None,
 ) -> dict:
     """Gather the context (models, student, evaluation sets), build the report and write it under
     `experiments/<id>/report/`. Returns the report's data and the paths written."""
     from miniplm.catalog import connect, load_sql
-    from miniplm.experiment import checkpoint_parameters, count_parameters, experiment_id, report_dir
+    from miniplm.experiment import checkpoint_parameters, experiment_id, report_dir
     from miniplm.reference import reference_info
     from miniplm.workdir import Workdir
 
@@ -402,19 +669,19 @@ def write_experiment_report(
             "parameters": checkpoint_parameters(manifest.teacher.path),
         },
         "reference": reference,
-        "student": {
-            "arch": student.arch.model_dump(),
-            "tokenizer": tokenizer,
-            "parameters": count_parameters(student.arch, tokenizer, student.train.block_size + 1),
-            "batch_size": student.train.batch_size,
-            "block_size": student.train.block_size,
-            "learning_rate": student.train.learning_rate,
-        },
+        "student": student_context(student, tokenizer),
         "selections": {str(a): s for a, s in selections.items()},
         "eval_set": eval_set,
+        "tuning": tuning,
+        "skipped_arms": skipped_arms or {},
     }
-    report = build_report(runs, evaluations, context, cfg.bootstrap_samples, harness)
-    rows = connect(wd, manifest).execute(load_sql("score_histogram_by_source"), {"bins": 40}).fetchall()
+    con = connect(wd, manifest)
+    for selection in selections.values():
+        rel = con.sql(load_sql("kept_by_source"), params={"members_path": str(wd.selected(selection["selection_id"]))})
+        selection["by_source"] = [dict(zip(rel.columns, r, strict=True)) for r in rel.fetchall()]
+    grams = arm_ngrams(runs, Path(eval_set["path"]), context["student"]["vocab_size"])
+    report = build_report(runs, evaluations, context, cfg.bootstrap_samples, harness, grams, cfg.too_young_margin)
+    rows = con.execute(load_sql("score_histogram_by_source"), {"bins": 40}).fetchall()
     bins = [(source, lo, hi, n) for source, _, lo, hi, n in rows]
     thresholds = {str(a): s["threshold"] for a, s in selections.items()}
     paths = write_report(report, report_dir(workdir, eid), bins, thresholds)

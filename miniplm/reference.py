@@ -35,6 +35,7 @@ from miniplm.workdir import Workdir
 SHAPES = ((64, 2), (128, 2), (128, 4), (256, 4), (384, 6), (512, 8), (768, 12))
 TOKENS_PER_PARAMETER = 20
 QUALITY_TOKENS = 200_000  # validation tokens the final measurement reads, at most
+GAP_TOKENS = 50_000  # validation tokens the teacher and the reference are compared on, at most
 INFO = "miniplm_reference.json"
 
 
@@ -42,12 +43,26 @@ class WeakReferenceError(ValueError):
     """The reference LM is no better than a unigram model: its scores would be noise."""
 
 
+def _fitting_shape(train_tokens: int) -> int:
+    budget = train_tokens / TOKENS_PER_PARAMETER
+    fitting = [i for i, (h, layers) in enumerate(SHAPES) if 12 * h * h * layers <= budget]
+    return fitting[-1] if fitting else 0
+
+
 def reference_arch(train_tokens: int) -> ModelArchConfig:
     """The largest default shape whose non-embedding parameters stay within D_ref's tokens / 20."""
-    budget = train_tokens / TOKENS_PER_PARAMETER
-    fitting = [(h, layers) for h, layers in SHAPES if 12 * h * h * layers <= budget]
-    hidden, layers = fitting[-1] if fitting else SHAPES[0]
+    hidden, layers = SHAPES[_fitting_shape(train_tokens)]
     return small_llama(layers, hidden)
+
+
+def reference_candidates(train_tokens: int, n: int) -> list[ModelArchConfig]:
+    """`n` default shapes to choose the reference from on D_ref's validation slice: the one sized by the rule, then
+    the next larger (trained with early stopping, a larger model often still wins on a small D_ref), then the next
+    smaller."""
+    at = _fitting_shape(train_tokens)
+    order = [at, at + 1, at - 1, at + 2]
+    picked = [i for i in order if 0 <= i < len(SHAPES)][:n]
+    return [small_llama(SHAPES[i][1], SHAPES[i][0]) for i in picked]
 
 
 def _write_stream(path: Path, batches) -> int:
@@ -98,6 +113,7 @@ def write_reference_streams(workdir: Workdir, manifest: RunManifest, validation_
         "train_tokens": sizes["train"],
         "validation_tokens": sizes["validation"],
         "documents": len(docs),
+        "validation_fallback": fallback,
         "unigram_counts": counts,
     }
 
@@ -177,6 +193,41 @@ def kept_reference_fits(workdir: Workdir, manifest: RunManifest, cfg: ReferenceC
     return read_json(final / INFO).get("trained_on") == trained_on(manifest, cfg)
 
 
+def _train_candidate(workdir: Workdir, manifest: RunManifest, cfg: ReferenceConfig, arch: ModelArchConfig,
+                     streams: dict, train_cfg, max_len: int, basis: dict) -> dict:  # fmt: skip
+    run_dir = (
+        workdir.models
+        / "reference-runs"
+        / stable_hash(
+            basis, cfg.model_dump(exclude={"retrain", "accept_weak", "arch", "candidates"}), arch.model_dump()
+        )
+    )
+    summary = train_lm(
+        run_dir,
+        arch,
+        manifest.teacher.path,
+        streams["train_path"],
+        train_cfg,
+        eval_tokens=streams["validation_path"],
+        max_positions=max_len,
+        desc=f"train reference {arch.kwargs.get('hidden_size')}x{arch.kwargs.get('num_hidden_layers')}",
+    )
+    return {
+        "arch": arch.model_dump(),
+        "model_dir": summary["model_dir"],
+        "parameters": summary["parameters"],
+        "steps": summary["steps"],
+        "planned_steps": summary["planned_steps"],
+        "stopped_early": summary["stopped_early"],
+        "best_step": summary["best_step"],
+        "final_train_loss": summary["final_train_loss"],
+        "selection_loss": summary["final_eval_loss"],
+        "seconds": summary["seconds"],
+        "passes": summary["steps"] * train_cfg.batch_size * min(train_cfg.block_size, streams["train_tokens"])
+        / max(1, streams["train_tokens"]),
+    }
+
+
 def train_reference(workdir: Workdir, manifest: RunManifest, cfg: ReferenceConfig, max_len: int) -> ModelRef:
     final = workdir.reference_dir
     info_path = final / INFO
@@ -191,10 +242,10 @@ def train_reference(workdir: Workdir, manifest: RunManifest, cfg: ReferenceConfi
             f"the trained reference was trained on {read_json(info_path).get('trained_on')}; this run uses {basis}: "
             "retraining"
         )
-    run_dir = workdir.models / "reference-runs" / stable_hash(basis, cfg.model_dump(exclude={"retrain", "accept_weak"}))
+    streams_dir = workdir.models / "reference-runs" / stable_hash(basis, "streams")
     if cfg.retrain:
-        shutil.rmtree(run_dir, ignore_errors=True)
-    streams = write_reference_streams(workdir, manifest, cfg.validation_fraction, run_dir)
+        shutil.rmtree(workdir.models / "reference-runs", ignore_errors=True)
+    streams = write_reference_streams(workdir, manifest, cfg.validation_fraction, streams_dir)
     if streams["train_tokens"] < 16:
         raise WeakReferenceError(
             f"D_ref has {streams['train_tokens']} training tokens ({streams['documents']} documents): too few to "
@@ -204,36 +255,34 @@ def train_reference(workdir: Workdir, manifest: RunManifest, cfg: ReferenceConfi
     train_cfg = cfg.train
     if train_cfg.block_size is None:  # see whole instances, as it will when scoring
         train_cfg = train_cfg.model_copy(update={"block_size": max_len})
-    arch = cfg.arch or reference_arch(streams["train_tokens"])
-    summary = train_lm(
-        run_dir,
-        arch,
-        manifest.teacher.path,
-        streams["train_path"],
-        train_cfg,
-        eval_tokens=streams["validation_path"],
-        max_positions=max_len,
-        desc="train reference",
-    )
+    archs = [cfg.arch] if cfg.arch else reference_candidates(streams["train_tokens"], cfg.candidates)
+    # every candidate trains with early stopping on D_ref's validation slice; the lowest validation loss is kept
+    candidates = [_train_candidate(workdir, manifest, cfg, a, streams, train_cfg, max_len, basis) for a in archs]
+    best = min(candidates, key=lambda c: c["selection_loss"] if c["selection_loss"] is not None else math.inf)
     quality = measure_quality(
-        Path(summary["model_dir"]), streams["unigram_counts"], streams["validation_path"], train_cfg.block_size
+        Path(best["model_dir"]), streams["unigram_counts"], streams["validation_path"], train_cfg.block_size
     )
+    gap = validation_gap(workdir, manifest, cfg, Path(best["model_dir"]), streams["validation_fallback"])
     tmp = temporary_name(final)
-    shutil.copytree(summary["model_dir"], tmp)
+    shutil.copytree(best["model_dir"], tmp)
     info = {
         "trained": True,
         "trained_on": basis,
         "d_ref_documents": streams["documents"],
         "d_ref_tokens": streams["train_tokens"] + streams["validation_tokens"],
         "train_tokens": streams["train_tokens"],
-        "tokens_seen": summary["steps"] * train_cfg.batch_size * min(train_cfg.block_size, streams["train_tokens"]),
-        "steps": summary["steps"],
-        "planned_steps": summary["planned_steps"],
-        "stopped_early": summary["stopped_early"],
-        "best_step": summary["best_step"],
-        "parameters": summary["parameters"],
-        "arch": arch.model_dump(),
-        "final_train_loss": summary["final_train_loss"],
+        "validation_tokens_total": streams["validation_tokens"],
+        "tokens_seen": best["steps"] * train_cfg.batch_size * min(train_cfg.block_size, streams["train_tokens"]),
+        **{
+            k: best[k]
+            for k in ("steps", "planned_steps", "stopped_early", "best_step", "parameters", "arch", "final_train_loss",
+                      "passes")
+        },  # fmt: skip
+        "candidates": [
+            {k: v for k, v in c.items() if k != "model_dir"} | {"chosen": c is best, "model_dir": c["model_dir"]}
+            for c in candidates
+        ],  # fmt: skip
+        "validation_gap": gap,
         **quality,
     }
     write_json(info, tmp / INFO)
@@ -241,6 +290,45 @@ def train_reference(workdir: Workdir, manifest: RunManifest, cfg: ReferenceConfi
     tmp.rename(final)
     check_quality(info, cfg, manifest.split.reference_fraction)
     return ModelRef(spec="train", path=str(final), fingerprint=model_fingerprint(final))
+
+
+def validation_gap(workdir: Workdir, manifest: RunManifest, cfg: ReferenceConfig, reference_dir: Path,
+                   fallback: str = "") -> list[dict]:  # fmt: skip
+    """Teacher and reference mean log-probs on D_ref's validation slice, per source file (at most GAP_TOKENS
+    tokens, a seeded choice of its instances): where the teacher knows much more than the reference, Difference
+    Sampling's score is high."""
+    from miniplm.scorer import LMScorer
+
+    con = connect(workdir, manifest)
+    salt = f"validation:{manifest.split.seed}"
+    params = {"split": "reference", "salt": salt, "cutoff": int(cfg.validation_fraction * 1_000_000),
+              "fallback": fallback, "limit": GAP_TOKENS}  # fmt: skip
+    rows = con.sql(load_sql("validation_instances_by_source"), params=params).fetchall()
+    if not rows:
+        return []
+    sources = [r[0] for r in rows]
+    tokens = [list(r[1]) for r in rows]
+    sums = {}
+    for role, path in (("teacher", manifest.teacher.path), ("reference", str(reference_dir))):
+        logp, counts = LMScorer(path, device=cfg.train.device).score_all(tokens)
+        sums[role] = logp
+    out = []
+    for source in sorted(set(sources)):
+        idx = [i for i, s in enumerate(sources) if s == source]
+        n = int(sum(counts[i] for i in idx))
+        if n == 0:
+            continue
+        teacher = float(sum(sums["teacher"][i] for i in idx)) / n
+        reference = float(sum(sums["reference"][i] for i in idx)) / n
+        out.append({"source": source, "instances": len(idx), "predicted_tokens": n, "teacher_logp": teacher,
+                    "reference_logp": reference, "gap": teacher - reference})  # fmt: skip
+    return out
+
+
+def alternative_reference(workdir: Workdir) -> dict | None:
+    """The candidate reference not chosen (the ablation's other size), or None when only one was trained."""
+    others = [c for c in reference_info(workdir).get("candidates", []) if not c.get("chosen")]
+    return others[0] if others else None
 
 
 def given_reference_quality(workdir: Workdir, manifest: RunManifest, ref: ModelRef, max_len: int) -> dict:

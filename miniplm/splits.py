@@ -17,6 +17,9 @@ from miniplm.hashing import stable_hash, unit_interval
 from miniplm.shards import write_parquet
 
 REFERENCE, HELDOUT, POOL = "reference", "heldout", "pool"
+# D_ref's share when none is given: the paper's 5% where the corpus is large, more where it is small, so that D_ref
+# holds about AUTO_REFERENCE_TOKENS tokens (at most AUTO_REFERENCE_MAX of the documents)
+AUTO_REFERENCE_MIN, AUTO_REFERENCE_MAX, AUTO_REFERENCE_TOKENS = 0.05, 0.2, 1_000_000
 
 
 def split_config(cfg: PipelineConfig) -> SplitConfig:
@@ -25,6 +28,23 @@ def split_config(cfg: PipelineConfig) -> SplitConfig:
     if cfg.reference.spec == "train":
         return cfg.split
     return cfg.split.model_copy(update={"reference_fraction": 0.0})
+
+
+def auto_reference_fraction(corpus_tokens: int) -> float:
+    share = AUTO_REFERENCE_TOKENS / max(1, corpus_tokens)
+    return round(min(AUTO_REFERENCE_MAX, max(AUTO_REFERENCE_MIN, share)), 3)
+
+
+def resolve_split(cfg: SplitConfig, corpus_tokens: int, previous: SplitConfig | None) -> SplitConfig:
+    """The split with D_ref's share decided: as given, or chosen from the corpus's size the first time and kept
+    after (`previous`, the work directory's last split), so that membership does not move when the corpus grows."""
+    if cfg.reference_fraction is not None:
+        return cfg
+    if previous is not None and previous.auto_reference and previous.reference_fraction is not None:
+        fraction = previous.reference_fraction
+    else:
+        fraction = auto_reference_fraction(corpus_tokens)
+    return cfg.model_copy(update={"reference_fraction": fraction, "auto_reference": True})
 
 
 def split_key(cfg: SplitConfig) -> str:

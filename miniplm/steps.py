@@ -31,6 +31,7 @@ from miniplm.report import extreme_instances, plot_histogram, score_histogram
 from miniplm.selection import recorded, run_selection, selection_id, uniform_sample, write_members
 from miniplm.shards import read_json, write_json
 from miniplm.splits import write_splits
+from miniplm.student_tokenizer import resolve_student_tokenizer
 from miniplm.train import train_lm, trained
 from miniplm.workdir import Workdir
 
@@ -149,7 +150,7 @@ def train_students(workdir: str, manifest: RunManifest, selection: dict, cfg: St
     """The same student on the kept data and on a uniform sample of the same size; held-out loss for both."""
     wd = Workdir.open(workdir)
     con = connect(wd, manifest)
-    tokenizer = cfg.tokenizer or manifest.teacher.path
+    tokenizer = resolve_student_tokenizer(wd, manifest, cfg.tokenizer)
     sid = selection["selection_id"]
     # (members, export directory) per training set; the uniform sample is drawn once and kept beside its export
     sets = {"miniplm": (wd.selected(sid), wd.export_dir(sid))}

@@ -10,10 +10,16 @@ from prefect.cache_policies import NO_CACHE
 
 from miniplm import experiment as lib
 from miniplm.config import ExperimentConfig, StudentConfig
-from miniplm.experiment import ArmData, StudentRun
+from miniplm.experiment import ArmData, ArmOptions, StudentRun
 from miniplm.experiment_report import write_experiment_report
 from miniplm.manifest import RunManifest
 from tasks.caching import CACHED, RETRIES, progress_artifact, step_cache_key, trusted_while
+
+
+@task(name="student-tokenizer", cache_policy=NO_CACHE)
+def student_tokenizer(workdir: str, manifest: RunManifest, student: StudentConfig) -> StudentConfig:
+    """The student with its tokenizer made concrete (a BPE fitted on the pool for `train:N`, made once)."""
+    return lib.resolve_student(workdir, manifest, student)
 
 
 @task(name="eval-set", cache_policy=NO_CACHE)
@@ -32,10 +38,10 @@ def arm_data(
     seed: int | None,
     selection: dict,
     student: StudentConfig,
-    band: str,
+    options: ArmOptions,
 ) -> ArmData:
     """One arm's members, exported in the student's tokenizer."""
-    return lib.arm_data(workdir, manifest, arm, alpha, seed, selection, student, band)
+    return lib.arm_data(workdir, manifest, arm, alpha, seed, selection, student, options)
 
 
 @trusted_while(lib.run_trained)
@@ -87,9 +93,12 @@ def report(
     eval_set: dict,
     selections: dict[float, dict],
     harness: list[dict],
+    tuning: dict | None = None,
+    skipped: dict[str, str] | None = None,
 ) -> dict:
     """The report (markdown, JSON, plots) in the work directory, and the same as artifacts on the run page."""
-    result = write_experiment_report(workdir, manifest, student, cfg, runs, evaluations, eval_set, selections, harness)
+    result = write_experiment_report(workdir, manifest, student, cfg, runs, evaluations, eval_set, selections, harness,
+                                     tuning, skipped)  # fmt: skip
     create_markdown_artifact(
         key="experiment-report",
         description="MiniPLM experiment: every arm, same student, same compute",

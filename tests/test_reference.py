@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from miniplm.config import ReferenceConfig
-from miniplm.reference import SHAPES, WeakReferenceError, check_quality, measure_quality, reference_arch
+from miniplm.reference import (
+    SHAPES,
+    WeakReferenceError,
+    check_quality,
+    measure_quality,
+    reference_arch,
+    reference_candidates,
+)
 from miniplm.sequences import write_sequences
 from tests.tiny import corpus_texts, write_jsonl
 
@@ -23,6 +30,18 @@ def test_reference_grows_with_d_ref_up_to_the_papers_size():
     for tokens in (20_000_000, 5_000_000_000):  # within D_ref's tokens / 20 once the data allows it
         k = reference_arch(tokens).kwargs
         assert 12 * k["hidden_size"] ** 2 * k["num_hidden_layers"] <= tokens / 20
+
+
+def test_reference_sizes_tried_are_the_rule_and_its_neighbours():
+    def shapes(tokens: int, n: int) -> list[tuple[int, int]]:
+        return [(a.kwargs["hidden_size"], a.kwargs["num_hidden_layers"]) for a in reference_candidates(tokens, n)]
+
+    assert shapes(1_000, 2) == [SHAPES[0], SHAPES[1]]  # the smallest, and the next larger (no smaller one)
+    rule = (reference_arch(200_000_000).kwargs["hidden_size"], reference_arch(200_000_000).kwargs["num_hidden_layers"])
+    at = SHAPES.index(rule)
+    assert shapes(200_000_000, 3) == [SHAPES[at], SHAPES[at + 1], SHAPES[at - 1]]
+    assert shapes(5_000_000_000, 3) == [SHAPES[-1], SHAPES[-2]]  # nothing above the paper's size
+    assert len(shapes(200_000_000, 1)) == 1
 
 
 def test_baselines_are_measured_on_the_same_tokens(tmp_path, models):

@@ -1,6 +1,6 @@
 from miniplm.config import CorpusConfig, PipelineConfig, ReferenceConfig, SplitConfig
 from miniplm.hashing import doc_id
-from miniplm.splits import split_config, split_of
+from miniplm.splits import resolve_split, split_config, split_of
 
 
 def test_membership_is_stable_and_near_the_fractions():
@@ -27,3 +27,19 @@ def test_given_reference_sets_nothing_aside():
 
     assert split_config(run("some/checkpoint")).reference_fraction == 0
     assert split_config(run("train")).reference_fraction == 0.2
+
+
+def test_d_ref_share_when_none_is_given_grows_for_a_small_corpus_and_is_then_kept():
+    auto = SplitConfig()
+    small = resolve_split(auto, 150_000, None)
+    large = resolve_split(auto, 100_000_000, None)
+    middle = resolve_split(auto, 8_000_000, None)
+    assert small.reference_fraction == 0.2 and large.reference_fraction == 0.05  # capped both ways
+    assert middle.reference_fraction == 0.125  # about 1M tokens of D_ref
+    assert small.auto_reference and middle.auto_reference
+    # chosen once: a corpus that grew keeps its D_ref share, so no document changes split
+    assert resolve_split(auto, 100_000_000, small).reference_fraction == 0.2
+    # a share the user gives is used as given, always
+    given = SplitConfig(reference_fraction=0.3)
+    assert resolve_split(given, 150_000, small) == given
+    assert not resolve_split(given, 150_000, None).auto_reference

@@ -1,0 +1,161 @@
+"""The experiment's regime and its checks on tiny models: a student tokenizer fitted on the pool, a learning rate
+tuned on the uniform arm alone, the other reference size, the sign check and the positive control, n-gram
+baselines, and loss curves at each quarter of training."""
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from miniplm.config import (
+    CorpusConfig,
+    ExperimentConfig,
+    InstanceConfig,
+    PipelineConfig,
+    ReferenceConfig,
+    SplitConfig,
+    StudentConfig,
+    TrainConfig,
+    small_llama,
+)
+from miniplm.hashing import normalize_text
+from tests.tiny import corpus_texts, write_jsonl
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory, models, prefect_harness):
+    from flows.experiment import miniplm_experiment
+
+    tmp = tmp_path_factory.mktemp("checks")
+    texts = corpus_texts(160)
+    a = write_jsonl(tmp / "a.jsonl", texts[:70])
+    b = write_jsonl(tmp / "b.jsonl", texts[70:140])
+    target = write_jsonl(tmp / "target.jsonl", texts[140:])
+    pipeline = PipelineConfig(
+        workdir=str(tmp / "wd"),
+        corpus=CorpusConfig(paths=[str(a), str(b)]),
+        teacher=str(models["teacher"]),
+        instances=InstanceConfig(max_len=48),
+        split=SplitConfig(reference_fraction=0.2, heldout_fraction=0.1),
+        reference=ReferenceConfig(train=TrainConfig(max_steps=12, batch_size=4, eval_interval=4), accept_weak=True),
+        student=StudentConfig(
+            tokenizer="train:300",
+            arch=small_llama(2, 32),
+            train=TrainConfig(max_steps=None, epochs=2, batch_size=4, block_size=32, eval_batches=2),
+        ),
+    )
+    experiment = ExperimentConfig(
+        arms=["miniplm", "uniform", "miniplm_alt_ref", "bottom", "control"],
+        seeds=1,
+        control_sources=["a.jsonl"],
+        learning_rates=[1e-2, 1e-4],
+        target_paths=[str(target)],
+        bootstrap_samples=200,
+    )
+    return pipeline, experiment, miniplm_experiment(pipeline, experiment)
+
+
+def members(report: dict, arm: str) -> pl.DataFrame:
+    run = next(r for r in report["runs"] if r["arm"] == arm)
+    data_dir = Path(run["summary_path"]).parents[2] / "data"
+    key = run["data_key"]
+    return pl.read_parquet(next(data_dir.glob(f"{arm}-{key}")) / "members.parquet")
+
+
+def test_the_student_tokenizer_is_fitted_on_the_pool_alone(checked):
+    pipeline, _, report = checked
+    from miniplm.catalog import open_readonly
+    from miniplm.models import load_tokenizer
+    from miniplm.workdir import Workdir
+
+    path = Path(report["student"]["tokenizer"])
+    assert path.parent == Path(pipeline.workdir) / "models" / "student-tokenizer"
+    info = json.loads((path / "miniplm_tokenizer.json").read_text())
+    con = open_readonly(Workdir.open(pipeline.workdir))
+    pool = con.sql("select count(*), sum(n_chars) from documents where split = 'pool'").fetchall()[0]
+    assert (info["documents"], info["characters"]) == pool  # the pool's documents, not D_ref or the target
+    tok = load_tokenizer(str(path))
+    assert len(tok) <= 300 and report["student"]["vocab_size"] == len(tok)
+    text = con.sql("select text from documents where split = 'pool' limit 1").fetchall()[0][0]
+    assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text  # byte-level: nothing is lost
+
+
+def test_the_learning_rate_is_tuned_on_the_uniform_arm_and_used_by_every_arm(checked):
+    _, _, report = checked
+    tried = report["tuning"]["tried"]
+    assert [t["learning_rate"] for t in tried] == [1e-4, 1e-2]
+    for t in tried:  # judged on held-out pool documents, re-derived from the tuning run's own evaluation
+        docs = pl.read_parquet(next(Path(t["run"]).glob("eval-*.parquet"))).filter(pl.col("set") == "heldout")
+        assert t["heldout_loss"] == pytest.approx(docs["sum_nll"].sum() / docs["n_predicted"].sum())
+    best = min(tried, key=lambda t: t["heldout_loss"])
+    assert best["chosen"] and report["tuning"]["learning_rate"] == best["learning_rate"]
+    assert {r["learning_rate"] for r in report["runs"]} == {best["learning_rate"]}
+    # the winner is the main experiment's uniform run itself: trained once
+    assert best["run"] in {str(Path(r["summary_path"]).parent) for r in report["runs"] if r["arm"] == "uniform"}
+
+
+def test_the_checks_hold_what_they_say(checked):
+    pipeline, _, report = checked
+    from miniplm.catalog import open_readonly
+    from miniplm.workdir import Workdir
+
+    con = open_readonly(Workdir.open(pipeline.workdir))
+    k = report["selections"]["0.5"]["n_selected"]
+    scored = con.sql("select instance_id, score from scored where isfinite(score)").pl()
+    lowest = scored.sort(["score", "instance_id"], descending=[False, False]).head(k)
+    assert set(members(report, "bottom")["instance_id"]) == set(lowest["instance_id"])
+    # the control samples a.jsonl's candidates only
+    control = members(report, "control")
+    sources = con.sql(
+        "select distinct d.source from instance_index i join documents d using (doc_id) where instance_id in "
+        f"({','.join(repr(i) for i in control['instance_id'])})"
+    ).fetchall()
+    assert [Path(s).name for (s,) in sources] == ["a.jsonl"]
+    # the other reference: trained, not chosen, and Difference Sampling with its scores
+    ref = report["reference"]
+    assert len(ref["candidates"]) == 2 and sum(c["chosen"] for c in ref["candidates"]) == 1
+    chosen = min(ref["candidates"], key=lambda c: c["selection_loss"])
+    assert chosen["chosen"]
+    other = next(c for c in ref["candidates"] if not c["chosen"])
+    from miniplm.models import model_fingerprint
+
+    alt_fp = model_fingerprint(other["model_dir"])
+    rows = con.sql(
+        f"""select t.instance_id, t.mean_logp - a.mean_logp as score from scores t join scores a using (instance_id)
+        join instance_index i using (instance_id)
+        where t.model_fp = '{report["teacher"]["fingerprint"]}' and a.model_fp = '{alt_fp}'
+        and t.variant = a.variant and i.split = 'pool'"""
+    ).pl()
+    top = rows.sort(["score", "instance_id"], descending=[True, False]).head(k)
+    assert set(members(report, "miniplm_alt_ref")["instance_id"]) == set(top["instance_id"])
+    gap = ref["validation_gap"]
+    assert gap and all(g["gap"] == pytest.approx(g["teacher_logp"] - g["reference_logp"]) for g in gap)
+
+
+def test_the_report_states_the_regime(checked):
+    _, experiment, report = checked
+    block = report["alphas"]["0.5"]
+    for arm in block["arms"]:
+        grams = arm["ngram"]["target"]
+        assert grams["bigram"] < grams["unigram"] < report["student"]["uniform_loss"] + 1
+        young = arm["evals"]["target"]["mean"] > grams["unigram"] - experiment.too_young_margin
+        assert arm["too_young"] == young
+        assert arm["tokens_per_parameter"] == pytest.approx(arm["tokens_trained"] / report["student"]["parameters"])
+    too_young = [a["arm"] for a in block["arms"] if a["too_young"] and a["arm"] in ("miniplm", "uniform")]
+    assert ("too young to judge the data" in block["verdict"]) == bool(too_young)
+    for r in report["runs"]:  # the curve: the target at each quarter of the steps
+        history = json.loads(Path(r["summary_path"]).read_text())["history"]
+        evals = [h["step"] for h in history if "eval_loss" in h]
+        assert len(evals) == 4 and evals[-1] == r["steps"]
+        docs = pl.read_parquet(r["eval_path"]).filter(pl.col("set") == "target")
+        texts = pl.read_ndjson(report["settings"]["target_paths"][0])["text"]
+        assert r["nats_per_byte"]["target"] == pytest.approx(
+            docs["sum_nll"].sum() / sum(len(normalize_text(t).encode()) for t in texts)
+        )
+    md = Path(report["report_files"]["markdown"]).read_text()
+    for words in ("tokens / parameter", "unigram of its data", "Learning rate, tuned", "Reference sizes tried",
+                  "sign check", "positive control"):  # fmt: skip
+        assert words in md
