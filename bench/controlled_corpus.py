@@ -1,7 +1,7 @@
-"""A controlled corpus whose right selection is known by construction, from real text (Debian's packages).
+"""A controlled corpus whose right selection is known by construction, from real text.
 
     apt-get install python3.11-doc linux-doc-6.1
-    python bench/controlled_corpus.py OUT_DIR [--scale 1.0]
+    python bench/controlled_corpus.py OUT_DIR [--scale 1.0] [--text debian|stdlib]
 
 Writes one JSONL file per kind into OUT_DIR/pool/ and the target set into OUT_DIR/target.jsonl:
 
@@ -13,6 +13,11 @@ Writes one JSONL file per kind into OUT_DIR/pool/ and the target set into OUT_DI
   degraded_copies  copies of clean_prose documents degraded by machine (characters swapped, words shuffled, spaces
                    lost: harmful)
   noise            random characters in words and lines (harmful)
+
+With `--text stdlib` (any machine with Python, for the tests) the valuable kinds come from what Python itself carries:
+the language reference's topics (clean prose), the standard library's module docstrings (technical) and its source
+(code); boilerplate stays Debian's copyright files where there are enough of them, else copies of Python's licence
+with the names and years changed.
 
 A selection that knows quality keeps the valuable kinds, removes nearly all the noise and degraded copies, and keeps
 the boilerplate below its share of the pool. The target set is held-out documents of the three valuable kinds
@@ -27,6 +32,7 @@ import json
 import random
 import string
 import sys
+import sysconfig
 from pathlib import Path
 
 sys.path[0] = __file__.rsplit("/bench/", 1)[0]  # the repository root (bench/select.py is not the stdlib's)
@@ -55,6 +61,7 @@ BUDGET = {
 TARGET_BUDGET = {"clean_prose": 250_000, "technical": 120_000, "code": 120_000}
 TARGET_SHARE = 1 / 6
 MAX_BOILERPLATE_CHARS = 8_000
+MIN_DOCSTRING_CHARS = 300
 
 
 def held_out(key: str) -> bool:
@@ -85,13 +92,55 @@ def technical() -> list[dict]:
     return docs
 
 
-def boilerplate() -> list[dict]:
+def boilerplate(rng: random.Random) -> list[dict]:
     docs = []
     for path in sorted(COPYRIGHTS.glob("*/copyright")):
         text = path.read_text("utf-8", "replace").strip()
         if len(text) >= 300:
             docs.append({"id": f"copyright:{path.parent.name}", "text": text[:MAX_BOILERPLATE_CHARS]})
+    if len(docs) >= 40:
+        return docs
+    licence = (Path(sysconfig.get_paths()["stdlib"]) / "LICENSE.txt").read_text("utf-8", "replace")[:4000]
+    names = ["Python Software Foundation", "the Example Project", "Acme Corporation", "the Authors", "Jane Doe"]
+    return [
+        {"id": f"licence:{i}", "text": f"Copyright (c) {rng.randint(1990, 2026)} {rng.choice(names)}.\n\n{licence}"}
+        for i in range(200)
+    ]
+
+
+def stdlib_prose() -> list[dict]:
+    from pydoc_data.topics import topics
+
+    docs = []
+    for name, text in sorted(topics.items()):
+        docs += [{"id": f"topic:{name}#{i}", "text": t} for i, t in enumerate(sections(text))]
     return docs
+
+
+def stdlib_docstrings() -> list[dict]:
+    import importlib
+    import warnings
+
+    docs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in sorted(sys.stdlib_module_names):
+            if name.startswith("_") or name in {"antigravity", "this", "idlelib", "turtledemo", "tkinter", "turtle"}:
+                continue
+            try:
+                doc = importlib.import_module(name).__doc__
+            except Exception:  # platform-specific modules
+                continue
+            if doc and len(doc) >= MIN_DOCSTRING_CHARS:
+                docs.append({"id": f"module:{name}", "text": doc.strip()})
+    return docs
+
+
+def stdlib_code() -> list[dict]:
+    import bench.debian_corpus as debian
+
+    debian.STDLIB = Path(sysconfig.get_paths()["stdlib"])  # this interpreter's own library, wherever it lives
+    return debian.python_code()
 
 
 def noise(lengths: list[int], rng: random.Random) -> list[dict]:
@@ -112,16 +161,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every kind's character budget")
+    parser.add_argument(
+        "--text", choices=("debian", "stdlib"), default="debian", help="where the valuable kinds come from"
+    )
     args = parser.parse_args()
     budget = {k: int(v * args.scale) for k, v in BUDGET.items()}
     rng = random.Random(0)
-    valuable = {"clean_prose": clean_prose(), "technical": technical(), "code": python_code()}
+    if args.text == "debian":
+        valuable = {"clean_prose": clean_prose(), "technical": technical(), "code": python_code()}
+    else:
+        valuable = {"clean_prose": stdlib_prose(), "technical": stdlib_docstrings(), "code": stdlib_code()}
     pool, target = {}, []
     for kind, docs in valuable.items():
         kept, held = split_by_file(docs)
         pool[kind] = take(kept, budget[kind], kind)
         target += take(held, int(TARGET_BUDGET[kind] * args.scale), f"target:{kind}")
-    pool["boilerplate"] = take(boilerplate(), budget["boilerplate"], "boilerplate")
+    pool["boilerplate"] = take(boilerplate(rng), budget["boilerplate"], "boilerplate")
     # degraded copies of documents the pool holds clean: the same prose, made worse
     originals = take(pool["clean_prose"], budget["degraded_copies"], "degraded")
     pool["degraded_copies"] = [{"id": f"degraded:{d['id']}", "text": degrade(d["text"], rng)} for d in originals]

@@ -186,6 +186,7 @@ OPTION_PATHS = {
     "seed": ["split.seed"],
     "students": ["student.enabled"],
     "student_steps": ["student.train.max_steps"],
+    "student_tokenizer": ["student.tokenizer"],
     "device": ["score.device", "reference.train.device", "student.train.device"],
     "dtype": ["score.dtype"],
     "checkpoint_seconds": ["score.checkpoint_seconds"],
@@ -404,7 +405,20 @@ def experiment(
     ] = None,
     alpha: Annotated[str | None, typer.Option(help="Fraction(s) to keep: 0.5, or a sweep 0.3,0.5,0.7")] = None,
     arms: Annotated[
-        str | None, typer.Option(help="Comma list of miniplm, uniform, full, teacher_ppl, reference_ppl, kd (all)")
+        str | None,
+        typer.Option(
+            help="Comma list of miniplm, uniform, full, teacher_ppl, reference_ppl, kd (the default), and the checks "
+            "miniplm_alt_ref, bottom, control"
+        ),
+    ] = None,
+    control_source: Annotated[
+        list[str] | None, typer.Option(help="A corpus file of target-like text for the control arm; repeatable")
+    ] = None,
+    learning_rates: Annotated[
+        str | None, typer.Option(help="Learning rates to tune on the uniform arm, e.g. 1e-3,3e-3,1e-2")
+    ] = None,
+    student_tokenizer: Annotated[
+        str | None, typer.Option(help="train:N (a BPE of N tokens fitted on the pool), a tokenizer path, or 'teacher'")
     ] = None,
     seeds: Annotated[int | None, typer.Option(help="Seeds per arm (3); seed k of every arm starts alike")] = None,
     band: Annotated[str | None, typer.Option(help="Perplexity band of single-model selection: low, mid, high")] = None,
@@ -455,6 +469,8 @@ def experiment(
     given = {
         "alphas": _floats(alpha) if alpha else None,
         "arms": [a.strip() for a in arms.split(",") if a.strip()] if arms else None,
+        "control_sources": control_source,
+        "learning_rates": _floats(learning_rates) if learning_rates else None,
         "seeds": seeds,
         "perplexity_band": band,
         "kd_ratio": kd_ratio,

@@ -86,6 +86,13 @@ class TrainConfig(BaseModel):
         200, ge=1, title="Steps", description="Empty: `epochs` passes over the data, capped at `max_tokens`"
     )
     epochs: float = Field(1.0, gt=0, title="Passes over the data", description="Used when steps is empty")
+    tokens_per_parameter: float | None = Field(
+        None,
+        gt=0,
+        title="Tokens per parameter",
+        description="When steps is empty: train this many tokens per model parameter instead of `epochs` passes "
+        "(a small pool is then seen several times)",
+    )
     max_tokens: int | None = Field(
         None, ge=1, title="Token budget", description="Most training tokens when steps is empty"
     )
@@ -119,11 +126,15 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, title="Seed", description="Initialization and batch order")
     device: Device = Field("auto", title="Device", description="auto: a GPU when there is one, else the CPU")
 
-    def steps_for(self, train_tokens: int, block_size: int) -> int:
-        """Optimizer steps: as configured, or `epochs` passes over `train_tokens` (capped at `max_tokens`)."""
+    def steps_for(self, train_tokens: int, block_size: int, parameters: int | None = None) -> int:
+        """Optimizer steps: as configured, or `tokens_per_parameter` x `parameters` tokens, or `epochs` passes over
+        `train_tokens`, capped at `max_tokens`."""
         if self.max_steps is not None:
             return self.max_steps
-        tokens = train_tokens * self.epochs
+        if self.tokens_per_parameter is not None and parameters:
+            tokens = self.tokens_per_parameter * parameters
+        else:
+            tokens = train_tokens * self.epochs
         if self.max_tokens is not None:
             tokens = min(tokens, self.max_tokens)
         return max(1, math.ceil(tokens / (self.batch_size * block_size)))
@@ -255,7 +266,7 @@ def default_student_arch() -> ModelArchConfig:
 
 
 def default_student_train() -> TrainConfig:
-    return TrainConfig(block_size=256)
+    return TrainConfig(block_size=256, batch_size=16)
 
 
 class StudentConfig(BaseModel):
@@ -266,7 +277,11 @@ class StudentConfig(BaseModel):
         default_factory=default_student_arch, title="Architecture", description="The student model's shape"
     )
     tokenizer: str | None = Field(
-        None, title="Tokenizer", description="Student tokenizer (checkpoint dir or hub id); default: teacher's"
+        "train:4096",
+        title="Tokenizer",
+        description="train:N: a byte-level BPE of N tokens fitted on the pool's candidates (most of a small student's "
+        "parameters then sit in the transformer, not the vocabulary); 'teacher' (or empty): the teacher's; or a "
+        "tokenizer directory or hub id",
     )
     train: TrainConfig = Field(
         default_factory=default_student_train, title="Training", description="The students' training"

@@ -2,8 +2,8 @@
 
 Sources: the language reference topics in `pydoc_data` (long, technical prose), and the docstrings of
 standard-library modules (shorter, uneven). A third small file holds a few duplicated and malformed rows,
-so the accounting shows what happens to bad input. About an eighth of the topics are the target set: never in the
-pool, they judge the students.
+so the accounting shows what happens to bad input. A fifth of the topics and of the modules, set apart by a hash of
+their names, are the target set, cut into sections: never in the pool in any form, they judge the students.
 """
 
 from __future__ import annotations
@@ -57,25 +57,41 @@ def _write_jsonl(path: Path, rows: list[dict] | list[str]) -> Path:
     return path
 
 
-TARGET_SHARE = 0.12  # of the language-reference topics: the demo's target set, never in the pool
-SMOKE_TOPIC_CHARS = 4000  # the smoke preset's pool takes only the shorter topics
+TARGET_SHARE = 0.2  # of the topics and of the modules: the demo's target set, never in the pool
+SECTION_CHARS = 600  # a target section: paragraphs up to at least this many characters
+DEMO_TOPIC_CHARS = 8000  # the demo's pool takes the topics up to this long (teacher scoring is its cost)
+SMOKE_TOPIC_CHARS = 4000  # the smoke preset's, shorter still
 
 
-def _is_target(topic: str) -> bool:
-    return unit_interval(0, "demo-target", topic) < TARGET_SHARE
+def _is_target(name: str) -> bool:
+    return unit_interval(0, "demo-target", name) < TARGET_SHARE
+
+
+def sections(row: dict) -> list[dict]:
+    """A document cut at blank lines into sections of at least SECTION_CHARS (a short tail joins none)."""
+    out, current = [], ""
+    for paragraph in row["text"].split("\n\n"):
+        current = f"{current}\n\n{paragraph}" if current else paragraph
+        if len(current) >= SECTION_CHARS:
+            out.append(current.strip())
+            current = ""
+    if len(current.strip()) >= SECTION_CHARS // 3:
+        out.append(current.strip())
+    return [{"id": f"{row['id']}#{i}", "text": t} for i, t in enumerate(out)]
 
 
 def write_demo_corpus(directory: Path, topic_chars: int | None = None) -> tuple[list[str], str]:
-    """The pool's files (topics, docstrings, a messy file) and the target file: topics set apart by a hash of their
-    name, high-quality documents of a source the pool also holds. `topic_chars` keeps only shorter topics."""
+    """The pool's files (topics, docstrings, a messy file) and the target file: the sections of topics and modules
+    set apart by a hash of their names, high-quality documents of sources the pool also holds. `topic_chars` keeps
+    only the shorter topics in the pool."""
     from pydoc_data.topics import topics
 
     topic_rows = [{"id": f"topic:{k}", "text": v} for k, v in sorted(topics.items())]
-    target_rows = [r for r in topic_rows if _is_target(r["id"])]
+    module_rows = [r for r in _module_docstrings() if not _is_target(r["id"])]
+    target_rows = [s for r in topic_rows + _module_docstrings() if _is_target(r["id"]) for s in sections(r)]
     pool_topics = [
         r for r in topic_rows if not _is_target(r["id"]) and (topic_chars is None or len(r["text"]) <= topic_chars)
     ]
-    module_rows = _module_docstrings()
     messy = [
         json.dumps({"id": "dup:1", "text": pool_topics[0]["text"]}),  # duplicate of a document in another file
         json.dumps({"id": "dup:2", "text": module_rows[0]["text"] + "\n\n"}),  # same text once normalized
@@ -89,7 +105,7 @@ def write_demo_corpus(directory: Path, topic_chars: int | None = None) -> tuple[
         str(_write_jsonl(directory / "stdlib_docstrings.jsonl", module_rows)),
         str(_write_jsonl(directory / "messy.jsonl", messy)),
     ]
-    return pool, str(_write_jsonl(directory / "target_topics.jsonl", target_rows))
+    return pool, str(_write_jsonl(directory / "target_sections.jsonl", target_rows))
 
 
 def demo_config(workdir: str | Path) -> PipelineConfig:
@@ -98,23 +114,23 @@ def demo_config(workdir: str | Path) -> PipelineConfig:
 
 
 def demo_experiment(workdir: str | Path) -> tuple[PipelineConfig, ExperimentConfig]:
-    """The demo: a small honest instance of the paper's comparison. The student trains on Difference Sampling's half
-    and on a uniform sample of the same tokens, two seeds each, judged on topics the pool never held."""
+    """The demo: a small honest instance of the paper's comparison. The student (its own tokenizer, fitted on the
+    pool) trains on Difference Sampling's half and on a uniform sample of the same tokens, two seeds each, with a
+    learning rate tuned on the uniform arm, judged on sections of topics and modules the pool never held."""
     workdir = Path(workdir).expanduser().resolve()
-    paths, target = write_demo_corpus(workdir / "demo-corpus")
+    paths, target = write_demo_corpus(workdir / "demo-corpus", topic_chars=DEMO_TOPIC_CHARS)
     pipeline = PipelineConfig(
         workdir=str(workdir),
         corpus=CorpusConfig(paths=paths),
         teacher=DEMO_TEACHER,
         instances=InstanceConfig(max_len=512),
-        # A corpus of ~150k tokens: 5% would give the reference too little to learn from.
-        split=SplitConfig(reference_fraction=0.15, heldout_fraction=0.08, seed=0),
-        # D_ref is ~20k tokens: one pass would be a handful of steps, so the demo's reference makes several passes
-        # in small batches, and validation on D_ref stops it at its best.
+        # D_ref's share is left to the run: a corpus this small gets the most (20%), a few tens of thousands of tokens
+        split=SplitConfig(heldout_fraction=0.08, seed=0),
+        # several passes over so small a D_ref, in small batches; its validation slice stops each size at its best
         reference=ReferenceConfig(
             train=TrainConfig(
                 max_steps=None,
-                epochs=20,
+                epochs=10,
                 batch_size=4,
                 learning_rate=3e-3,
                 warmup_steps=5,
@@ -123,12 +139,22 @@ def demo_experiment(workdir: str | Path) -> tuple[PipelineConfig, ExperimentConf
             )
         ),
         student=StudentConfig(
+            tokenizer="train:1024",
+            arch=small_llama(4, 64),
             train=TrainConfig(
-                max_steps=80, batch_size=8, block_size=256, learning_rate=3e-3, warmup_steps=8, eval_interval=20
-            )
+                max_steps=None,
+                tokens_per_parameter=2,
+                batch_size=16,
+                block_size=256,
+                learning_rate=3e-3,
+                warmup_steps=10,
+                eval_batches=8,
+            ),
         ),
     )
-    experiment = ExperimentConfig(arms=["miniplm", "uniform"], seeds=2, target_paths=[target])
+    experiment = ExperimentConfig(
+        arms=["miniplm", "uniform"], seeds=2, target_paths=[target], learning_rates=[1e-3, 3e-3, 1e-2]
+    )
     return pipeline, experiment
 
 

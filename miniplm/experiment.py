@@ -32,7 +32,7 @@ from miniplm.models import load_tokenizer, model_fingerprint, tokenizer_fingerpr
 from miniplm.reference import alternative_reference
 from miniplm.selection import write_members
 from miniplm.shards import read_json, write_json
-from miniplm.student_tokenizer import resolve_student_tokenizer
+from miniplm.student_tokenizer import TEACHER, resolve_student_tokenizer
 from miniplm.train import build_config, train_lm, trained
 from miniplm.workdir import Workdir
 
@@ -84,7 +84,8 @@ def experiments_root(wd: Workdir) -> Path:
 
 
 def student_tokenizer(manifest: RunManifest, student: StudentConfig) -> str:
-    return student.tokenizer or manifest.teacher.path
+    """The student's tokenizer path (after `resolve_student`)."""
+    return manifest.teacher.path if student.tokenizer in (None, "", TEACHER) else student.tokenizer
 
 
 def resolve_student(workdir: str, manifest: RunManifest, student: StudentConfig) -> StudentConfig:
@@ -288,15 +289,18 @@ def arm_data_ready(
 
 
 def steps_for_alpha(miniplm_data: ArmData, student: StudentConfig) -> int:
-    """T: the student's configured steps, or its passes over the Difference Sampling arm's data."""
-    return student.train.steps_for(miniplm_data.student_tokens, student.train.block_size)
+    """T: the student's configured steps, its tokens per parameter, or its passes over the Difference Sampling arm's
+    data."""
+    parameters = count_parameters(student.arch, student.tokenizer, student.train.block_size + 1)  # (resolved)
+    return student.train.steps_for(miniplm_data.student_tokens, student.train.block_size, parameters)
 
 
 def kd_allowed(manifest: RunManifest, student: StudentConfig) -> str | None:
     """Why Vanilla KD cannot run with this student (None when it can): it compares distributions token by token."""
-    if student.tokenizer is None:
+    path = student_tokenizer(manifest, student)
+    if path == manifest.teacher.path:
         return None
-    teacher, own = load_tokenizer(manifest.teacher.path), load_tokenizer(student.tokenizer)
+    teacher, own = load_tokenizer(manifest.teacher.path), load_tokenizer(path)
     if teacher.get_vocab() == own.get_vocab():
         return None
     return "the student's tokenizer is not the teacher's; Vanilla KD needs the same tokens"

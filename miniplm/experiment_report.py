@@ -650,13 +650,13 @@ def write_experiment_report(
     """Gather the context (models, student, evaluation sets), build the report and write it under
     `experiments/<id>/report/`. Returns the report's data and the paths written."""
     from miniplm.catalog import connect, load_sql
-    from miniplm.experiment import checkpoint_parameters, experiment_id, report_dir
+    from miniplm.experiment import checkpoint_parameters, experiment_id, report_dir, student_tokenizer
     from miniplm.reference import reference_info
     from miniplm.workdir import Workdir
 
     wd = Workdir.open(workdir)
     eid = experiment_id(manifest, student, cfg)
-    tokenizer = student.tokenizer or manifest.teacher.path
+    tokenizer = student_tokenizer(manifest, student)
     reference = {k: v for k, v in reference_info(wd).items() if k != "arch"} if manifest.reference.spec == "train" \
         else {"spec": manifest.reference.spec}  # fmt: skip
     context = {

@@ -20,6 +20,7 @@ from miniplm.shards import read_json, temporary_name, write_json
 from miniplm.workdir import Workdir
 
 PREFIX = "train:"
+TEACHER = "teacher"  # the teacher's own tokenizer
 EOS = "<|endoftext|>"
 MAX_CHARS = 200_000_000  # text the BPE is fitted on, at most: its counts stay in memory
 MIN_VOCAB = 260  # the 256 bytes, EOS and a few merges
@@ -97,7 +98,7 @@ def resolve_student_tokenizer(workdir: Workdir, manifest: RunManifest, spec: str
     n = trained_vocab_size(spec)
     if n is not None:
         return str(fit_student_tokenizer(workdir, manifest, n))
-    return spec or manifest.teacher.path
+    return manifest.teacher.path if spec in (None, "", TEACHER) else spec
 
 
 def tokenizer_info(path: str) -> dict:

@@ -158,9 +158,11 @@ def estimate_loss(model, data: np.ndarray, batch_size: int, block_size: int, max
     return total / count if count else float("nan")
 
 
-def resolve_schedule(cfg: TrainConfig, train_tokens: int, block_size: int) -> TrainConfig:
-    """The config with its steps, warm-up and evaluation interval made concrete for this much data."""
-    steps = cfg.steps_for(train_tokens, block_size)
+def resolve_schedule(
+    cfg: TrainConfig, train_tokens: int, block_size: int, parameters: int | None = None
+) -> TrainConfig:
+    """The config with its steps, warm-up and evaluation interval made concrete for this much data (and model)."""
+    steps = cfg.steps_for(train_tokens, block_size, parameters)
     return cfg.model_copy(
         update={
             "max_steps": steps,
@@ -246,11 +248,11 @@ def train_lm(
     block_size = cfg.block_size if layout == "instances" else min(cfg.block_size, len(data) - 2)
     if len(data) < 4 or block_size < 2:
         raise ValueError(f"{train_tokens}: only {len(data)} training tokens; need more than 3")
-    cfg = resolve_schedule(cfg, len(data), block_size)
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     config = build_config(arch, len(tokenizer), max(max_positions, block_size + 1), tokenizer.eos_token_id)
     model = AutoModelForCausalLM.from_config(config).to(device)
+    cfg = resolve_schedule(cfg, len(data), block_size, sum(p.numel() for p in model.parameters()))
     online = None
     if teacher is not None:
         from miniplm.kd import OnlineTeacher, kd_loss_sum

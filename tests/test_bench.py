@@ -54,11 +54,13 @@ def test_train_benchmark_prints_its_figures():
     """bench/train.py runs small and its two losses give the same gradients (its figures are not judged here)."""
     result = subprocess.run(
         [sys.executable, "bench/train.py", "--hidden", "32", "--layers", "1", "--batch", "2", "--block", "64",
-         "--vocab", "3000", "--steps", "1"],
+         "--vocab", "3000", "--steps", "1", "--compare-plain"],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout.strip().splitlines()[-1])
-    assert figures["fused_tokens_per_s"] > 0 and figures["plain_tokens_per_s"] > 0
-    assert figures["speedup"] == round(figures["fused_tokens_per_s"] / figures["plain_tokens_per_s"], 2)
+    assert figures["tokens_per_s"] > 0 and figures["plain_tokens_per_s"] > 0
+    assert figures["speedup"] == round(figures["tokens_per_s"] / figures["plain_tokens_per_s"], 2)
     assert figures["max_grad_diff"] < 1e-5
+    assert figures["fraction_of_peak"] > 0
+    assert abs(figures["fraction_of_peak"] - figures["gflops"] / figures["peak_gflops_fp32"]) < 0.01
