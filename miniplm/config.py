@@ -393,7 +393,7 @@ class ExperimentConfig(BaseModel):
         description="Corpus files (names or paths) of target-like text: the control arm samples only these",
     )
     learning_rates: list[float] = Field(
-        default_factory=list,
+        default_factory=lambda: [1e-3, 3e-3, 1e-2],
         title="Learning rates tried",
         description="A sweep on the uniform arm alone (seed 0, the middle alpha), judged on held-out pool documents; "
         "every arm then trains with the best. Empty: the student's own learning rate",

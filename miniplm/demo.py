@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 from miniplm.config import (
+    ALL_ARMS,
     CorpusConfig,
     ExperimentConfig,
     InstanceConfig,
@@ -159,7 +160,8 @@ def demo_experiment(workdir: str | Path) -> tuple[PipelineConfig, ExperimentConf
 
 
 def smoke_experiment(workdir: str | Path) -> tuple[PipelineConfig, ExperimentConfig]:
-    """Every arm of the experiment, tiny: the shorter topics and the docstrings, a small student, two seeds."""
+    """Every arm and check of the experiment, tiny: the shorter topics and the docstrings, a small student in the
+    teacher's tokenizer, two seeds."""
     workdir = Path(workdir).expanduser().resolve()
     paths, target = write_demo_corpus(workdir / "smoke-corpus", topic_chars=SMOKE_TOPIC_CHARS)
     pipeline = PipelineConfig(
@@ -172,13 +174,22 @@ def smoke_experiment(workdir: str | Path) -> tuple[PipelineConfig, ExperimentCon
             train=TrainConfig(max_steps=None, epochs=20, batch_size=4, warmup_steps=5, eval_interval=10, patience=3)
         ),
         student=StudentConfig(
+            tokenizer="teacher",  # so that Vanilla KD, which compares the two distributions token by token, runs too
             arch=small_llama(2, 64),
             train=TrainConfig(
                 max_steps=40, batch_size=4, block_size=128, learning_rate=3e-3, warmup_steps=4, eval_interval=10
             ),
         ),
     )
-    experiment = ExperimentConfig(seeds=2, target_paths=[target], bootstrap_samples=1000, max_eval_documents=200)
+    experiment = ExperimentConfig(
+        arms=list(ALL_ARMS),
+        seeds=2,
+        control_sources=[Path(paths[0]).name],  # the topics: the target's own kind
+        learning_rates=[1e-3, 1e-2],
+        target_paths=[target],
+        bootstrap_samples=1000,
+        max_eval_documents=200,
+    )
     return pipeline, experiment
 
 

@@ -1,4 +1,4 @@
-"""`miniplm experiment --preset smoke` as a user runs it: every arm, the real SmolLM2-135M teacher, minutes."""
+"""`miniplm experiment --preset smoke` as a user runs it: every arm and check, the real SmolLM2-135M teacher."""
 
 import json
 import subprocess
@@ -25,7 +25,9 @@ def test_smoke_preset_reports_what_its_students_logged(tmp_path):
     ref = report["pipeline"]["reference"]
     assert ref["validation_loss"] < ref["unigram_loss"] < ref["uniform_loss"]
     block = report["alphas"]["0.5"]
-    assert [a["arm"] for a in block["arms"]] == ["miniplm", "uniform", "full", "teacher_ppl", "reference_ppl", "kd"]
+    assert [a["arm"] for a in block["arms"]] == ["miniplm", "uniform", "full", "teacher_ppl", "reference_ppl", "kd",
+                                                 "miniplm_alt_ref", "bottom", "control"]  # fmt: skip
+    assert [t["learning_rate"] for t in report["tuning"]["tried"]] == [1e-3, 1e-2]
     for arm in block["arms"]:
         runs = [r for r in report["runs"] if r["arm"] == arm["arm"]]
         assert len(runs) == arm["seeds"] == 2
