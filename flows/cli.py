@@ -206,13 +206,35 @@ def _set(tree: dict, dotted: str, value, defaults: dict) -> None:
     tree[leaf] = value
 
 
+def one_line(exc) -> str:
+    """A pydantic validation error as one line: each field's dotted place and what is wrong with it."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors())
+
+
+def read_config_file(path: Path) -> dict:
+    """A --config file as a dict, or one error line naming the file and what is wrong with it (and where)."""
+    try:
+        tree = json.loads(path.read_text())
+    except OSError as exc:
+        err.print(f"[red]error:[/red] {path}: {exc.strerror}")
+        raise typer.Exit(1) from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = f"line {exc.lineno} column {exc.colno}: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else exc
+        err.print(f"[red]error:[/red] {path}: not a JSON configuration (at {where})")
+        raise typer.Exit(1) from exc
+    if not isinstance(tree, dict):
+        err.print(f"[red]error:[/red] {path}: a configuration is a JSON object, not a {type(tree).__name__}")
+        raise typer.Exit(1)
+    return tree
+
+
 def build_config(ctx: typer.Context, config: Path | None, options: dict, base: dict | None = None):
     """A PipelineConfig from --config (or a preset's `base`) with the command line's options over it."""
     from pydantic import ValidationError
 
     from miniplm.config import PipelineConfig
 
-    tree = json.loads(config.read_text()) if config is not None else (base or {})
+    tree = read_config_file(config) if config is not None else (base or {})
     # from a file or a preset, only the options given on the command line count; otherwise every option does
     only_given = config is not None or base is not None
     defaults = {
@@ -236,7 +258,8 @@ def build_config(ctx: typer.Context, config: Path | None, options: dict, base: d
     try:
         return PipelineConfig.model_validate(tree)
     except ValidationError as exc:
-        err.print(f"[red]invalid parameters:[/red] {exc}")
+        where = f"{config}: " if config is not None else ""
+        err.print(f"[red]error:[/red] {where}invalid parameters: {one_line(exc)}")
         raise typer.Exit(2) from exc
 
 
@@ -465,7 +488,9 @@ def experiment(
         base = preset_config.model_dump(mode="json")
     cfg = build_config(ctx, config, dict(locals()), base)
     if base is None and config is None and student_steps is None:
-        cfg.student.train.max_steps = None  # the paper's students: one pass over the kept data
+        # students that learn: 10 tokens per parameter (several passes over a small pool's kept data)
+        cfg.student.train.max_steps = None
+        cfg.student.train.tokens_per_parameter = 10
     given = {
         "alphas": _floats(alpha) if alpha else None,
         "arms": [a.strip() for a in arms.split(",") if a.strip()] if arms else None,
@@ -483,7 +508,7 @@ def experiment(
     try:
         exp = ExperimentConfig.model_validate(exp.model_dump() | {k: v for k, v in given.items() if v is not None})
     except ValidationError as exc:
-        err.print(f"[red]invalid parameters:[/red] {exc}")
+        err.print(f"[red]error:[/red] invalid parameters: {one_line(exc)}")
         raise typer.Exit(2) from exc
     _run_and_report(lambda: _run_experiment(cfg, exp), json_output, print_experiment)
 

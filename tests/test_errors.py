@@ -91,3 +91,23 @@ def test_a_read_only_work_directory_is_named(tmp_path, models, corpus):
         line = one_error_line(run(tmp_path, corpus, models["teacher"], workdir=folder / "wd"))
     reasons = ("Read-only file system", "Permission denied", "Operation not permitted")
     assert line in [f"error: {folder / 'wd'}: {reason}" for reason in reasons]
+
+
+def test_a_config_file_that_is_not_json_or_not_valid_is_one_line_naming_it(tmp_path, models, corpus):
+    common = ["run", "--corpus", str(corpus), "--teacher", str(models["teacher"]), "--workdir", str(tmp_path / "wd")]
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"select": {"alpha": 0.5},\n  "split": oops}\n')
+    line = one_error_line(miniplm(*common, "--config", str(broken), check=False))
+    assert line == f"error: {broken}: not a JSON configuration (at line 2 column 12: Expecting value)"
+    listed = tmp_path / "list.json"
+    listed.write_text("[1, 2]")
+    assert "a configuration is a JSON object, not a list" in one_error_line(
+        miniplm(*common, "--config", str(listed), check=False)
+    )
+    invalid = tmp_path / "invalid.json"
+    invalid.write_text('{"select": {"alpha": 3}}')
+    result = miniplm(*common, "--config", str(invalid), check=False)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr
+    assert lines[0].startswith(f"error: {invalid}: invalid parameters: select.alpha: Input should be less than")
+    assert not (tmp_path / "wd").exists()  # nothing was started
