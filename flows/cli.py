@@ -486,7 +486,8 @@ def experiment(
     if preset is not None:
         preset_config, exp = PRESETS[preset](workdir or Path(f"miniplm-{preset}"))
         base = preset_config.model_dump(mode="json")
-    cfg = build_config(ctx, config, dict(locals()), base)
+    # --alpha here is a list (a sweep); the experiment selects at each alpha itself
+    cfg = build_config(ctx, config, {k: v for k, v in locals().items() if k != "alpha"}, base)
     if base is None and config is None and student_steps is None:
         # students that learn: 10 tokens per parameter (several passes over a small pool's kept data)
         cfg.student.train.max_steps = None
