@@ -1,7 +1,7 @@
 """The MiniPLM pipeline as a Prefect flow: corpus in, a better corpus and a trained student out.
 
-corpus ─ ingest ─ tokenize ─ split ─┬─ train reference (D_ref) ─ score reference ─┐
-teacher ────────────────────────────┴─ score teacher ─────────────────────────────┴─ select ─ students
+corpus ─ ingest ─ tokenize ─ split ─┬─ train reference (D_ref) ─ precision ─┬─ score reference ─┐
+teacher ────────────────────────────┴───────────────────────────────────────┴─ score teacher ───┴─ select ─ students
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from flows.runners import scoring_gpus
 from flows.scoring import score_with
 from flows.steplog import StepLog, figures, say
 from miniplm.config import PipelineConfig
-from miniplm.partitions import score_variant
+from miniplm.scorer import SCORER_VERSION
 from miniplm.steps import count_new_documents, previous_manifest
 from tasks import steps
 
@@ -36,13 +36,20 @@ def _pipeline(config: PipelineConfig, workdir: str) -> dict:
     prepared = miniplm_prepare(config)
     step.merge(prepared)
     gpus = scoring_gpus(config.runner, config.score)
-    manifest = prepared["manifest"].model_copy(update={"score_variant": score_variant(config.score, gpus)})
+    manifest = prepared["manifest"]
 
     # 5 the reference LM: trained on D_ref (kept until asked to retrain), or the one given; never a weak one
     reference = step(steps.reference, workdir, manifest, config.reference, config.instances.max_len)
-    manifest = steps.manifest(workdir, manifest.model_copy(update={"reference": reference}))
+    manifest = manifest.model_copy(update={"reference": reference})
 
-    # 6 score the pool: partitions of what each model has not scored yet, on the configured task runner
+    # 6 the precision both models score in, decided once per run: a reduced one that `auto` would take is first
+    # measured against float32 on sampled candidates
+    precision = step(steps.precision, workdir, manifest, config.score, gpus)
+    variant = f"{precision['dtype']}-s{SCORER_VERSION}"
+    say(f"precision: {precision['dtype']} ({precision['chosen_by']})")
+    manifest = steps.manifest(workdir, manifest.model_copy(update={"score_variant": variant}))
+
+    # 7 score the pool: partitions of what each model has not scored yet, on the configured task runner
     scoring = score_with(config.runner, config.score)
     scores = {}
     for role, model in (("teacher", manifest.teacher), ("reference", manifest.reference)):
@@ -53,11 +60,11 @@ def _pipeline(config: PipelineConfig, workdir: str) -> dict:
         step.record(f"score-{role}", cached=cached, seconds=seconds)
         say(f"score-{role}: {'nothing new' if cached else 'done'} in {seconds:.1f} s ({figures(scores[role])})")
 
-    # 7 select in DuckDB: score DESC, instance_id ASC, keep floor(alpha * N)
+    # 8 select in DuckDB: score DESC, instance_id ASC, keep floor(alpha * N)
     selection = step(steps.select, workdir, manifest, config.select)
     manifest = steps.manifest(workdir, manifest.model_copy(update={"selection_id": selection["selection_id"]}))
 
-    # 8 students: the kept data vs a uniform sample of the same size, same compute
+    # 9 students: the kept data vs a uniform sample of the same size, same compute
     students = None
     if config.student.enabled:
         students = step(steps.train_students, workdir, manifest, selection, config.student, config.split.seed)
@@ -70,6 +77,7 @@ def _pipeline(config: PipelineConfig, workdir: str) -> dict:
         "teacher_tokens_per_s": scores["teacher"]["tokens_per_s"] or None,
         "score_partitions": {role: s["partitions"] for role, s in scores.items()},
         "score_workers": {role: s["workers"] for role, s in scores.items()},
+        "score_precision": precision,
         **step.report(),
     }
     return steps.summary(workdir, manifest, selection, counts, students)

@@ -239,6 +239,13 @@ class ScoreConfig(BaseModel):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", title="Precision", description="auto: bfloat16 on GPUs; on a CPU, whichever it multiplies faster"
     )
+    max_drift: float = Field(
+        0.05,
+        ge=0,
+        title="Largest score drift (nats/token)",
+        description="auto on a CPU: a reduced precision is measured on sampled candidates against float32 first, and "
+        "float32 is used when scores move by more than this",
+    )
     batch_tokens: int | None = Field(
         None, ge=16, title="Tokens per batch", description="Empty: measured per device, model and dtype"
     )

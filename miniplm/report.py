@@ -124,6 +124,10 @@ def write_report(workdir: str | Path) -> Path:
             "",
             _table([{k: summary.get(k) for k in ("selection_id", "alpha", "candidates", "selected", "threshold")}]),
             "",
+            "## Scoring precision",
+            "",
+            *precision_lines(summary.get("score_precision") or {}),
+            "",
             "## Reference LM (nats/token)",
             "",
             _table([{k: ref.get(k) for k in ("validation_loss", "unigram_loss", "uniform_loss", "d_ref_tokens")}]),
@@ -135,6 +139,18 @@ def write_report(workdir: str | Path) -> Path:
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
     return report
+
+
+def precision_lines(precision: dict) -> list[str]:
+    """The run's scoring dtype, why, and (when a reduced one was measured) what it costs against float32."""
+    if not precision:
+        return ["(not recorded)"]
+    lines = [f"{precision['dtype']}: {precision['chosen_by']}."]
+    measured = precision.get("measured")
+    if measured:
+        lines += ["", _table([{k: measured.get(k) for k in ("dtype", "instances", "tokens", "max_drift", "median_drift",
+                                                            "near_threshold", "speedup")}])]  # fmt: skip
+    return lines
 
 
 def stage_counts(summary: dict) -> list[dict]:

@@ -20,6 +20,8 @@ from miniplm.instances import tokenize_parts
 from miniplm.manifest import ModelRef, RunManifest, SourceRef
 from miniplm.models import check_context, check_same_tokenizer, resolve_model
 from miniplm.partitions import Partition, partition_tokens, plan_partitions, score_partition
+from miniplm.precision import decide_precision as choose_precision
+from miniplm.precision import record_precision
 from miniplm.reference import (
     check_quality,
     given_reference_quality,
@@ -124,6 +126,11 @@ def reference_report(workdir: str, manifest: RunManifest) -> dict:
         return read_json(path) if path.exists() else {"spec": ref.spec}
     info = reference_info(wd)
     return {k: v for k, v in info.items() if k != "arch"}
+
+
+def decide_precision(workdir: str, manifest: RunManifest, cfg: ScoreConfig, gpus: bool) -> dict:
+    """The run's scoring dtype and what it was chosen from (also kept as WORKDIR/precision.json)."""
+    return record_precision(workdir, choose_precision(workdir, manifest, cfg, gpus))
 
 
 def plan_scoring(workdir: str, manifest: RunManifest, model: ModelRef, cfg: ScoreConfig, gpus: bool) -> list[Partition]:

@@ -92,6 +92,13 @@ def reference(workdir: str, manifest: RunManifest, cfg: ReferenceConfig, max_len
         return steps.obtain_reference(workdir, manifest, cfg, max_len)
 
 
+@task(name="precision", cache_policy=NO_CACHE)
+def precision(workdir: str, manifest: RunManifest, cfg: ScoreConfig, gpus: bool) -> dict:
+    """The dtype the run scores in; a reduced one `auto` would take is measured against float32 first (once per
+    machine and models)."""
+    return steps.decide_precision(workdir, manifest, cfg, gpus)
+
+
 @task(name="plan-scoring", cache_policy=NO_CACHE, task_run_name="plan scoring {model.spec}")
 def plan_scoring(workdir: str, manifest: RunManifest, model: ModelRef, cfg: ScoreConfig, gpus: bool) -> list[Partition]:
     """Which candidates each scoring partition holds: those this model has not scored yet."""

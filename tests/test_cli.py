@@ -255,3 +255,23 @@ def test_report_has_the_counts_histogram_and_extremes(cli_run):
     top = report.split("## Top-scored candidates")[1].splitlines()[4]
     assert float(top.split("|")[2]) == pytest.approx(summary["score_max"], abs=1e-4)
     assert json.loads((wd / "summary.json").read_text())["selection_id"] == summary["selection_id"]
+
+
+def test_experiment_takes_an_alpha_sweep_and_its_checks_from_the_command_line(tmp_path, models):
+    texts = corpus_texts(80, seed=5)
+    a = write_jsonl(tmp_path / "a.jsonl", texts[:35])
+    b = write_jsonl(tmp_path / "b.jsonl", texts[35:70])
+    target = write_jsonl(tmp_path / "target.jsonl", texts[70:])
+    result = miniplm(
+        "experiment", "--corpus", str(a), "--corpus", str(b), "--teacher", str(models["teacher"]),
+        "--workdir", str(tmp_path / "wd"), "--target", str(target), "--max-len", "40", "--reference-fraction", "0.2",
+        "--heldout-fraction", "0.1", "--accept-weak-reference", "--student-steps", "4", "--seeds", "1",
+        "--alpha", "0.3,0.7", "--arms", "miniplm,uniform,control", "--control-source", "a.jsonl",
+        "--learning-rates", "1e-3,1e-2", "--student-tokenizer", "train:300", "--json",
+    )  # fmt: skip
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert list(report["alphas"]) == ["0.3", "0.7"]
+    assert [a["arm"] for a in report["alphas"]["0.3"]["arms"]] == ["miniplm", "uniform", "control"]
+    assert [t["learning_rate"] for t in report["tuning"]["tried"]] == [1e-3, 1e-2]
+    assert report["student"]["vocab_size"] <= 300 and "student-tokenizer" in report["student"]["tokenizer"]
+    assert report["settings"]["control_sources"] == ["a.jsonl"]
