@@ -497,6 +497,11 @@ def _tuning_section(report: dict) -> list[str]:
     return lines + [""]
 
 
+def _precision(report: dict) -> str:
+    precision = report.get("score_precision") or {}
+    return f"{precision['dtype']} ({precision['chosen_by']})" if precision else "the run's precision"
+
+
 def markdown(report: dict, images: dict[str, str]) -> str:
     main = report["main_evaluation"]
     ref = report.get("reference") or {}
@@ -506,7 +511,7 @@ def markdown(report: dict, images: dict[str, str]) -> str:
         *[f"**{block['verdict']}**" for block in report["alphas"].values()],
         "",
         f"Work directory `{report['workdir']}`; teacher `{report['teacher']['spec']}` "
-        f"({report['teacher']['parameters']:,} parameters); reference: validation loss "
+        f"({report['teacher']['parameters']:,} parameters), scored in {_precision(report)}; reference: validation loss "
         f"{_num(ref.get('validation_loss'), 3)} nats/token vs a unigram model {_num(ref.get('unigram_loss'), 3)} and a "
         f"uniform guess {_num(ref.get('uniform_loss'), 3)}; student {report['student']['parameters']:,} parameters, "
         f"{report['student']['batch_size']} sequences of {report['student']['block_size']} tokens per step, "
@@ -651,6 +656,7 @@ def write_experiment_report(
     `experiments/<id>/report/`. Returns the report's data and the paths written."""
     from miniplm.catalog import connect, load_sql
     from miniplm.experiment import checkpoint_parameters, experiment_id, report_dir, student_tokenizer
+    from miniplm.precision import recorded_precision
     from miniplm.reference import reference_info
     from miniplm.workdir import Workdir
 
@@ -674,6 +680,7 @@ def write_experiment_report(
         "eval_set": eval_set,
         "tuning": tuning,
         "skipped_arms": skipped_arms or {},
+        "score_precision": recorded_precision(wd),
     }
     con = connect(wd, manifest)
     for selection in selections.values():
