@@ -212,11 +212,17 @@ def _members(wd: Workdir, manifest: RunManifest, arm: str, alpha: float, seed: i
         write_members(con, load_sql("arm_single_model"), params, out)
 
 
+def pool_key(manifest: RunManifest) -> str:
+    """What decides the candidate pool (and its finite scores) whatever is selected from it."""
+    models = (manifest.teacher.fingerprint, manifest.reference.fingerprint, manifest.score_variant)
+    return stable_hash(sorted(manifest.source_keys), manifest.split_key, manifest.instance_spec, models)
+
+
 def arm_data_key(arm: str, alpha: float, seed: int | None, selection: dict, options: ArmOptions,
-                 tokenizer: str) -> str:  # fmt: skip
-    what = {"arm": arm, "tokenizer": tokenizer_fingerprint(tokenizer), "selection": selection["selection_id"]}
-    if arm not in POOL_ARMS:
-        what["alpha"] = alpha
+                 tokenizer: str, pool: str) -> str:  # fmt: skip
+    what = {"arm": arm, "tokenizer": tokenizer_fingerprint(tokenizer), "pool": pool}
+    if arm not in POOL_ARMS:  # the whole pool is the same at every alpha: its students train once for a sweep
+        what |= {"alpha": alpha, "selection": selection["selection_id"]}
     if arm in SEEDED_DATA:
         what["seed"] = seed
     if arm.endswith("_ppl"):
@@ -267,7 +273,8 @@ def arm_data(
 def _arm_dir(wd: Workdir, manifest: RunManifest, arm: str, alpha: float, seed: int | None, selection: dict,
              student: StudentConfig, options: ArmOptions) -> tuple[str, str, Path]:  # fmt: skip
     data_arm = "full" if arm in POOL_ARMS else arm  # KD trains on the pool too: the same data
-    key = arm_data_key(data_arm, alpha, seed, selection, options, student_tokenizer(manifest, student))
+    tokenizer = student_tokenizer(manifest, student)
+    key = arm_data_key(data_arm, alpha, seed, selection, options, tokenizer, pool_key(manifest))
     return data_arm, key, experiments_root(wd) / "data" / f"{data_arm}-{key}"
 
 

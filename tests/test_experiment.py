@@ -216,8 +216,15 @@ def test_an_alpha_sweep_is_one_parameter(tmp_path, models, prefect_harness):
 
     target = write_jsonl(tmp_path / "target.jsonl", corpus_texts(120)[110:])
     pipeline, _ = configs(tmp_path, models, target)
-    sweep = ExperimentConfig(arms=["miniplm", "uniform"], seeds=1, alphas=[0.7, 0.3], target_paths=[str(target)])
+    # a fixed token budget: the same steps at every alpha, so the full pool's students train once
+    train = pipeline.student.train.model_copy(update={"tokens_per_parameter": 0.5})
+    pipeline = pipeline.model_copy(update={"student": pipeline.student.model_copy(update={"train": train})})
+    sweep = ExperimentConfig(
+        arms=["miniplm", "uniform", "full"], seeds=1, alphas=[0.7, 0.3], target_paths=[str(target)], learning_rates=[]
+    )
     report = miniplm_experiment(pipeline, sweep)
+    full = {r["alpha"]: r["summary_path"] for r in report["runs"] if r["arm"] == "full"}
+    assert len(full) == 2 and len(set(full.values())) == 1
     assert list(report["alphas"]) == ["0.3", "0.7"]
     kept = {alpha: report["selections"][alpha]["n_selected"] for alpha in ("0.3", "0.7")}
     assert kept["0.3"] < kept["0.7"]
