@@ -220,9 +220,11 @@ def pool_key(manifest: RunManifest) -> str:
 
 def arm_data_key(arm: str, alpha: float, seed: int | None, selection: dict, options: ArmOptions,
                  tokenizer: str, pool: str) -> str:  # fmt: skip
-    what = {"arm": arm, "tokenizer": tokenizer_fingerprint(tokenizer), "pool": pool}
-    if arm not in POOL_ARMS:  # the whole pool is the same at every alpha: its students train once for a sweep
-        what |= {"alpha": alpha, "selection": selection["selection_id"]}
+    what = {"arm": arm, "tokenizer": tokenizer_fingerprint(tokenizer)}
+    if arm in POOL_ARMS:  # the whole pool is the same at every alpha: its students train once for a sweep
+        what["pool"] = pool
+    else:
+        what |= {"selection": selection["selection_id"], "alpha": alpha}
     if arm in SEEDED_DATA:
         what["seed"] = seed
     if arm.endswith("_ppl"):
