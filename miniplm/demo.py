@@ -131,7 +131,7 @@ def demo_experiment(workdir: str | Path) -> tuple[PipelineConfig, ExperimentConf
         reference=ReferenceConfig(
             train=TrainConfig(
                 max_steps=None,
-                epochs=10,
+                epochs=6,
                 batch_size=4,
                 learning_rate=3e-3,
                 warmup_steps=5,
@@ -144,7 +144,7 @@ def demo_experiment(workdir: str | Path) -> tuple[PipelineConfig, ExperimentConf
             arch=small_llama(4, 64),
             train=TrainConfig(
                 max_steps=None,
-                tokens_per_parameter=2,
+                tokens_per_parameter=1,
                 batch_size=16,
                 block_size=256,
                 learning_rate=3e-3,
