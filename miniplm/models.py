@@ -171,13 +171,26 @@ def check_checkpoint(path: Path) -> None:
             raise ModelSpecError(f"{file}: corrupt or truncated weights file ({exc})") from exc
 
 
-def _download_hub_model(repo_id: str) -> Path:
-    from huggingface_hub import snapshot_download
+class ModelDownloadError(ConnectionError):
+    """A hub download that failed on the way (network, server): a retry may pass."""
 
+
+def _download_hub_model(repo_id: str) -> Path:
+    from huggingface_hub import errors, snapshot_download
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
     try:
         return Path(snapshot_download(repo_id, allow_patterns=list(MODEL_FILES) + ["*.json", "*.model"]))
+    except (errors.RepositoryNotFoundError, errors.RevisionNotFoundError, errors.GatedRepoError,
+            errors.HFValidationError, errors.OfflineModeIsEnabled) as exc:  # fmt: skip
+        # nothing to fetch, or no way to: a retry cannot help
+        raise ModelSpecError(f"{repo_id}: not a local path, and not on the hub: {exc}") from exc
+    except errors.LocalEntryNotFoundError as exc:
+        if offline:  # not cached, and the hub switched off: permanent
+            raise ModelSpecError(f"{repo_id}: not a local path, and not cached (HF_HUB_OFFLINE is set)") from exc
+        raise ModelDownloadError(f"{repo_id}: not a local path, and the hub did not answer: {exc}") from exc
     except Exception as exc:
-        raise ModelSpecError(f"{repo_id}: not a local path, and the hub download failed: {exc}") from exc
+        raise ModelDownloadError(f"{repo_id}: not a local path, and the hub download failed: {exc}") from exc
 
 
 @lru_cache(maxsize=8)

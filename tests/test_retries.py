@@ -36,3 +36,26 @@ def test_permanent_errors_are_not_retried(error, runs):
     with pytest.raises(type(error)):
         one_step()
     assert len(calls) == runs
+
+
+@pytest.mark.parametrize("env,runs", [({"HF_ENDPOINT": "http://127.0.0.1:9"}, 3), ({"HF_HUB_OFFLINE": "1"}, 1)])
+def test_a_hub_download_that_fails_on_the_way_is_retried_and_an_offline_miss_is_not(env, runs, monkeypatch, tmp_path):
+    """A model spec the hub cannot serve now (here: nothing listens at the hub's address) may serve later: resolving
+    it is retried; a model that is not cached while the hub is switched off will not appear."""
+    from prefect.client.orchestration import get_client
+
+    from tasks.steps import resolve
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+    @flow
+    def resolve_it() -> tuple[bool, str]:
+        state = resolve.with_options(retry_delay_seconds=0)("someone/some-model", "teacher", return_state=True)
+        return state.is_failed(), str(state.state_details.task_run_id)
+
+    failed, task_run = resolve_it()
+    assert failed
+    with get_client(sync_client=True) as client:
+        assert client.read_task_run(task_run).run_count == runs
