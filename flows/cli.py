@@ -147,7 +147,8 @@ def print_experiment(result: dict) -> None:
     main = result["main_evaluation"]
     for alpha, block in result["alphas"].items():
         table = Table(title=f"Students, alpha {alpha}: {main} loss in nats/token (lower is better), same compute")
-        for col in ("arm", "seeds", "steps", "train tokens", f"{main} loss", "± std", "vs uniform", "95% CI"):
+        for col in ("arm", "seeds", "steps", "train tokens", f"{main} loss", "± std", "vs uniform", "95% CI documents",
+                    "95% CI seeds"):  # fmt: skip
             table.add_column(col)
         for arm in block["arms"]:
             ev, diff = arm["evals"].get(main) or {}, arm["vs_uniform"].get(main)
@@ -160,6 +161,9 @@ def print_experiment(result: dict) -> None:
                 _fmt(ev.get("std")),
                 f"{diff['diff']:+.4f}" if diff else "-",
                 f"[{diff['ci_low']:+.4f}, {diff['ci_high']:+.4f}]" if diff else "-",
+                f"[{diff['seed_ci_low']:+.4f}, {diff['seed_ci_high']:+.4f}]"
+                if diff and diff.get("seed_ci_low") is not None
+                else "-",
             )
         out.print(table)
     for block in result["alphas"].values():

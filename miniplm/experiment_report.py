@@ -58,10 +58,16 @@ def evaluation_losses(docs: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([by_set, by_source.select(by_set.columns)])
 
 
+# two-sided 95% Student t quantiles by degrees of freedom, for the interval over paired seeds
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+
+
 def paired_difference(docs: pl.DataFrame, arm: str, alpha: float, baseline: str, eval_set: str, samples: int,
                       seed: int = 0) -> dict | None:  # fmt: skip
-    """Loss of `arm` minus loss of `baseline` on `eval_set` (nats/token), seed k paired with seed k, and a bootstrap
-    95% interval over documents: resampled documents keep their per-seed differences together."""
+    """Loss of `arm` minus loss of `baseline` on `eval_set` (nats/token), seed k paired with seed k, with two 95%
+    intervals: a bootstrap over documents (resampled documents keep their per-seed differences together), which
+    says how much the evaluation set's choice matters, and a t interval over the paired seeds' differences, which
+    says how much the students' own variation does. A difference is decided only when both exclude zero."""
     sel = docs.filter((pl.col("alpha") == alpha) & (pl.col("set") == eval_set))
     a = sel.filter(pl.col("arm") == arm).select("seed", "doc_id", "sum_nll", "n_predicted")
     b = sel.filter(pl.col("arm") == baseline).select("seed", "doc_id", pl.col("sum_nll").alias("base_nll"))
@@ -80,13 +86,39 @@ def paired_difference(docs: pl.DataFrame, arm: str, alpha: float, baseline: str,
     idx = rng.integers(0, len(diff), size=(samples, len(diff)))
     boot = diff[idx].sum(axis=1) / np.maximum(n[idx].sum(axis=1), 1)
     low, high = np.percentile(boot, [2.5, 97.5])
+    per_seed = (
+        joined.group_by("seed")
+        .agg(diff=(pl.col("sum_nll") - pl.col("base_nll")).sum() / pl.col("n_predicted").sum())
+        .sort("seed")["diff"]
+        .to_list()
+    )
+    mean = float(diff.sum() / n.sum())
+    seed_low = seed_high = None
+    if len(per_seed) > 1:
+        half = T_975.get(len(per_seed) - 1, 1.96) * float(np.std(per_seed, ddof=1)) / np.sqrt(len(per_seed))
+        seed_low, seed_high = mean - half, mean + half
     return {
-        "diff": float(diff.sum() / n.sum()),
+        "diff": mean,
         "ci_low": float(low),
         "ci_high": float(high),
+        "seed_ci_low": seed_low,
+        "seed_ci_high": seed_high,
+        "per_seed": per_seed,
         "documents": len(diff),
-        "seeds": int(joined["seed"].n_unique()),
+        "seeds": len(per_seed),
     }
+
+
+def decided(diff: dict) -> int:
+    """-1 (lower loss), +1 (higher) or 0 (within noise): both intervals must exclude zero on the same side; with one
+    seed, only the documents' interval can be read."""
+    lows = [diff["ci_low"]] + ([diff["seed_ci_low"]] if diff.get("seed_ci_low") is not None else [])
+    highs = [diff["ci_high"]] + ([diff["seed_ci_high"]] if diff.get("seed_ci_high") is not None else [])
+    if max(highs) < 0:
+        return -1
+    if min(lows) > 0:
+        return 1
+    return 0
 
 
 def verdict(diff: dict | None, eval_set: str, alpha: float, too_young: list[str] | None = None) -> str:
@@ -99,13 +131,19 @@ def verdict(diff: dict | None, eval_set: str, alpha: float, too_young: list[str]
     if diff is None:
         return f"alpha {alpha}: no paired comparison of Difference Sampling with the uniform sample was possible."
     where = "the target set" if eval_set == "target" else "held-out pool documents"
-    figures = (
-        f"{diff['diff']:+.4f} nats/token (95% CI [{diff['ci_low']:+.4f}, {diff['ci_high']:+.4f}], "
-        f"{diff['seeds']} paired seeds, {diff['documents']} documents)"
+    seeds = (
+        f", over seeds [{diff['seed_ci_low']:+.4f}, {diff['seed_ci_high']:+.4f}]"
+        if diff.get("seed_ci_low") is not None
+        else "; one seed, so the students' own variation is not measured"
     )
-    if diff["ci_high"] < 0:
+    figures = (
+        f"{diff['diff']:+.4f} nats/token (95% intervals: over documents [{diff['ci_low']:+.4f}, "
+        f"{diff['ci_high']:+.4f}]{seeds}; {diff['seeds']} paired seeds, {diff['documents']} documents)"
+    )
+    side = decided(diff)
+    if side < 0:
         return f"alpha {alpha}: Difference Sampling beat the uniform sample on {where}: {figures}."
-    if diff["ci_low"] > 0:
+    if side > 0:
         return f"alpha {alpha}: Difference Sampling did worse than the uniform sample on {where}: {figures}."
     return f"alpha {alpha}: Difference Sampling and the uniform sample are within noise on {where}: {figures}."
 
@@ -296,7 +334,9 @@ def sensitivity_checks(by_arm: dict[str, dict], main_set: str) -> list[str]:
     control = by_arm.get("control", {}).get("vs_uniform", {}).get(main_set)
     if control:
         width = control["ci_high"] - control["ci_low"]
-        sensitive = control["ci_high"] < 0 and -control["diff"] > 2 * width
+        if control.get("seed_ci_low") is not None:
+            width = max(width, control["seed_ci_high"] - control["seed_ci_low"])
+        sensitive = decided(control) < 0 and -control["diff"] > 2 * width
         lines.append(
             f"positive control vs uniform: {control['diff']:+.4f} nats/token, interval width {width:.4f}: "
             + ("the experiment separates target-like data from a uniform sample."
@@ -440,6 +480,15 @@ def _regime(report: dict, block: dict) -> list[str]:
     return lines
 
 
+def _interval(diff: dict | None) -> str:
+    if not diff:
+        return "-"
+    text = f"{diff['diff']:+.4f} [{diff['ci_low']:+.4f}, {diff['ci_high']:+.4f}]"
+    if diff.get("seed_ci_low") is not None:
+        text += f" seeds [{diff['seed_ci_low']:+.4f}, {diff['seed_ci_high']:+.4f}]"
+    return text
+
+
 def _kept_by_source(selection: dict | None) -> list[str]:
     """Where Difference Sampling took its data from: each source's share of the pool and of what was kept."""
     rows = (selection or {}).get("by_source") or []
@@ -518,7 +567,8 @@ def markdown(report: dict, images: dict[str, str]) -> str:
         f"learning rate {report['student']['learning_rate']:g}. "
         f"Main evaluation: `{main}` ({report['eval_set']['documents'].get(main, 0)} documents). Losses are nats/token "
         "(lower is better), mean ± standard deviation over seeds; the difference to the uniform arm pairs seed k with "
-        "seed k, its interval is a 95% bootstrap over documents.",
+        "seed k; its intervals are a 95% bootstrap over documents and a 95% t interval over the paired seeds, and a "
+        "difference counts only when both exclude zero.",
         "",
         *_reference_section(report),
         *_tuning_section(report),
@@ -546,7 +596,7 @@ def markdown(report: dict, images: dict[str, str]) -> str:
                 f"{arm['evals'][s]['mean']:.4f} ± {arm['evals'][s]['std']:.4f}" if s in arm["evals"] else "-"
                 for s in sets
             ]
-            cells.append(f"{diff['diff']:+.4f} [{diff['ci_low']:+.4f}, {diff['ci_high']:+.4f}]" if diff else "-")
+            cells.append(_interval(diff))
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", "What each arm trained on (instances and teacher tokens per source):", ""]
         sources = sorted({c["source"] for arm in block["arms"] for c in arm["composition"]})

@@ -120,6 +120,8 @@ def report(
                     "vs uniform": diff.get("diff"),
                     "ci low": diff.get("ci_low"),
                     "ci high": diff.get("ci_high"),
+                    "seeds ci low": diff.get("seed_ci_low"),
+                    "seeds ci high": diff.get("seed_ci_high"),
                     "flops": arm["flops"],
                 }
             )

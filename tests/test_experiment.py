@@ -107,6 +107,8 @@ def test_report_figures_are_the_students_own(result):
             assert diff is None
             continue
         assert diff["ci_low"] <= diff["diff"] <= diff["ci_high"]
+        assert diff["seed_ci_low"] <= diff["diff"] <= diff["seed_ci_high"] and len(diff["per_seed"]) == 2
+        assert diff["diff"] == pytest.approx(np.mean(diff["per_seed"]))
         assert diff["seeds"] == 2 and diff["documents"] == 10
     block = report["alphas"]["0.5"]
     young = [a["arm"] for a in block["arms"] if a["arm"] in ("miniplm", "uniform") and a["too_young"]]

@@ -20,10 +20,39 @@ def test_token_multiplier_reads_the_curves_both_ways():
     assert token_multiplier([], uniform) is None
 
 
-def test_a_verdict_needs_students_that_learned():
-    diff = {"diff": -0.05, "ci_low": -0.08, "ci_high": -0.02, "seeds": 3, "documents": 300}
+def test_a_verdict_needs_students_that_learned_and_both_intervals():
+    diff = {"diff": -0.05, "ci_low": -0.08, "ci_high": -0.02, "seed_ci_low": -0.09, "seed_ci_high": -0.01,
+            "seeds": 3, "documents": 300}  # fmt: skip
     assert "beat the uniform sample" in verdict(diff, "target", 0.5)
     young = verdict(diff, "target", 0.5, too_young=["miniplm"])
     assert "too young to judge the data" in young and "beat the" not in young and "did worse" not in young
     assert "within noise" in verdict({**diff, "ci_high": 0.01}, "target", 0.5)
-    assert "did worse" in verdict({**diff, "diff": 0.05, "ci_low": 0.02, "ci_high": 0.08}, "target", 0.5)
+    worse = {**diff, "diff": 0.05, "ci_low": 0.02, "ci_high": 0.08, "seed_ci_low": 0.01, "seed_ci_high": 0.09}
+    assert "did worse" in verdict(worse, "target", 0.5)
+    # the documents agree but the seeds do not: the students' own variation is larger than the difference
+    assert "within noise" in verdict({**diff, "seed_ci_high": 0.03}, "target", 0.5)
+    one_seed = {**diff, "seed_ci_low": None, "seed_ci_high": None, "seeds": 1}
+    assert "one seed, so the students' own variation is not measured" in verdict(one_seed, "target", 0.5)
+
+
+def test_the_seed_interval_is_a_t_interval_over_paired_seeds():
+    import numpy as np
+    import polars as pl
+
+    from miniplm.experiment_report import paired_difference
+
+    rows = []
+    for seed, shift in enumerate((0.1, -0.3, 0.2)):
+        for doc in range(5):
+            base = 10.0 + doc
+            rows += [{"arm": "uniform", "alpha": 0.5, "set": "target", "seed": seed, "doc_id": f"d{doc}",
+                      "sum_nll": base, "n_predicted": 10},
+                     {"arm": "miniplm", "alpha": 0.5, "set": "target", "seed": seed, "doc_id": f"d{doc}",
+                      "sum_nll": base + 10 * shift * (doc + 1) / 3, "n_predicted": 10}]  # fmt: skip
+    got = paired_difference(pl.DataFrame(rows), "miniplm", 0.5, "uniform", "target", 500)
+    per_seed = [10 * s * sum(range(1, 6)) / 3 / 50 for s in (0.1, -0.3, 0.2)]
+    assert got["per_seed"] == pytest.approx(per_seed)
+    half = 4.303 * np.std(per_seed, ddof=1) / np.sqrt(3)
+    assert got["diff"] == pytest.approx(np.mean(per_seed))
+    mean = np.mean(per_seed)
+    assert (got["seed_ci_low"], got["seed_ci_high"]) == pytest.approx((mean - half, mean + half))
