@@ -16,6 +16,7 @@ from flows.runners import scoring_gpus
 from flows.scoring import score_with
 from flows.steplog import StepLog, figures, say
 from miniplm.config import PipelineConfig
+from miniplm.devices import machine
 from miniplm.scorer import SCORER_VERSION
 from miniplm.steps import count_new_documents, previous_manifest
 from tasks import steps
@@ -44,7 +45,7 @@ def _pipeline(config: PipelineConfig, workdir: str) -> dict:
 
     # 6 the precision both models score in, decided once per run: a reduced one that `auto` would take is first
     # measured against float32 on sampled candidates
-    precision = step(steps.precision, workdir, manifest, config.score, gpus)
+    precision = step(steps.precision, workdir, manifest, config.score, gpus, machine())
     variant = f"{precision['dtype']}-s{SCORER_VERSION}"
     say(f"precision: {precision['dtype']} ({precision['chosen_by']})")
     manifest = steps.manifest(workdir, manifest.model_copy(update={"score_variant": variant}))

@@ -141,7 +141,8 @@ def _remembered(key: list, measure: Callable[[], int]) -> int:
     return _measured[text]
 
 
-def _machine() -> list:
+def machine() -> list:
+    """What a measurement made here depends on: the CPU, the threads torch uses and its version."""
     return [platform.processor() or platform.machine(), _cpu_name(), torch.get_num_threads(), torch.__version__]
 
 
@@ -159,7 +160,7 @@ def logsumexp_block_rows(vocab: int) -> int:
             rates[rows] = 1 / (time.perf_counter() - start)
         return max(rates, key=rates.get)
 
-    return _remembered(["logsumexp-rows", *_machine(), vocab], fastest)
+    return _remembered(["logsumexp-rows", *machine(), vocab], fastest)
 
 
 def cpu_batch_tokens(model_key: str, dtype: torch.dtype, tokens_per_s_at: Callable[[int], float]) -> int:
@@ -179,7 +180,7 @@ def cpu_batch_tokens(model_key: str, dtype: torch.dtype, tokens_per_s_at: Callab
             best, best_rate = budget, rate
         return best
 
-    return _remembered(["batch-tokens", *_machine(), model_key, dtype_name(dtype)], fastest)
+    return _remembered(["batch-tokens", *machine(), model_key, dtype_name(dtype)], fastest)
 
 
 @functools.cache

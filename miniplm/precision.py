@@ -19,7 +19,7 @@ import torch
 
 from miniplm.catalog import connect, load_sql
 from miniplm.config import ScoreConfig
-from miniplm.devices import _machine, dtype_name, pick_device, pick_dtype
+from miniplm.devices import dtype_name, machine, pick_device, pick_dtype
 from miniplm.manifest import RunManifest
 from miniplm.shards import read_json, write_json
 from miniplm.workdir import Workdir
@@ -70,7 +70,7 @@ def measure_drift(teacher: str, reference: str, instances: list[list[int]], redu
 
 
 def remembered_drift(teacher_fp: str, reference_fp: str, reduced: torch.dtype, measure) -> dict:
-    key = json.dumps([_machine(), teacher_fp, reference_fp, dtype_name(reduced)])
+    key = json.dumps([machine(), teacher_fp, reference_fp, dtype_name(reduced)])
     path = _cache_file()
     known = read_json(path) if path.exists() else {}
     if key not in known:

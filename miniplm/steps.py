@@ -21,7 +21,7 @@ from miniplm.manifest import ModelRef, RunManifest, SourceRef
 from miniplm.models import check_context, check_same_tokenizer, resolve_model
 from miniplm.partitions import Partition, partition_tokens, plan_partitions, score_partition
 from miniplm.precision import decide_precision as choose_precision
-from miniplm.precision import record_precision
+from miniplm.precision import record_precision, recorded_precision
 from miniplm.reference import (
     check_quality,
     given_reference_quality,
@@ -271,6 +271,10 @@ def split_ready(workdir: str, sources: list[SourceRef], cfg: SplitConfig, key: s
 def reference_ready(workdir: str, manifest: RunManifest, cfg: ReferenceConfig, max_len: int) -> bool:
     # a given reference is fingerprinted again every run (its file may have been replaced); its quality is kept
     return cfg.spec == "train" and kept_reference_fits(Workdir.open(workdir), manifest, cfg)
+
+
+def precision_ready(workdir: str, manifest: RunManifest, cfg: ScoreConfig, gpus: bool, machine: list) -> bool:
+    return bool(recorded_precision(Workdir.open(workdir)))
 
 
 def select_ready(workdir: str, manifest: RunManifest, cfg: SelectConfig) -> bool:

@@ -92,10 +92,11 @@ def reference(workdir: str, manifest: RunManifest, cfg: ReferenceConfig, max_len
         return steps.obtain_reference(workdir, manifest, cfg, max_len)
 
 
-@task(name="precision", cache_policy=NO_CACHE)
-def precision(workdir: str, manifest: RunManifest, cfg: ScoreConfig, gpus: bool) -> dict:
+@trusted_while(steps.precision_ready)
+@task(name="precision", cache_key_fn=step_cache_key, **CACHED)
+def precision(workdir: str, manifest: RunManifest, cfg: ScoreConfig, gpus: bool, machine: list) -> dict:
     """The dtype the run scores in; a reduced one `auto` would take is measured against float32 first (once per
-    machine and models)."""
+    `machine` and models: the same run moved to another CPU decides again)."""
     return steps.decide_precision(workdir, manifest, cfg, gpus)
 
 

@@ -43,7 +43,9 @@ def test_the_experiment_form_has_its_own_section():
     assert {"PipelineConfig", "ExperimentConfig"} <= set(schema["definitions"])
     fields = schema["definitions"]["ExperimentConfig"]["properties"]
     assert fields["perplexity_band"]["enum"] == ["low", "mid", "high"]
-    assert set(fields["arms"]["items"]["enum"]) == {"miniplm", "uniform", "full", "teacher_ppl", "reference_ppl", "kd"}
+    assert set(fields["arms"]["items"]["enum"]) == {
+        "miniplm", "uniform", "full", "teacher_ppl", "reference_ppl", "kd", "miniplm_alt_ref", "bottom", "control"
+    }
     assert all(f.get("title") and f.get("description") for f in fields.values())
 
 
