@@ -79,8 +79,14 @@ def lost_documents(summary: dict) -> int:
 
 
 def one_error_naming(result, text: str) -> bool:
+    """The contract tests/test_errors.py checks too: exit 1, and besides the step lines (`[miniplm] ...`) one line,
+    the last, an `error:` naming `text`."""
     lines = result.stderr.strip().splitlines()
-    return result.returncode == 1 and len(lines) == 1 and lines[0].startswith("error:") and text in lines[0]
+    other = [line for line in lines if not line.startswith("[miniplm] ")]
+    return (
+        result.returncode == 1 and len(other) == 1 and bool(lines) and lines[-1] == other[0]
+        and other[0].startswith("error:") and text in other[0]
+    )  # fmt: skip
 
 
 HOLD = """

@@ -295,6 +295,15 @@ class StudentConfig(BaseModel):
     train: TrainConfig = Field(
         default_factory=default_student_train, title="Training", description="The students' training"
     )
+
+    @field_validator("train", mode="before")
+    @classmethod
+    def _over_student_defaults(cls, value: Any) -> Any:
+        # as the reference's: a partly given section keeps the students' own batch shape for what it does not name
+        if isinstance(value, dict):
+            return default_student_train().model_dump() | value
+        return value
+
     uniform_baseline: bool = Field(
         True, title="Uniform baseline", description="Also train the same student on a uniform sample of the same size"
     )

@@ -67,9 +67,12 @@ def test_a_run_started_with_edited_nested_values_receives_a_pipeline_config():
             "teacher": "t",
             "select": {"alpha": 0.3},
             "reference": {"train": {"batch_size": 2}},
+            "student": {"train": {"learning_rate": 0.01}},
         }
     }
     config = miniplm_pipeline.validate_parameters(edited)["config"]
     assert isinstance(config, PipelineConfig)
     assert config.select.alpha == 0.3 and config.reference.train.batch_size == 2
     assert config.reference.train.max_steps is None  # the rest of the nested section keeps its defaults
+    assert config.student.train.learning_rate == 0.01
+    assert (config.student.train.batch_size, config.student.train.block_size) == (16, 256)  # the students' own
