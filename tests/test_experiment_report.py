@@ -3,7 +3,7 @@ judge students too young to tell data apart."""
 
 import pytest
 
-from miniplm.experiment_report import token_multiplier, verdict
+from miniplm.experiment_report import sensitivity_checks, token_multiplier, verdict
 
 
 def test_token_multiplier_reads_the_curves_both_ways():
@@ -56,3 +56,18 @@ def test_the_seed_interval_is_a_t_interval_over_paired_seeds():
     assert got["diff"] == pytest.approx(np.mean(per_seed))
     mean = np.mean(per_seed)
     assert (got["seed_ci_low"], got["seed_ci_high"]) == pytest.approx((mean - half, mean + half))
+
+
+@pytest.mark.parametrize(
+    ("seed_interval", "meaning"),
+    [
+        ((-0.55, -0.45), "separates target-like data from a uniform sample"),  # far beyond twice the width
+        ((-0.73, -0.24), "separates data only coarsely"),  # decided, but by less than twice the width
+        ((-1.38, +0.37), "cannot separate even target-like data"),  # the seeds' interval holds zero
+    ],
+)
+def test_the_positive_control_says_how_well_the_experiment_separates_data(seed_interval, meaning):
+    control = {"diff": -0.49, "ci_low": -0.52, "ci_high": -0.45, "seed_ci_low": seed_interval[0],
+               "seed_ci_high": seed_interval[1]}  # fmt: skip
+    (line,) = sensitivity_checks({"control": {"vs_uniform": {"target": control}}}, "target")
+    assert line.startswith("positive control vs uniform: -0.4900") and meaning in line
