@@ -58,6 +58,7 @@ def api(env: dict, path: str) -> dict:
 
 
 def test_a_run_started_from_the_form_completes_with_its_artifacts(tmp_path, models):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
     from playwright.sync_api import expect, sync_playwright
 
     assert Path(CHROMIUM).exists(), "Debian's chromium is needed: apt-get install chromium (infra/test.sh does)"
@@ -91,7 +92,15 @@ def test_a_run_started_from_the_form_completes_with_its_artifacts(tmp_path, mode
             page.get_by_role("button", name="Submit").click()
             # back on the deployment's runs: the new run, followed to its end
             page.wait_for_url("**tab=Runs", timeout=30_000)
-            page.locator("a[href*='/runs/flow-run/']").first.click()
+            link = page.locator("a[href*='/runs/flow-run/']").first
+            for _ in range(12):  # the tab hides scheduled runs: the new one shows once the worker has picked it up
+                try:
+                    link.wait_for(state="visible", timeout=15_000)
+                    break
+                except PlaywrightTimeoutError:
+                    page.screenshot(path=str(tmp_path / "runs-tab.png"))
+                    page.reload()
+            link.click()
             page.wait_for_url("**/runs/flow-run/**")
             run_id = page.url.rstrip("/").split("/")[-1].split("?")[0]
             badge = page.locator(".page-heading-flow-run__meta .state-badge").first
