@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -157,6 +158,12 @@ def small_llama(num_hidden_layers: int, hidden_size: int = 128) -> ModelArchConf
     )
 
 
+def over_defaults(defaults: Callable[[], TrainConfig], value: Any) -> Any:
+    """A partly given training section (a form edit, a config file) changes what it names and keeps the section's
+    own defaults for the rest, not TrainConfig's."""
+    return defaults().model_dump() | value if isinstance(value, dict) else value
+
+
 def default_reference_train() -> TrainConfig:
     # Trained to what D_ref can teach it: up to 10 passes (the paper's one pass over 5B tokens is the token cap), a
     # validation slice of D_ref stopping it after 3 evaluations without improvement and picking the weights kept.
@@ -200,11 +207,8 @@ class ReferenceConfig(BaseModel):
     @field_validator("train", mode="before")
     @classmethod
     def _over_reference_defaults(cls, value: Any) -> Any:
-        # a partly given section (a form edit, a config file) changes what it names and keeps the reference's own
-        # defaults for the rest: one pass over D_ref with early stopping, not TrainConfig's fixed 200 steps
-        if isinstance(value, dict):
-            return default_reference_train().model_dump() | value
-        return value
+        # up to 10 passes over D_ref with early stopping for what is not named, not TrainConfig's fixed 200 steps
+        return over_defaults(default_reference_train, value)
 
     accept_weak: bool = Field(
         False,
@@ -299,10 +303,8 @@ class StudentConfig(BaseModel):
     @field_validator("train", mode="before")
     @classmethod
     def _over_student_defaults(cls, value: Any) -> Any:
-        # as the reference's: a partly given section keeps the students' own batch shape for what it does not name
-        if isinstance(value, dict):
-            return default_student_train().model_dump() | value
-        return value
+        # the students' own batch shape (16 x 256) for what is not named
+        return over_defaults(default_student_train, value)
 
     uniform_baseline: bool = Field(
         True, title="Uniform baseline", description="Also train the same student on a uniform sample of the same size"

@@ -336,9 +336,10 @@ def sensitivity_checks(by_arm: dict[str, dict], main_set: str) -> list[str]:
         width = control["ci_high"] - control["ci_low"]
         if control.get("seed_ci_low") is not None:
             width = max(width, control["seed_ci_high"] - control["seed_ci_low"])
-        if decided(control) < 0 and -control["diff"] > 2 * width:
+        better = decided(control) < 0
+        if better and -control["diff"] > 2 * width:
             meaning = "the experiment separates target-like data from a uniform sample."
-        elif decided(control) < 0:
+        elif better:
             meaning = ("target-like data beats the uniform sample, but by less than twice the interval's width: the "
                        "experiment separates data only coarsely, and a smaller difference may go unseen.")
         else:
