@@ -56,6 +56,15 @@ def scores(cfg: PipelineConfig) -> tuple[dict, list]:
     return scored, selected
 
 
+ROUNDING = 1e-5  # nats/token: far above float32's rounding of a mean of ~-6, far below any real difference
+
+
+def near_ties_at_the_cut(scored: dict, selected: list) -> set:
+    """Instances whose difference lies within rounding of the last kept one's."""
+    cut = min(scored[i][0] - scored[i][1] for i in selected)
+    return {i for i, (t, r) in scored.items() if abs((t - r) - cut) <= 2 * ROUNDING}
+
+
 def test_ray_runner_scores_exactly_as_the_local_runner(tmp_path, models, ray_cluster):
     from flows.pipeline import miniplm_pipeline
 
@@ -71,8 +80,14 @@ def test_ray_runner_scores_exactly_as_the_local_runner(tmp_path, models, ray_clu
     assert all(w.startswith("ray:") for w in ray_summary["score_workers"]["teacher"])
     local_scores, local_selected = scores(local)
     ray_scores, ray_selected = scores(on_ray)
-    assert ray_scores == local_scores  # bit for bit: same partitions, same batches, one thread each
-    assert ray_selected == local_selected
+    # the same instances, scored alike to float32 rounding: one thread each, but two processes may still
+    # take a BLAS kernel in another order (CI once saw 1.5e-7 on one instance of 236)
+    assert ray_scores.keys() == local_scores.keys()
+    for instance_id, (teacher, ref) in local_scores.items():
+        assert ray_scores[instance_id] == pytest.approx((teacher, ref), rel=0, abs=ROUNDING), instance_id
+    # the same selection, but for near-ties at the cut that rounding may swap
+    assert set(ray_selected) ^ set(local_selected) <= near_ties_at_the_cut(local_scores, local_selected)
+    assert len(ray_selected) == len(local_selected)
     # a second run on the cluster finds everything scored
     again = miniplm_pipeline(on_ray)
     assert again["instances_scored_teacher"] == again["instances_scored_reference"] == 0
