@@ -511,6 +511,18 @@ def _kept_by_source(selection: dict | None) -> list[str]:
     return lines + [""]
 
 
+def _reference_agreement(selection: dict | None) -> list[str]:
+    """The ablation's first answer, before any student trains: how much of the selection the reference size decides."""
+    agreement = (selection or {}).get("reference_agreement")
+    if not agreement or not agreement["kept"]:
+        return []
+    both = agreement["kept_by_both"] / agreement["kept"]
+    return [f"With the other reference size, Difference Sampling keeps {agreement['kept_by_both']:,} of the same "
+            f"{agreement['kept']:,} instances ({100 * both:.0f}%); the two scores' rank correlation (Spearman) over "
+            f"{agreement['candidates']:,} candidates is {_num(agreement['spearman'], 3)}. The "
+            "`miniplm_alt_ref` rows below show what its students make of the difference.", ""]  # fmt: skip
+
+
 def _reference_section(report: dict) -> list[str]:
     ref = report.get("reference") or {}
     lines = []
@@ -579,8 +591,9 @@ def markdown(report: dict, images: dict[str, str]) -> str:
     ]
     for alpha, block in report["alphas"].items():
         sets = list(dict.fromkeys(name for arm in block["arms"] for name in arm["evals"]))
-        lines += [f"## alpha = {alpha}", "", *_kept_by_source(report["selections"].get(alpha)), *_regime(report, block),
-                  ""]  # fmt: skip
+        selection = report["selections"].get(alpha)
+        lines += [f"## alpha = {alpha}", "", *_kept_by_source(selection), *_reference_agreement(selection),
+                  *_regime(report, block), ""]  # fmt: skip
         if block.get("checks"):
             lines += [f"* {c}" for c in block["checks"]] + [""]
         head = ["arm", "seeds", "steps", "tokens", "FLOPs", "passes", "train s"] + sets + [f"vs uniform ({main})"]
@@ -709,7 +722,13 @@ def write_experiment_report(
     """Gather the context (models, student, evaluation sets), build the report and write it under
     `experiments/<id>/report/`. Returns the report's data and the paths written."""
     from miniplm.catalog import connect, load_sql
-    from miniplm.experiment import checkpoint_parameters, experiment_id, report_dir, student_tokenizer
+    from miniplm.experiment import (
+        alternative_reference_model,
+        checkpoint_parameters,
+        experiment_id,
+        report_dir,
+        student_tokenizer,
+    )
     from miniplm.precision import recorded_precision
     from miniplm.reference import reference_info
     from miniplm.workdir import Workdir
@@ -737,9 +756,17 @@ def write_experiment_report(
         "score_precision": recorded_precision(wd),
     }
     con = connect(wd, manifest)
-    for selection in selections.values():
-        rel = con.sql(load_sql("kept_by_source"), params={"members_path": str(wd.selected(selection["selection_id"]))})
+    alt = alternative_reference_model(workdir, manifest)
+    for alpha, selection in selections.items():
+        members = str(wd.selected(selection["selection_id"]))
+        rel = con.sql(load_sql("kept_by_source"), params={"members_path": members})
         selection["by_source"] = [dict(zip(rel.columns, r, strict=True)) for r in rel.fetchall()]
+        alt_run = next((r for r in runs if r.arm == "miniplm_alt_ref" and r.alpha == alpha), None)
+        if alt is not None and alt_run is not None:
+            params = {"members_path": members, "alt_members_path": alt_run.data.members, "alt_fp": alt.fingerprint,
+                      "variant": manifest.score_variant}  # fmt: skip
+            rel = con.sql(load_sql("reference_agreement"), params=params)
+            selection["reference_agreement"] = dict(zip(rel.columns, rel.fetchall()[0], strict=True))
     grams = arm_ngrams(runs, Path(eval_set["path"]), context["student"]["vocab_size"])
     report = build_report(runs, evaluations, context, cfg.bootstrap_samples, harness, grams, cfg.too_young_margin)
     rows = con.execute(load_sql("score_histogram_by_source"), {"bins": 40}).fetchall()

@@ -131,6 +131,19 @@ def test_the_checks_hold_what_they_say(checked):
     ).pl()
     top = rows.sort(["score", "instance_id"], descending=[True, False]).head(k)
     assert set(members(report, "miniplm_alt_ref")["instance_id"]) == set(top["instance_id"])
+    # how much the selection depends on the reference: the share kept by both, and the scores' rank correlation
+    agreement = report["selections"]["0.5"]["reference_agreement"]
+    sid = report["selections"]["0.5"]["selection_id"]
+    kept_sql = f"select instance_id from selection_members where selection_id = '{sid}'"
+    chosen_kept = {i for (i,) in con.sql(kept_sql).fetchall()}
+    assert agreement["kept"] == agreement["alt_kept"] == k
+    assert agreement["kept_by_both"] == len(chosen_kept & set(top["instance_id"]))
+    both = scored.join(rows.filter(pl.col("score").is_finite()), on="instance_id", suffix="_alt")
+    spearman = both.select(pl.corr("score", "score_alt", method="spearman")).item()
+    assert agreement["candidates"] == len(both)
+    assert agreement["spearman"] == pytest.approx(spearman, abs=1e-9)
+    md = Path(report["report_files"]["markdown"]).read_text()
+    assert f"keeps {agreement['kept_by_both']:,} of the same {k:,} instances" in md
     gap = ref["validation_gap"]
     assert gap and all(g["gap"] == pytest.approx(g["teacher_logp"] - g["reference_logp"]) for g in gap)
 
