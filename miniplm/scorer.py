@@ -48,6 +48,7 @@ class ScoreStats:
     instances: int = 0
     tokens: int = 0  # tokens fed to the model (real, not padding)
     seconds: float = 0.0
+    oom_retries: int = 0  # times the batch budget halved after CUDA out-of-memory
 
     @property
     def tokens_per_s(self) -> float:
@@ -166,6 +167,17 @@ class LMScorer:
             "max_length_k": longest,
         }
 
+    @property
+    def attention(self) -> str:
+        """The attention path that scores: `flash-attn varlen`, `torch varlen`, `per-instance sdpa` (packed on a
+        CPU, or a GPU whose varlen kernel failed: see `varlen.kernel_fallback()`), or `padded`."""
+        _ = self.model
+        if not self.pack:
+            return "padded"
+        if self._model.config._attn_implementation == "flash_attention_2":
+            return "flash-attn varlen"
+        return "torch varlen" if varlen.kernel_available(self.device, self.dtype) else "per-instance sdpa"
+
     def _packed_attention(self) -> str:
         if self.device.type == "cuda" and flash_attn_installed():
             return "flash_attention_2"
@@ -260,41 +272,43 @@ class LMScorer:
             self._head_f32 = (head.weight.detach().float(), None if bias is None else bias.detach().float())
         return self._head_f32
 
-    def _forward_with_backoff(self, tokens: Ragged, batch: Prepared) -> torch.Tensor:
-        """On CUDA out-of-memory, halve the batch (and the budget for the rest of the run) and retry."""
-        try:
-            return self._forward(batch)
-        except torch.OutOfMemoryError:
-            if len(batch.indices) == 1:
-                raise
-            torch.cuda.empty_cache()
-            self.batch_tokens = max(self.batch_tokens // 2, 1)
-            half = len(batch.indices) // 2
-            return torch.cat(
-                [
-                    self._forward_with_backoff(tokens, self._prepare(tokens, batch.indices[:half])),
-                    self._forward_with_backoff(tokens, self._prepare(tokens, batch.indices[half:])),
-                ]
-            )
-
     def score(self, tokens: Ragged, bar: Bar | None = None) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
         """Yield (indices into `tokens`, per-row sum of log-probs, float64, still on the device) per batch, longest
         first. Results stay on the device until the caller collects them, so the GPU never waits for a transfer;
         the next batch is assembled on a helper thread while the current one runs.
+
+        On CUDA out-of-memory the budget halves and what remains (the failed batch and every batch not yet run) is
+        cut again at the new budget. The retry happens outside the exception handler: inside it, the exception's
+        traceback still holds the failed forward's activations, and emptying the cache would free nothing.
         """
         if len(tokens) == 0:
             return
         _ = self.model  # loads the model and sizes batches for this device
-        batches = length_sorted_batches(tokens.lengths, self.batch_tokens)
+        todo = np.arange(len(tokens))
         start = time.perf_counter()
-        for prepared in prefetched(batches, lambda indices: self._prepare(tokens, indices)):
-            sums = self._forward_with_backoff(tokens, prepared)
-            n_real = int(prepared.lengths.sum())
-            self.stats.instances += len(prepared.indices)
-            self.stats.tokens += n_real
-            if bar is not None:
-                bar.update(n_real)
-            yield prepared.indices, sums
+        while len(todo):
+            batches = [todo[b] for b in length_sorted_batches(tokens.lengths[todo], self.batch_tokens)]
+            failed = None
+            for n, prepared in enumerate(prefetched(batches, lambda indices: self._prepare(tokens, indices))):
+                try:
+                    sums = self._forward(prepared)
+                except torch.OutOfMemoryError:
+                    if len(prepared.indices) == 1:
+                        raise  # one instance does not fit: nothing left to halve
+                    failed = n
+                    break
+                n_real = int(prepared.lengths.sum())
+                self.stats.instances += len(prepared.indices)
+                self.stats.tokens += n_real
+                if bar is not None:
+                    bar.update(n_real)
+                yield prepared.indices, sums
+            if failed is None:
+                break
+            torch.cuda.empty_cache()
+            self.batch_tokens = max(self.batch_tokens // 2, 1)
+            self.stats.oom_retries += 1
+            todo = np.concatenate(batches[failed:])
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.stats.seconds += time.perf_counter() - start

@@ -4,13 +4,15 @@ Each instance attends only to itself: the row's instance boundaries (cumulative 
 function as the `cu_seq_lens_q` / `max_length_q` keyword arguments that transformers passes down to it. On CUDA
 in bf16/fp16 PyTorch's own flash-attention varlen kernel does the work (no extra package); elsewhere each
 instance runs through SDPA on its own slice, which is exact and lets the packed path be tested on a CPU.
-Plain SDPA over the packed row would let instances attend to each other (DESIGN.md); this never does.
+Plain SDPA over the packed row with restarting position ids would let instances attend to each other (scores off by
+nats); this never does.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import math
 import warnings
 from collections.abc import Callable
 
@@ -24,31 +26,49 @@ ATTENTION = "miniplm_varlen"
 def torch_varlen() -> Callable | None:
     """PyTorch's varlen flash attention as f(q, k, v, cu_seqlens, max_len, scale), or None where it is missing.
 
-    Its signature moved between releases: torch 2.10 takes `is_causal`, later ones `window_size=(-1, 0)`; GQA
-    arrived with `enable_gqa`.
+    Its signature moved between releases (torch 2.10 takes `is_causal`, later ones `window_size=(-1, 0)`; `scale`
+    and `enable_gqa` came later than the function), so the keyword arguments are chosen from the installed
+    function's own signature: a keyword it lacks would raise TypeError on every call.
     """
     try:
         from torch.nn.attention.varlen import varlen_attn
     except ImportError:
         return None
+    return varlen_call(varlen_attn)
+
+
+def varlen_call(varlen_attn: Callable) -> Callable:
+    """Adapt a varlen_attn function of any signature to f(q, k, v, cu_seqlens, max_len, scale): q (N, H, D),
+    k and v (N, H_kv, D) -> (N, H, D)."""
     params = inspect.signature(varlen_attn).parameters
     causal = {"window_size": (-1, 0)} if "window_size" in params else {"is_causal": True}
-    native_gqa = "enable_gqa" in params
+    takes_scale, native_gqa = "scale" in params, "enable_gqa" in params
 
     def call(q, k, v, cu, max_len, scale):
         extra = dict(causal)
+        if scale is not None:
+            if takes_scale:
+                extra["scale"] = scale
+            else:  # the kernel scales by 1/sqrt(D): fold the model's own scale into the queries instead
+                q = q * (scale * math.sqrt(q.shape[-1]))
         if q.shape[1] != k.shape[1]:
             if native_gqa:
                 extra["enable_gqa"] = True
-            else:
+            else:  # an older kernel without grouped queries: each key/value head repeated for its query heads
                 k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
                 v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
-        return varlen_attn(q, k, v, cu, cu, max_len, max_len, scale=scale, **extra)
+        return varlen_attn(q, k, v, cu, cu, max_len, max_len, **extra)
 
     return call
 
 
 _kernel_failed: list[str] = []  # the first error of PyTorch's kernel in this process, if it raised one
+
+
+def kernel_fallback() -> str | None:
+    """Why the varlen kernel was given up in this process (every later packed batch attends per instance, an
+    order of magnitude slower on a GPU), or None. The scorer reports it in its figures, so a run says so."""
+    return _kernel_failed[0] if _kernel_failed else None
 
 
 def kernel_available(device: torch.device, dtype: torch.dtype) -> bool:

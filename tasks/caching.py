@@ -1,4 +1,4 @@
-"""Cache keys made of what determines a step's output (DESIGN.md), never of time.
+"""Cache keys made of what determines a step's output, never of time.
 
 A key hashes: the task's own source, the miniplm library's code and SQL, the task's parameters (which
 carry content fingerprints of inputs and models, never bulk data), and the work directory's identity.

@@ -40,7 +40,8 @@ def stop(proc: subprocess.Popen, sig: int) -> None:
 @contextmanager
 def prefect_server(tmp_path: Path) -> Iterator[tuple[dict, list[subprocess.Popen]]]:
     """Start `prefect server start` on a free loopback port; yields the environment that reaches it and a list to
-    which callers add their own processes (stopped first, with SIGINT, before the server: DESIGN.md)."""
+    which callers add their own processes (stopped first, with SIGINT, before the server: once the server is gone,
+    serve ignores SIGTERM)."""
     port = free_port()
     env = {
         **os.environ,

@@ -1,3 +1,5 @@
+import weakref
+
 import numpy as np
 import pytest
 import torch
@@ -56,6 +58,51 @@ def test_batch_composition_does_not_change_scores(models, sequences):
     one = LMScorer(str(models["teacher"]), device="cpu", dtype="float32", batch_tokens=16).score_all(sequences)[0]
     many = LMScorer(str(models["teacher"]), device="cpu", dtype="float32", batch_tokens=4096).score_all(sequences)[0]
     np.testing.assert_allclose(one, many, atol=1e-4)
+
+
+def test_out_of_memory_frees_the_failed_batch_halves_the_budget_and_replans_the_rest(models, sequences, monkeypatch):
+    """CUDA out-of-memory injected on every batch over 400 tokens: each retry runs after the failed forward's
+    activations are gone, every later batch is cut at the halved budget, and the scores equal an unbroken run's."""
+    scorer = LMScorer(str(models["teacher"]), device="cpu", dtype="float32", batch_tokens=1024)
+    forward, failed, calls = scorer._forward, [], []
+
+    def tight_forward(batch):
+        assert all(ref() is None for ref in failed), "the failed forward's activations are still alive"
+        size = len(batch.indices) * int(batch.lengths.max())
+        calls.append((size, scorer.batch_tokens))
+        if size > 400:
+            activations = torch.empty(1 << 16)
+            failed.append(weakref.ref(activations))
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return forward(batch)
+
+    monkeypatch.setattr(scorer, "_forward", tight_forward)
+    sums, _ = scorer.score_all(sequences)
+    assert scorer.stats.oom_retries == len(failed) == 2 and scorer.batch_tokens == 256
+    assert all(size <= budget for size, budget in calls)  # what remained was cut again, not only the failed batch
+    assert scorer.stats.instances == len(sequences)
+    unbroken = LMScorer(str(models["teacher"]), device="cpu", dtype="float32", batch_tokens=256)
+    np.testing.assert_array_equal(sums, unbroken.score_all(sequences)[0])
+
+
+def test_out_of_memory_on_a_single_instance_is_raised(models, sequences, monkeypatch):
+    scorer = LMScorer(str(models["teacher"]), device="cpu", dtype="float32", batch_tokens=1024)
+    tried = []
+
+    def no_memory(batch):
+        tried.append(len(batch.indices))
+        raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+
+    monkeypatch.setattr(scorer, "_forward", no_memory)
+    with pytest.raises(torch.OutOfMemoryError):
+        scorer.score_all(sequences)
+    assert tried == [3, 1] and scorer.batch_tokens == 512  # halved once, then the longest instance alone failed
+
+
+def test_the_attention_path_is_reported(models):
+    packed = LMScorer(str(models["teacher"]), device="cpu", dtype="float32", pack=True)
+    assert packed.attention == "per-instance sdpa"
+    assert LMScorer(str(models["teacher"]), device="cpu", dtype="float32", pack=False).attention == "padded"
 
 
 def test_single_token_instance_has_no_predicted_position(models):
