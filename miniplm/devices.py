@@ -211,18 +211,3 @@ def packing_pays(device: torch.device, dtype: torch.dtype) -> bool:
         return True
     half = dtype in (torch.bfloat16, torch.float16)  # both varlen kernels need a half dtype
     return device.type == "cuda" and half and (flash_attn_installed() or varlen.kernel_available(device, dtype))
-
-
-@contextmanager
-def tensor_core_float32(device: torch.device) -> Iterator[None]:
-    """float32 matmuls on CUDA tensor cores (TF32) for a moment: exact for bf16-valued inputs, whose 8 mantissa
-    bits fit TF32's 10, with float32 accumulation."""
-    if device.type != "cuda":
-        yield
-        return
-    before = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("high")
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(before)

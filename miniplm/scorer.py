@@ -36,7 +36,6 @@ from miniplm.devices import (
     packing_pays,
     pick_device,
     pick_dtype,
-    tensor_core_float32,
 )
 from miniplm.progress import Bar, progress_bar
 
@@ -55,18 +54,6 @@ class ScoreStats:
         return self.tokens / self.seconds if self.seconds else 0.0
 
 
-def packed_layout(lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """For instances laid end to end in one row: position ids that restart per instance, which positions
-    predict a next token of the same instance (all but each instance's last), and the instance of each of those."""
-    total = int(lengths.sum())
-    starts = torch.cumsum(lengths, 0) - lengths
-    position_ids = torch.arange(total) - torch.repeat_interleave(starts, lengths)
-    predicts = torch.ones(total, dtype=torch.bool)
-    predicts[torch.cumsum(lengths, 0) - 1] = False
-    row_of = torch.repeat_interleave(torch.arange(len(lengths)), (lengths - 1).clamp(min=0))
-    return position_ids, predicts, row_of
-
-
 def logsumexp_rows(logits: torch.Tensor) -> torch.Tensor:
     """logsumexp over the vocabulary, per row. On a CPU, a few rows at a time, so their logits stay in cache
     across logsumexp's passes (how many is measured per CPU and vocabulary size)."""
@@ -77,6 +64,22 @@ def logsumexp_rows(logits: torch.Tensor) -> torch.Tensor:
     for lo in range(0, logits.shape[0], block):
         out[lo : lo + block] = torch.logsumexp(logits[lo : lo + block], dim=-1)
     return out
+
+
+def mixed_head_supported(device: torch.device) -> bool:
+    """Whether half-precision matmuls here can write float32 results (`torch.mm(..., out_dtype=)`: CUDA, torch >=
+    2.9). Elsewhere a half-precision head runs as a float32 copy."""
+    return device.type == "cuda" and hasattr(torch.ops.aten.mm, "dtype")
+
+
+def head_logits(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """float32 logits (C, V) of hidden states h (C, H) through a head weight (V, H): in float32 when the weight is,
+    else half-precision inputs accumulated into float32 outputs."""
+    if weight.dtype == torch.float32:
+        logits = torch.nn.functional.linear(h.float(), weight)
+    else:
+        logits = torch.mm(h, weight.t(), out_dtype=torch.float32)
+    return logits if bias is None else logits + bias.float()
 
 
 class LMScorer:
@@ -119,6 +122,8 @@ class LMScorer:
                 model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=self.dtype)
             self._model = model.to(self.device).eval()
             self.logit_scale = self._logit_scale()
+            if self.dtype != torch.float32 and self.logit_scale is not None:
+                self._head_weights(torch.empty(0, dtype=self.dtype, device=self.device))  # a copy, if any, exists now
             if self.batch_tokens is None:
                 self.batch_tokens = self._measure_batch_tokens()
             if self.logit_scale is None:  # full logits per batch: keep them the size of one head chunk
@@ -132,9 +137,10 @@ class LMScorer:
         when no constant reproduces them; checked on one short row of random tokens."""
         model = self._model
         vocab = model.get_output_embeddings().weight.shape[0]
-        ids = torch.randint(0, vocab, (1, 32), generator=torch.Generator().manual_seed(0)).to(self.device)
-        lengths = torch.tensor([32])
-        kwargs = self._packed_kwargs(lengths, packed_layout(lengths)[0]) if self.pack else {}
+        row = Ragged(np.random.default_rng(0).integers(0, vocab, size=32), np.array([0, 32]))
+        batch = self._prepare(row, np.arange(1))
+        ids = batch.to(self.device, "ids")
+        kwargs = self._packed_kwargs(batch) if self.pack else {}
         own = model(input_ids=ids, **kwargs).logits[0].float()
         hidden = model.get_decoder()(input_ids=ids, **kwargs).last_hidden_state[0]
         raw = model.get_output_embeddings()(hidden).float()
@@ -154,17 +160,15 @@ class LMScorer:
         )
         return None
 
-    def _packed_kwargs(self, lengths: torch.Tensor, position_ids: torch.Tensor) -> dict:
-        """What a packed row tells the attention: where each instance starts, and positions that restart there
-        (`packed_layout`'s, computed once per batch by the caller)."""
-        cu_seq_lens = torch.nn.functional.pad(torch.cumsum(lengths, 0), (1, 0)).to(torch.int32).to(self.device)
-        longest = int(lengths.max())
+    def _packed_kwargs(self, batch: Prepared) -> dict:
+        """What a packed row tells the attention: where each instance starts, and positions that restart there."""
+        cu_seq_lens = batch.to(self.device, "cu_seq_lens")
         return {
-            "position_ids": position_ids[None].to(self.device, non_blocking=True),
+            "position_ids": batch.to(self.device, "position_ids"),
             "cu_seq_lens_q": cu_seq_lens,
             "cu_seq_lens_k": cu_seq_lens,
-            "max_length_q": longest,
-            "max_length_k": longest,
+            "max_length_q": batch.longest,
+            "max_length_k": batch.longest,
         }
 
     @property
@@ -212,24 +216,15 @@ class LMScorer:
         # the body only, then the head on predicted positions; or, where the head alone cannot reproduce the
         # model's logits, the whole model
         body = self.model.get_decoder() if self.logit_scale is not None else self.model
-        ids = batch.ids.to(self.device, non_blocking=True)
+        ids = batch.to(self.device, "ids")
         if batch.packed:
-            position_ids, predicts, row_of = packed_layout(batch.lengths)
-            predicts, row_of = predicts.to(self.device, non_blocking=True), row_of.to(self.device, non_blocking=True)
-            out = body(input_ids=ids, **self._packed_kwargs(batch.lengths, position_ids))
-            hidden = out.last_hidden_state[0] if self.logit_scale is not None else out.logits[0]  # (N, H or V)
-            keep = predicts[:-1]
-            h, targets = hidden[:-1][keep], ids[0, 1:][keep]
+            out = body(input_ids=ids, **self._packed_kwargs(batch))
         else:
-            width = ids.shape[1]
-            mask = torch.arange(width, device=self.device)[None, :] < batch.lengths.to(self.device)[:, None]  # (B, T)
-            # Equal lengths need no mask, which lets SDPA take its fused causal path.
-            attn = None if bool((batch.lengths == width).all()) else mask.long()
-            out = body(input_ids=ids, attention_mask=attn)
-            hidden = out.last_hidden_state if self.logit_scale is not None else out.logits  # (B, T, H or V)
-            predicted = mask[:, 1:]  # position t predicts token t+1 where it exists
-            h, targets = hidden[:, :-1][predicted], ids[:, 1:][predicted]  # (N, H), (N,)
-            row_of = torch.arange(len(batch.indices), device=self.device)[:, None].expand_as(predicted)[predicted]
+            out = body(input_ids=ids, attention_mask=batch.to(self.device, "attention_mask"))
+        hidden = out.last_hidden_state if self.logit_scale is not None else out.logits  # (B, T, H or V)
+        # the positions that predict, chosen by indices computed on the host: no sync with the device
+        h = hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch.to(self.device, "predicting"))  # (P, H or V)
+        targets, row_of = batch.to(self.device, "targets"), batch.to(self.device, "row_of")  # (P,), (P,)
         if self.logit_scale is None:  # `h` holds the model's own logits
             h = h.float()
             logp = h.gather(1, targets[:, None]).squeeze(1) - logsumexp_rows(h)
@@ -241,21 +236,18 @@ class LMScorer:
     def _head_logprobs(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """log p(target) per position: target logit minus a chunked float32 logsumexp, never a full log-softmax.
 
-        In a half dtype the head runs in float32 on the half-precision hidden states: logits rounded to bf16's 8
-        mantissa bits move mean log-probs by about 1e-2 nats/token more.
+        Logits are float32 in every dtype: rounded to bf16's 8 mantissa bits they would move mean log-probs by about
+        1e-2 nats/token more. On CUDA a half-precision head multiplies in its own dtype and accumulates into float32
+        logits (`head_logits`), at the tensor cores' half-precision rate and without a float32 copy of the head.
         """
         model = self.model
         softcap = getattr(model.config, "final_logit_softcapping", None)
-        weight, bias = self._head_float32 if h.dtype != torch.float32 else (None, None)
         head = model.get_output_embeddings()
+        weight, bias = self._head_weights(h)
         logp = torch.empty(h.shape[0], dtype=torch.float32, device=h.device)
         chunk = max(64, HEAD_CHUNK_LOGITS.get(h.device.type, HEAD_CHUNK_LOGITS["cpu"]) // head.weight.shape[0])
         for lo in range(0, h.shape[0], chunk):
-            if weight is None:
-                logits = head(h[lo : lo + chunk])  # (C, V)
-            else:
-                with tensor_core_float32(h.device):
-                    logits = torch.nn.functional.linear(h[lo : lo + chunk].float(), weight, bias)
+            logits = head_logits(h[lo : lo + chunk], weight, bias)  # (C, V) float32
             if self.logit_scale != 1.0:
                 logits = logits * self.logit_scale
             if softcap:
@@ -264,11 +256,14 @@ class LMScorer:
             logp[lo : lo + chunk] = target_logit - logsumexp_rows(logits)
         return logp
 
-    @property
-    def _head_float32(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _head_weights(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The head's weight and bias as `head_logits` takes them for hidden states like `h`: its own where they
+        multiply into float32 directly, else a float32 copy (made once; counted before batches are sized)."""
+        head = self.model.get_output_embeddings()
+        bias = getattr(head, "bias", None)
+        if h.dtype == torch.float32 or mixed_head_supported(h.device):
+            return head.weight, bias
         if not hasattr(self, "_head_f32"):
-            head = self.model.get_output_embeddings()
-            bias = getattr(head, "bias", None)
             self._head_f32 = (head.weight.detach().float(), None if bias is None else bias.detach().float())
         return self._head_f32
 

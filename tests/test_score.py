@@ -99,6 +99,20 @@ def test_out_of_memory_on_a_single_instance_is_raised(models, sequences, monkeyp
     assert tried == [3, 1] and scorer.batch_tokens == 512  # halved once, then the longest instance alone failed
 
 
+def test_a_half_precision_head_writes_float32_logits_from_its_own_weights():
+    """The CUDA head: bf16 hidden states and weights multiplied into float32 logits, no float32 copy of the head
+    (shapes and dtypes checked on the meta device; a CPU has no such kernel and takes the float32 copy)."""
+    from miniplm.scorer import head_logits, mixed_head_supported
+
+    h = torch.empty(5, 16, dtype=torch.bfloat16, device="meta")
+    weight, bias = torch.empty(100, 16, dtype=torch.bfloat16, device="meta"), torch.empty(100, device="meta")
+    logits = head_logits(h, weight, bias)
+    assert logits.shape == (5, 100) and logits.dtype == torch.float32
+    assert not mixed_head_supported(torch.device("cpu"))
+    exact = head_logits(torch.randn(3, 16), torch.randn(7, 16), None)
+    assert exact.dtype == torch.float32 and exact.shape == (3, 7)
+
+
 def test_the_attention_path_is_reported(models):
     packed = LMScorer(str(models["teacher"]), device="cpu", dtype="float32", pack=True)
     assert packed.attention == "per-instance sdpa"
@@ -126,7 +140,7 @@ def test_length_sorted_batches_respect_budget_and_cover_all():
 
 
 def test_packed_layout_restarts_positions_and_skips_each_last_token():
-    from miniplm.scorer import packed_layout
+    from miniplm.batches import packed_layout
 
     position_ids, predicts, row_of = packed_layout(torch.tensor([3, 1, 2]))
     assert position_ids.tolist() == [0, 1, 2, 0, 0, 1]
