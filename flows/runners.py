@@ -88,7 +88,13 @@ def task_resources(runner: RunnerConfig, gpus: bool) -> AbstractContextManager:
 
 
 def task_score_config(runner: RunnerConfig, cfg: ScoreConfig, gpus: bool) -> ScoreConfig:
-    """On CPU nodes of a cluster, torch uses as many threads as the task was given CPUs."""
-    if runner.kind == "ray" and not gpus and cfg.threads is None:
+    """What a scoring task is told on a cluster. On CPU nodes torch uses as many threads as the task was given
+    CPUs. On GPU nodes a task sees only the GPU Ray gave it, as `cuda:0`: a node's own index (`--device cuda:3`)
+    would name a device the task cannot see, so it is left to the task to take the one it has."""
+    if runner.kind != "ray":
+        return cfg
+    if not gpus and cfg.threads is None:
         return cfg.model_copy(update={"threads": max(1, int(runner.cpus_per_task))})
+    if gpus and cfg.device.startswith("cuda:"):
+        return cfg.model_copy(update={"device": "cuda"})
     return cfg

@@ -9,6 +9,7 @@ moment loses at most one interval, and the rerun skips what was saved (never sco
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ from miniplm.config import ScoreConfig
 from miniplm.devices import dtype_name, lease_device, matmul_rate, pick_device, pick_dtype
 from miniplm.manifest import ModelRef, RunManifest
 from miniplm.progress import progress_bar
-from miniplm.scorer import SCORER_VERSION, LMScorer
+from miniplm.scorer import SCORER_VERSION, LMScorer, ScoreStats
 from miniplm.shards import remove_temporaries, write_parquet
 from miniplm.workdir import Workdir
 
@@ -137,6 +138,26 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+_loaded: dict[str, tuple[tuple, LMScorer]] = {}  # device -> (what was loaded, its scorer)
+_loading = threading.Lock()
+
+
+def loaded_scorer(model: ModelRef, device: str, dtype: str, batch_tokens: int | None) -> LMScorer:
+    """A scorer with its model loaded, kept per device for the life of this process: a Ray worker or a local run
+    loads a model once for all the partitions it scores, not once per partition. Another model on the same device
+    replaces it (one model per device at a time); its figures start afresh for each partition."""
+    key = (model.fingerprint, model.path, dtype, batch_tokens)
+    with _loading:
+        held = _loaded.get(device)
+        if held is None or held[0] != key:
+            _loaded.pop(device, None)  # drop the previous model before the next one loads
+            _loaded[device] = (key, LMScorer(model.path, device=device, dtype=dtype, batch_tokens=batch_tokens))
+        scorer = _loaded[device][1]
+    scorer.stats = ScoreStats()
+    _ = scorer.model  # loaded before the clock starts: an interval measures scoring only
+    return scorer
+
+
 def _saved_files(out_dir: Path, workdir: Workdir) -> list[str]:
     anchor = workdir.partition_scores_dir(NONE, NONE, NONE, 0) / "empty.parquet"
     return [str(anchor)] + sorted(str(p) for p in out_dir.glob("*.parquet"))
@@ -158,10 +179,7 @@ def score_partition(
     ids = np.asarray(todo.column("instance_id").to_pylist(), dtype=object)
     tokens = Ragged.from_arrow(todo.column("token_ids"))
     with lease_device(cfg.device) as device, torch_threads(cfg.threads):
-        scorer = LMScorer(
-            model.path, device=device, dtype=variant_dtype(partition.variant), batch_tokens=cfg.batch_tokens
-        )
-        _ = scorer.model  # load before the clock starts: an interval measures scoring only
+        scorer = loaded_scorer(model, device, variant_dtype(partition.variant), cfg.batch_tokens)
 
         def save(indices: list[np.ndarray], sums: list[torch.Tensor]) -> None:
             idx = np.concatenate(indices)

@@ -173,7 +173,7 @@ def scoring_workdir(tmp_path, models, n: int = 40):
     return wd, manifest, ids, tokens
 
 
-def test_partitions_score_every_candidate_once_as_one_scorer_does(tmp_path, models):
+def test_partitions_score_every_candidate_once_as_one_scorer_does(tmp_path, models, monkeypatch):
     from miniplm.config import ScoreConfig
     from miniplm.manifest import ModelRef
     from miniplm.partitions import plan_partitions, score_partition
@@ -183,8 +183,15 @@ def test_partitions_score_every_candidate_once_as_one_scorer_does(tmp_path, mode
     cfg = ScoreConfig(device="cpu", dtype="float32")
     partitions = plan_partitions(wd, manifest, model, manifest.score_variant, 300)  # ~1,200 tokens: 4 buckets
     assert len(partitions) >= 3 and sum(p.instances for p in partitions) == len(ids)
+    from miniplm import partitions as kept
+
+    monkeypatch.setattr(kept, "_loaded", {})  # no model held from an earlier test
+    loads, load = [], AutoModelForCausalLM.from_pretrained
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", lambda *a, **k: loads.append(a) or load(*a, **k))
     results = [score_partition(wd, manifest, model, p, cfg) for p in partitions]
+    assert len(loads) == 1  # one model load for all the partitions this process scores
     assert sum(r["instances_scored"] for r in results) == len(ids)
+    assert sum(r["tokens_scored"] for r in results) == sum(len(t) for t in tokens)  # each partition's own figures
     from miniplm.catalog import connect
 
     got = dict(connect(wd, manifest).sql("select instance_id, sum_logp from scores where model_fp = 'T'").fetchall())
@@ -195,6 +202,18 @@ def test_partitions_score_every_candidate_once_as_one_scorer_does(tmp_path, mode
     # everything is scored: a partition run again scores nothing, and a new plan is empty
     assert score_partition(wd, manifest, model, partitions[0], cfg)["instances_scored"] == 0
     assert plan_partitions(wd, manifest, model, manifest.score_variant, 300) == []
+
+
+def test_a_ray_task_on_a_gpu_takes_the_gpu_it_was_given():
+    """Ray shows a task only its own GPU, as cuda:0: a node's device index is not passed on; on CPU nodes the
+    task's CPUs become torch's threads; a local run keeps what was asked."""
+    from flows.runners import task_score_config
+    from miniplm.config import RunnerConfig, ScoreConfig
+
+    ray, local = RunnerConfig(kind="ray", cpus_per_task=3), RunnerConfig()
+    assert task_score_config(ray, ScoreConfig(device="cuda:3"), gpus=True).device == "cuda"
+    assert task_score_config(ray, ScoreConfig(device="auto"), gpus=False).threads == 3
+    assert task_score_config(local, ScoreConfig(device="cuda:3"), gpus=True).device == "cuda:3"
 
 
 GQA = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
