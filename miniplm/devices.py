@@ -12,7 +12,7 @@ import platform
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -211,3 +211,11 @@ def packing_pays(device: torch.device, dtype: torch.dtype) -> bool:
         return True
     half = dtype in (torch.bfloat16, torch.float16)  # both varlen kernels need a half dtype
     return device.type == "cuda" and half and (flash_attn_installed() or varlen.kernel_available(device, dtype))
+
+
+def autocast_for(device: torch.device) -> AbstractContextManager:
+    """bfloat16 autocast for a model body being trained on CUDA: its matmuls at the tensor cores' half-precision
+    rate while weights, optimizer state and the loss stay float32. A CPU trains in float32 throughout."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()

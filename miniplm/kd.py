@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from miniplm.devices import autocast_for
 from miniplm.scorer import LMScorer
 from miniplm.train import chunked_sum, head_logits, predicted
 
@@ -54,7 +55,8 @@ class OnlineTeacher:
 def kd_loss_sum(model, teacher: OnlineTeacher, x: torch.Tensor, labels: torch.Tensor, ratio: float) -> torch.Tensor:
     """Sum over predicted positions of (1 - ratio) * cross-entropy with the next token + ratio * cross-entropy with
     the teacher's distribution, in float32."""
-    hidden = model.get_decoder()(input_ids=x[:, :-1]).last_hidden_state
+    with autocast_for(x.device):
+        hidden = model.get_decoder()(input_ids=x[:, :-1]).last_hidden_state
     h, targets = predicted(hidden, x, labels)
     t_hidden, _ = predicted(teacher.hidden(x[:, :-1]), x, labels)
     vocab = model.get_output_embeddings().weight.shape[0]

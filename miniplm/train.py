@@ -18,6 +18,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from miniplm.config import ModelArchConfig, TrainConfig
+from miniplm.devices import autocast_for
 from miniplm.progress import progress_bar
 from miniplm.sequences import IGNORE, RowStream, read_tokens
 from miniplm.shards import temporary_name, write_json
@@ -54,6 +55,7 @@ def get_lr(step: int, cfg: TrainConfig) -> float:
     return cfg.learning_rate * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * coeff)
 
 
+LOG_INTERVAL = 50  # steps between transfers of the train losses from the device
 LOSS_CHUNK_LOGITS = 1 << 25  # logits alive at once in the loss (128 MB of float32), whatever the vocabulary
 
 
@@ -126,7 +128,8 @@ class LinearCrossEntropy(torch.autograd.Function):
 def lm_loss_sum(model, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
     """Sum of next-token cross-entropy over a batch of rows x (B, T+1), in float32. `labels` (B, T), when given,
     are the targets with padding marked IGNORE; otherwise every next token is one."""
-    hidden = model.get_decoder()(input_ids=x[:, :-1]).last_hidden_state  # (B, T, H)
+    with autocast_for(x.device):
+        hidden = model.get_decoder()(input_ids=x[:, :-1]).last_hidden_state  # (B, T, H)
     h, targets = predicted(hidden, x, labels)
     head = model.get_output_embeddings()
     vocab = head.weight.shape[0]
@@ -266,6 +269,7 @@ def train_lm(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.learning_rate,
         betas=(0.9, 0.95),
+        fused=device.type == "cuda",  # one kernel for every parameter's update instead of several per tensor
     )
     if layout == "instances":
         stream = RowStream(train_tokens, block_size, cfg.seed, tokenizer.eos_token_id)
@@ -284,7 +288,19 @@ def train_lm(
             step, history, best = state["step"], state["history"], state["best"]
             tokens_trained, seconds_before = state["tokens_trained"], state["seconds"]
 
+    unlogged: list[tuple[dict, torch.Tensor]] = []  # records whose train loss is still on the device
+
+    def log_losses() -> None:
+        """The train losses of the records since the last call, in one transfer (a `.item()` per step would make
+        the host wait for the device at every step)."""
+        if unlogged:
+            values = torch.stack([loss for _, loss in unlogged]).tolist()
+            for (record, _), value in zip(unlogged, values, strict=True):
+                record["train_loss"] = value
+            unlogged.clear()
+
     def save_checkpoint() -> None:
+        log_losses()
         tmp = temporary_name(ckpt_dir)
         tmp.mkdir()
         torch.save(
@@ -318,10 +334,10 @@ def train_lm(
             lr = get_lr(step, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x, labels = stream.next_batch(cfg.batch_size)  # (B, T+1), (B, T) or None
+            x, labels = stream.next_batch(cfg.batch_size)  # (B, T+1), (B, T) or None, on the host
+            n_targets = int((labels != IGNORE).sum()) if labels is not None else x.shape[0] * (x.shape[1] - 1)
             x = x.to(device)
             labels = labels.to(device) if labels is not None else None
-            n_targets = int((labels != IGNORE).sum()) if labels is not None else x.shape[0] * (x.shape[1] - 1)
             if online is not None:
                 loss_sum = kd_loss_sum(model, online, x, labels, kd_ratio)
             else:
@@ -334,7 +350,10 @@ def train_lm(
             step += 1
             tokens_seen += n_targets
             tokens_trained += n_targets
-            record = {"step": step, "lr": lr, "train_loss": loss.item(), "tokens": tokens_trained}
+            record = {"step": step, "lr": lr, "train_loss": None, "tokens": tokens_trained}
+            unlogged.append((record, loss.detach()))
+            if step % LOG_INTERVAL == 0:
+                log_losses()
             if eval_data is not None and (step % cfg.eval_interval == 0 or step == cfg.max_steps):
                 record["eval_loss"] = estimate_loss(
                     model, eval_data, cfg.batch_size, block_size, cfg.eval_batches, device
@@ -355,6 +374,7 @@ def train_lm(
                 save_checkpoint()
                 last_save = time.monotonic()
 
+    log_losses()
     seconds = time.perf_counter() - start
     if cfg.patience and best["state"] is not None:
         model.load_state_dict(best["state"])  # the best weights seen, not the last
