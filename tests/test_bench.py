@@ -64,3 +64,21 @@ def test_train_benchmark_prints_its_figures():
     assert figures["max_grad_diff"] < 1e-5
     assert figures["fraction_of_peak"] > 0
     assert abs(figures["fraction_of_peak"] - figures["gflops"] / figures["peak_gflops_fp32"]) < 0.01
+
+
+def test_the_gpu_script_runs_its_measurements_on_tiny_models():
+    """bench/gpu.py --tiny: every figure the device run reports, on whatever device is here (a CPU in CI), so the
+    script is known to run before a GPU is lent for it."""
+    result = subprocess.run(
+        [sys.executable, "bench/gpu.py", "--tiny"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    (scoring,) = figures["scoring"]
+    assert scoring["attention"] == "per-instance sdpa" and scoring["varlen_fallback"] is None
+    assert scoring["packed_vs_padded_max_abs_diff"] < 1e-5  # float32 on a CPU: the two layouts agree exactly
+    assert figures["agreement_within_bf16_tolerance"]
+    rate = scoring["tokens_per_s"]
+    assert scoring["fraction_of_peak"] == round(2 * scoring["parameters"] * rate / figures["peak_flops"], 3)
+    training = figures["training"]
+    assert training["tokens_per_s"] > 0 and training["autocast_bf16"] is False  # a CPU trains in float32
