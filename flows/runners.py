@@ -1,6 +1,6 @@
 """The task runner the scoring tasks run on, chosen by `PipelineConfig.runner`: the flows' code never changes.
 
-local: this machine, one scoring task at a time per device (one per GPU on a multi-GPU node).
+local: this machine, one scoring task at a time per device (a process per GPU on a multi-GPU node).
 ray:   prefect-ray's RayTaskRunner on a Ray cluster; each scoring task asks Ray for a GPU where the cluster has
        GPUs (Ray sets CUDA_VISIBLE_DEVICES for it), and for CPUs otherwise. The work directory must be on storage
        every node reaches; tasks exchange only paths and small records.
@@ -8,14 +8,15 @@ ray:   prefect-ray's RayTaskRunner on a Ray cluster; each scoring task asks Ray 
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from contextlib import AbstractContextManager, nullcontext
 
 import torch
-from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 from miniplm.config import RunnerConfig, ScoreConfig
-from miniplm.devices import pick_device
+from miniplm.devices import claim_gpu, node_gpus, pick_device
 
 # What Ray workers need to behave as the driver does: a worker started by `ray start` has the environment of
 # that command, not the driver's.
@@ -68,12 +69,19 @@ def scoring_gpus(runner: RunnerConfig, cfg: ScoreConfig) -> bool:
 
 
 def task_runner(runner: RunnerConfig, cfg: ScoreConfig) -> TaskRunner:
+    """Ray's runner on a cluster; on one machine with several GPUs (and `device` auto or cuda), a process per GPU
+    that keeps its GPU and its model for the whole run; otherwise one task at a time in this process."""
     if runner.kind == "ray":
         from prefect_ray import RayTaskRunner
 
         return RayTaskRunner(address=runner.address, init_kwargs=_ray_init_kwargs())
-    all_gpus = cfg.device in ("auto", "cuda") and torch.cuda.is_available()
-    return ThreadPoolTaskRunner(max_workers=torch.cuda.device_count() if all_gpus else 1)
+    gpus = node_gpus() if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else []
+    if len(gpus) > 1:
+        free = multiprocessing.get_context("spawn").Queue()
+        for gpu in gpus:
+            free.put(gpu)
+        return ProcessPoolTaskRunner(max_workers=len(gpus), initializer=claim_gpu, initargs=(free,))
+    return ThreadPoolTaskRunner(max_workers=1)
 
 
 def task_resources(runner: RunnerConfig, gpus: bool) -> AbstractContextManager:

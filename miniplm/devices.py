@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import platform
 import threading
 import time
@@ -47,8 +48,8 @@ _gpus_changed = threading.Condition()
 
 @contextmanager
 def lease_device(device: str = "auto") -> Iterator[str]:
-    """A device for one scoring task, for as long as it runs. With `auto` or `cuda` on a machine with several GPUs,
-    each concurrent task in this process gets a GPU of its own (a task on Ray sees only the GPU Ray gave it)."""
+    """A device for one scoring task, for as long as it runs. With `auto` or `cuda`, a GPU this process sees and no
+    other task of it holds: a scoring worker process (`claim_gpu`) or a task on Ray sees only its own GPU."""
     global _free_gpus
     if device not in ("auto", "cuda") or not torch.cuda.is_available():
         yield "cpu" if device == "auto" else device
@@ -219,3 +220,18 @@ def autocast_for(device: torch.device) -> AbstractContextManager:
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return nullcontext()
+
+
+def node_gpus() -> list[str]:
+    """This node's GPUs as CUDA_VISIBLE_DEVICES names them (or by index where it is not set)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [g.strip() for g in visible.split(",") if g.strip()]
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def claim_gpu(free) -> None:
+    """Start of a scoring worker process: take one of the node's GPUs (from the queue `free`) for the life of the
+    process, before CUDA starts in it. Each GPU then has a process of its own: its own interpreter lock, its own
+    precision settings, its own loaded model, and `cuda` in it means that GPU."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = str(free.get(timeout=60))
