@@ -79,12 +79,23 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def matmul_rate(dtype: torch.dtype, rows: int = 2048, width: int = 1024, repeats: int = 4) -> float:
-    a, w = torch.randn(rows, width, dtype=dtype), torch.randn(width, width, dtype=dtype)
+def matmul_rate(
+    dtype: torch.dtype, rows: int = 2048, width: int = 1024, repeats: int = 4, device: torch.device | None = None
+) -> float:
+    """FLOP/s of a (rows x width) @ (width x width) product in `dtype` (on a CPU unless `device` says otherwise)."""
+    device = device or torch.device("cpu")
+    if device.type == "cuda":
+        rows, width, repeats = 8192, 8192, 10  # a GPU needs a larger product to reach its rate
+    a = torch.randn(rows, width, dtype=dtype, device=device)
+    w = torch.randn(width, width, dtype=dtype, device=device)
     torch.nn.functional.linear(a, w)  # warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     start = time.perf_counter()
     for _ in range(repeats):
         torch.nn.functional.linear(a, w)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return repeats * 2 * rows * width * width / (time.perf_counter() - start)
 
 

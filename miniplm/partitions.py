@@ -30,7 +30,7 @@ from miniplm.devices import dtype_name, lease_device, matmul_rate, pick_device, 
 from miniplm.manifest import ModelRef, RunManifest
 from miniplm.progress import progress_bar
 from miniplm.scorer import SCORER_VERSION, LMScorer, ScoreStats
-from miniplm.shards import remove_temporaries, write_parquet
+from miniplm.shards import read_json, remove_temporaries, write_json, write_parquet
 from miniplm.workdir import Workdir
 
 # Assumed sustained rate of a GPU scorer when sizing partitions for GPUs the planning machine cannot see.
@@ -83,17 +83,40 @@ def model_parameters(model_path: str) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def partition_tokens(cfg: ScoreConfig, model_path: str, variant: str, gpus: bool) -> int:
-    """Tokens per partition: `partition_minutes` of work at the rate this device should reach with this model
-    (half the measured matmul peak on a CPU; an assumed sustained rate on a GPU), unless set outright."""
+def partition_tokens(
+    cfg: ScoreConfig, model_path: str, variant: str, gpus: bool, measured: float | None = None
+) -> int:
+    """Tokens per partition: `partition_minutes` of work at the rate scoring reached with this model on these
+    devices before (`measured`), else at the rate it should reach (half the measured matmul peak of a CPU or of a
+    GPU this machine has; an assumed sustained rate for GPUs it cannot see), unless set outright."""
     if cfg.partition_tokens:
         return cfg.partition_tokens
-    if gpus or pick_device(cfg.device).type == "cuda":
-        flops = GPU_FLOPS_ASSUMED
+    on_gpus = gpus or pick_device(cfg.device).type == "cuda"
+    if measured:
+        tokens_per_s = measured
     else:
-        flops = 0.5 * matmul_rate(pick_dtype(torch.device("cpu"), variant_dtype(variant)))
-    tokens_per_s = flops / (2 * model_parameters(model_path))
+        if on_gpus and torch.cuda.is_available():
+            flops = 0.5 * matmul_rate(torch.bfloat16, device=torch.device("cuda"))
+        elif on_gpus:
+            flops = GPU_FLOPS_ASSUMED
+        else:
+            flops = 0.5 * matmul_rate(pick_dtype(torch.device("cpu"), variant_dtype(variant)))
+        tokens_per_s = flops / (2 * model_parameters(model_path))
     return max(MIN_PARTITION_TOKENS, int(cfg.partition_minutes * 60 * tokens_per_s))
+
+
+def rates_dir(workdir: Workdir, model_fp: str, variant: str) -> Path:
+    return workdir.scores_dir(model_fp, variant) / "rates"
+
+
+def measured_rate(workdir: Workdir, model_fp: str, variant: str, gpus: bool) -> float | None:
+    """Tokens per second one scoring task reached with this model and variant, over every partition scored on the
+    same kind of device (GPU or CPU) so far, or None before any."""
+    kind = "cuda" if gpus else "cpu"
+    runs = [read_json(p) for p in rates_dir(workdir, model_fp, variant).glob("*.json")]
+    runs = [r for r in runs if r["device_type"] == kind and r["seconds"] > 0]
+    seconds = sum(r["seconds"] for r in runs)
+    return sum(r["tokens"] for r in runs) / seconds if seconds else None
 
 
 def plan_partitions(
@@ -207,6 +230,9 @@ def score_partition(
                     pending_idx, pending_sums, last_save = [], [], time.monotonic()
             if pending_idx:
                 save(pending_idx, pending_sums)
+    if scorer.stats.seconds > 0:  # what the next plan sizes its partitions by
+        rate = {"tokens": scorer.stats.tokens, "seconds": scorer.stats.seconds, "device_type": scorer.device.type}
+        write_json(rate, rates_dir(workdir, model.fingerprint, partition.variant) / f"{uuid.uuid4().hex[:12]}.json")
     return summary | {
         "tokens_scored": scorer.stats.tokens,
         "seconds": round(scorer.stats.seconds, 3),

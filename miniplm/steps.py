@@ -19,7 +19,7 @@ from miniplm.hashing import stable_hash
 from miniplm.instances import tokenize_parts
 from miniplm.manifest import ModelRef, RunManifest, SourceRef
 from miniplm.models import check_context, check_same_tokenizer, resolve_model
-from miniplm.partitions import Partition, partition_tokens, plan_partitions, score_partition
+from miniplm.partitions import Partition, measured_rate, partition_tokens, plan_partitions, score_partition
 from miniplm.precision import decide_precision as choose_precision
 from miniplm.precision import record_precision, recorded_precision
 from miniplm.reference import (
@@ -135,8 +135,10 @@ def decide_precision(workdir: str, manifest: RunManifest, cfg: ScoreConfig, gpus
 
 def plan_scoring(workdir: str, manifest: RunManifest, model: ModelRef, cfg: ScoreConfig, gpus: bool) -> list[Partition]:
     """The partitions of the candidates `model` has not scored yet (none when everything is scored)."""
-    size = partition_tokens(cfg, model.path, manifest.score_variant, gpus)
-    return plan_partitions(Workdir.open(workdir), manifest, model, manifest.score_variant, size)
+    wd = Workdir.open(workdir)
+    rate = measured_rate(wd, model.fingerprint, manifest.score_variant, gpus)
+    size = partition_tokens(cfg, model.path, manifest.score_variant, gpus, rate)
+    return plan_partitions(wd, manifest, model, manifest.score_variant, size)
 
 
 def score(workdir: str, manifest: RunManifest, model: ModelRef, partition: Partition, cfg: ScoreConfig) -> dict:

@@ -199,6 +199,16 @@ def test_partitions_score_every_candidate_once_as_one_scorer_does(tmp_path, mode
     assert got.keys() == set(ids)
     for i, s in zip(ids, sums, strict=True):
         assert abs(got[i] - s) < 1e-4
+    # the next plan is sized by the rate these partitions reached: partition_minutes of it
+    from miniplm.partitions import measured_rate, partition_tokens
+
+    rate = measured_rate(wd, "T", manifest.score_variant, gpus=False)
+    reported = sum(r["tokens_scored"] for r in results) / sum(r["seconds"] for r in results)
+    assert rate == pytest.approx(reported, rel=0.02)  # (the reported seconds are rounded)
+    assert measured_rate(wd, "T", manifest.score_variant, gpus=True) is None  # no GPU has scored with it
+    minutes = ScoreConfig(partition_minutes=0.5)
+    assert partition_tokens(minutes, str(models["teacher"]), manifest.score_variant, False, rate) == max(4096,
+                            int(30 * rate))  # fmt: skip
     # everything is scored: a partition run again scores nothing, and a new plan is empty
     assert score_partition(wd, manifest, model, partitions[0], cfg)["instances_scored"] == 0
     assert plan_partitions(wd, manifest, model, manifest.score_variant, 300) == []
