@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from miniplm.devices import autocast_for
-from miniplm.scorer import LMScorer
+from miniplm.scorer import LMScorer, float32_logits
 from miniplm.train import chunked_sum, head_logits, predicted
 
 
@@ -46,7 +46,8 @@ class OnlineTeacher:
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         if self.scorer.logit_scale is None:
             return h
-        logits = torch.nn.functional.linear(h.float(), self.model.get_output_embeddings().weight.float())
+        weight, bias = self.scorer.head_weights(h)  # the head as the scorer runs it: never cast again per chunk
+        logits = float32_logits(h, weight, bias)
         logits = logits * self.scorer.logit_scale if self.scorer.logit_scale != 1.0 else logits
         softcap = getattr(self.model.config, "final_logit_softcapping", None)
         return torch.tanh(logits / softcap) * softcap if softcap else logits

@@ -72,7 +72,7 @@ def mixed_head_supported(device: torch.device) -> bool:
     return device.type == "cuda" and hasattr(torch.ops.aten.mm, "dtype")
 
 
-def head_logits(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+def float32_logits(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """float32 logits (C, V) of hidden states h (C, H) through a head weight (V, H): in float32 when the weight is,
     else half-precision inputs accumulated into float32 outputs."""
     if weight.dtype == torch.float32:
@@ -123,7 +123,7 @@ class LMScorer:
             self._model = model.to(self.device).eval()
             self.logit_scale = self._logit_scale()
             if self.dtype != torch.float32 and self.logit_scale is not None:
-                self._head_weights(torch.empty(0, dtype=self.dtype, device=self.device))  # a copy, if any, exists now
+                self.head_weights(torch.empty(0, dtype=self.dtype, device=self.device))  # a copy, if any, exists now
             if self.batch_tokens is None:
                 self.batch_tokens = self._measure_batch_tokens()
             if self.logit_scale is None:  # full logits per batch: keep them the size of one head chunk
@@ -238,16 +238,16 @@ class LMScorer:
 
         Logits are float32 in every dtype: rounded to bf16's 8 mantissa bits they would move mean log-probs by about
         1e-2 nats/token more. On CUDA a half-precision head multiplies in its own dtype and accumulates into float32
-        logits (`head_logits`), at the tensor cores' half-precision rate and without a float32 copy of the head.
+        logits (`float32_logits`), at the tensor cores' half-precision rate and without a float32 copy of the head.
         """
         model = self.model
         softcap = getattr(model.config, "final_logit_softcapping", None)
         head = model.get_output_embeddings()
-        weight, bias = self._head_weights(h)
+        weight, bias = self.head_weights(h)
         logp = torch.empty(h.shape[0], dtype=torch.float32, device=h.device)
         chunk = max(64, HEAD_CHUNK_LOGITS.get(h.device.type, HEAD_CHUNK_LOGITS["cpu"]) // head.weight.shape[0])
         for lo in range(0, h.shape[0], chunk):
-            logits = head_logits(h[lo : lo + chunk], weight, bias)  # (C, V) float32
+            logits = float32_logits(h[lo : lo + chunk], weight, bias)  # (C, V) float32
             if self.logit_scale != 1.0:
                 logits = logits * self.logit_scale
             if softcap:
@@ -256,8 +256,8 @@ class LMScorer:
             logp[lo : lo + chunk] = target_logit - logsumexp_rows(logits)
         return logp
 
-    def _head_weights(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The head's weight and bias as `head_logits` takes them for hidden states like `h`: its own where they
+    def head_weights(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The head's weight and bias as `float32_logits` takes them for hidden states like `h`: its own where they
         multiply into float32 directly, else a float32 copy (made once; counted before batches are sized)."""
         head = self.model.get_output_embeddings()
         bias = getattr(head, "bias", None)

@@ -102,14 +102,14 @@ def test_out_of_memory_on_a_single_instance_is_raised(models, sequences, monkeyp
 def test_a_half_precision_head_writes_float32_logits_from_its_own_weights():
     """The CUDA head: bf16 hidden states and weights multiplied into float32 logits, no float32 copy of the head
     (shapes and dtypes checked on the meta device; a CPU has no such kernel and takes the float32 copy)."""
-    from miniplm.scorer import head_logits, mixed_head_supported
+    from miniplm.scorer import float32_logits, mixed_head_supported
 
     h = torch.empty(5, 16, dtype=torch.bfloat16, device="meta")
     weight, bias = torch.empty(100, 16, dtype=torch.bfloat16, device="meta"), torch.empty(100, device="meta")
-    logits = head_logits(h, weight, bias)
+    logits = float32_logits(h, weight, bias)
     assert logits.shape == (5, 100) and logits.dtype == torch.float32
     assert not mixed_head_supported(torch.device("cpu"))
-    exact = head_logits(torch.randn(3, 16), torch.randn(7, 16), None)
+    exact = float32_logits(torch.randn(3, 16), torch.randn(7, 16), None)
     assert exact.dtype == torch.float32 and exact.shape == (3, 7)
 
 
