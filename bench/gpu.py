@@ -100,8 +100,10 @@ def instances(vocab: int, tokens: int, max_len: int, seed: int = 0) -> list[list
     return out
 
 
-def timed_scores(path: str, rows, device, dtype: str, pack: bool) -> tuple[np.ndarray, float, LMScorer]:
-    scorer = LMScorer(path, device=str(device), dtype=dtype, pack=pack)
+def timed_scores(
+    path: str, rows, device, dtype: str, pack: bool | None, compile: bool = False
+) -> tuple[np.ndarray, float, LMScorer]:
+    scorer = LMScorer(path, device=str(device), dtype=dtype, pack=pack, compile=compile)
     scorer.score_all(rows[:16])  # load, size batches and warm up outside the timed region
     sync(scorer.device)
     start = time.perf_counter()
@@ -119,6 +121,10 @@ def score_figures(name: str, root: Path, device, dtype: torch.dtype, tokens: int
     del scorer
     padded, padded_s, _ = timed_scores(path, rows, device, dtype_name(dtype), pack=False)
     rate, padded_rate = n_tokens / packed_s, n_tokens / padded_s
+    compiled_rate = None
+    if device.type == "cuda":  # torch.compile of the body, kept off by default until it is measured to win here
+        _, compiled_s, _ = timed_scores(path, rows, device, dtype_name(dtype), pack=None, compile=True)
+        compiled_rate = round(n_tokens / compiled_s, 1)
     return {
         "model": name,
         "parameters": parameters,
@@ -131,6 +137,7 @@ def score_figures(name: str, root: Path, device, dtype: torch.dtype, tokens: int
         "padded_tokens_per_s": round(padded_rate, 1),
         "padded_fraction_of_peak": round(2 * parameters * padded_rate / peak, 3),
         "packed_vs_padded_max_abs_diff": float(np.max(np.abs(packed - padded))),
+        "compiled_tokens_per_s": compiled_rate,
     }
 
 

@@ -92,12 +92,14 @@ class LMScorer:
         dtype: str = "auto",
         batch_tokens: int | None = None,
         pack: bool | None = None,
+        compile: bool = False,
     ) -> None:
         self.model_path = model_path
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, dtype)
         self.batch_tokens = batch_tokens
         self.pack = packing_pays(self.device, self.dtype) if pack is None else pack
+        self.compile = compile  # torch.compile the model body (dynamic shapes); off unless measured to win
         self._model = None
         self.logit_scale: float | None = 1.0  # None: the head alone cannot reproduce the model's logits
         self.stats = ScoreStats()
@@ -121,6 +123,9 @@ class LMScorer:
                 self.pack = False
                 model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=self.dtype)
             self._model = model.to(self.device).eval()
+            if self.compile:
+                decoder = self._model.get_decoder()
+                decoder.forward = torch.compile(decoder.forward, dynamic=True)
             self.logit_scale = self._logit_scale()
             if self.dtype != torch.float32 and self.logit_scale is not None:
                 self.head_weights(torch.empty(0, dtype=self.dtype, device=self.device))  # a copy, if any, exists now
