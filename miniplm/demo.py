@@ -144,7 +144,7 @@ def demo_experiment(workdir: str | Path) -> tuple[PipelineConfig, ExperimentConf
             arch=small_llama(4, 64),
             train=TrainConfig(
                 max_steps=None,
-                tokens_per_parameter=1,
+                tokens_per_parameter=3,  # enough for both arms' students to leave the unigram regime on so small a pool
                 batch_size=16,
                 block_size=256,
                 learning_rate=3e-3,
