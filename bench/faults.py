@@ -78,15 +78,21 @@ def lost_documents(summary: dict) -> int:
     return sum(r["rows_read"] - r["documents"] - r["duplicates"] - r["quarantined"] for r in summary["accounting"])
 
 
+UNREPORTED: list[str] = []  # what a bad input printed when it was not reported as one error line
+
+
 def one_error_naming(result, text: str) -> bool:
     """The contract tests/test_errors.py checks too: exit 1, and besides the step lines (`[miniplm] ...`) one line,
     the last, an `error:` naming `text`."""
     lines = result.stderr.strip().splitlines()
     other = [line for line in lines if not line.startswith("[miniplm] ")]
-    return (
+    reported = (
         result.returncode == 1 and len(other) == 1 and bool(lines) and lines[-1] == other[0]
         and other[0].startswith("error:") and text in other[0]
     )  # fmt: skip
+    if not reported:
+        UNREPORTED.append(f"exit {result.returncode}: " + "\n".join(other[-12:]))
+    return reported
 
 
 HOLD = """
@@ -237,6 +243,7 @@ def main() -> None:
         "scores_duplicated": duplicated,
         "files_written_by_sql": written,
         "failed": sorted([k for k, v in faults.items() if not v] + [k for k, v in bad.items() if not v]),
+        "unreported_stderr": UNREPORTED,
     }
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
