@@ -79,6 +79,12 @@ def lost_documents(summary: dict) -> int:
 
 
 UNREPORTED: list[str] = []  # what a bad input printed when it was not reported as one error line
+STARTED = time.monotonic()
+
+
+def case(name: str) -> None:
+    """One progress line per case on stderr, so a slow or stuck case is seen while the bench runs."""
+    print(f"[faults] {time.monotonic() - STARTED:6.0f} s  {name}", file=sys.stderr, flush=True)
 
 
 def one_error_naming(result, text: str) -> bool:
@@ -124,6 +130,7 @@ def main() -> None:
     bad: dict[str, bool] = {}
     lost = duplicated = 0
 
+    case("baseline")
     # the baseline run, on clean and messy sources
     wd = root / "wd"
     base = summary_of(run([clean, messy], teacher, wd))
@@ -131,6 +138,7 @@ def main() -> None:
     messy_row = next(r for r in base["accounting"] if r["source"].endswith("messy.jsonl"))
     bad["bom_and_broken_rows"] = messy_row["quarantined"] == len(broken) + 1 and messy_row["documents"] == len(good)
 
+    case("wiped, instances_deleted")
     # a wiped work directory (the hidden id file survives), then one deleted output folder
     for name in ("wiped", "instances_deleted"):
         if name == "wiped":
@@ -142,12 +150,14 @@ def main() -> None:
         again = summary_of(run([clean, messy], teacher, wd))
         faults[name] = again["selection_id"] == base["selection_id"] and again["selected"] == base["selected"]
 
+    case("dtype_changed")
     # a changed dtype scores everything again and the views never mix the two
     other = "bfloat16" if base["score_variant"].startswith("float32") else "float32"
     changed = summary_of(run([clean, messy], teacher, wd, "--dtype", other))
     faults["dtype_changed"] = changed["instances_scored_teacher"] == changed["candidates"]
     duplicated += duplicated_scores(wd)
 
+    case("concurrent_runs")
     # two runs started together
     wd2 = root / "wd-concurrent"
     procs = [run([clean], teacher, wd2, wait=False) for _ in range(2)]
@@ -160,6 +170,7 @@ def main() -> None:
         faults["concurrent_runs"] = False
     duplicated += duplicated_scores(wd2)
 
+    case("killed_while_scoring")
     # SIGKILL while scoring, once the first checkpoint is saved; the rerun finishes what is left
     wd3 = root / "wd-killed"
     big = write_jsonl(root / "big.jsonl", [f"{t} ({i})" for i, t in enumerate(corpus_texts(3000, seed=1))])
@@ -180,6 +191,7 @@ def main() -> None:
         duplicated += duplicated_scores(wd3)
         lost += lost_documents(resumed)
 
+    case("cli_killed_no_orphan_server")
     # SIGKILL of the CLI: its Prefect server goes with it
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(root / "wd-held")], stdout=subprocess.PIPE, text=True)
     holder.stdout.readline()
@@ -195,6 +207,7 @@ def main() -> None:
     holder.kill()
     holder.wait()
 
+    case("bad inputs")
     # bad inputs: each ends in one error line naming what to fix, before any work on it
     broken_teacher = root / "broken-teacher"
     shutil.copytree(teacher, broken_teacher)
@@ -222,6 +235,7 @@ def main() -> None:
     finally:
         subprocess.run(["umount", str(read_only)]) if mounted else read_only.chmod(0o755)
 
+    case("sql attacks")
     # queries that try to write: count those that changed any file
     written = 0
     out = root / "sql-out"

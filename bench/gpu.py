@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.score import peak_flops  # the same peak the CPU benchmark measures
 from miniplm import train, varlen
 from miniplm.config import small_llama
 from miniplm.devices import autocast_for, dtype_name, pick_device
@@ -42,24 +43,6 @@ SHAPES = {
     "tiny-1k": (64, 128, 2, 4, 2, 1000),
 }
 AGREEMENT_BF16 = 2e-2  # nats/token: the scorer's bfloat16 tolerance against float64
-
-
-def peak_flops(device: torch.device, dtype: torch.dtype) -> float:
-    """Best rate of a square matmul on this device and dtype; the size grows until one product is measurable."""
-    limit = 8192 if device.type == "cuda" else 2048
-    n = 512
-    while True:
-        a, b = (torch.randn(n, n, dtype=dtype, device=device) for _ in range(2))
-        best = float("inf")
-        for _ in range(5):
-            sync(device)
-            start = time.perf_counter()
-            a @ b
-            sync(device)
-            best = min(best, time.perf_counter() - start)
-        if n >= limit or best > 0.05:
-            return 2 * n**3 / best
-        n *= 2
 
 
 def sync(device: torch.device) -> None:
