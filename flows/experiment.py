@@ -2,7 +2,7 @@
 
 pipeline (prepare, reference, scores) ─ student tokenizer ─ eval sets ─┬─ select (per alpha) ─ arm data ×arms×seeds
                                                                        └─ tune the learning rate on the uniform arm
-  ─ train ─ evaluate ×runs ─ report
+  ─ train ×runs (one per GPU where there are several) ─ evaluate ×runs ─ report
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from flows.pipeline import miniplm_pipeline
 from flows.runners import scoring_gpus
 from flows.scoring import score_with
 from flows.steplog import StepLog, figures, say
+from flows.students import train_students
 from miniplm import experiment as lib
 from miniplm.config import ExperimentConfig, PipelineConfig, SelectConfig
 from miniplm.steps import previous_manifest
@@ -93,9 +94,8 @@ def _experiment(config: PipelineConfig, experiment: ExperimentConfig, workdir: s
     tuning = None
     if experiment.learning_rates and "uniform" in arms:
         sweep = lib.plan_tuning(workdir, manifest, student, experiment, data, train_steps)
-        for run in sweep:
-            step(tasks.train_run, workdir, run, lib.with_learning_rate(student, run.learning_rate),
-                 eval_set["curve_path"])  # fmt: skip
+        train_students(step, workdir, sweep, [lib.with_learning_rate(student, run.learning_rate) for run in sweep],
+                       eval_set["curve_path"], config.runner)  # fmt: skip
         evaluated = [step(tasks.evaluate_run, workdir, run, student, eval_set) for run in sweep]
         tuning = lib.pick_learning_rate(sweep, evaluated)
         say(f"learning rate: {tuning['learning_rate']:g} (held-out loss, uniform arm, seed 0)")
@@ -107,8 +107,7 @@ def _experiment(config: PipelineConfig, experiment: ExperimentConfig, workdir: s
     runs = lib.plan_runs(workdir, manifest, student, chosen, data, train_steps)
     say(f"{len(runs)} students to train ({experiment.seeds} seeds x {len(arms)} arms x {len(experiment.alphas)} "
         f"alphas; runs that train alike train once); steps per alpha: {train_steps}")  # fmt: skip
-    for run in runs:
-        step(tasks.train_run, workdir, run, student, eval_set["curve_path"])
+    train_students(step, workdir, runs, student, eval_set["curve_path"], config.runner)  # one per GPU where several
     evaluations = [step(tasks.evaluate_run, workdir, run, student, eval_set) for run in runs]
     harness = [step(tasks.harness_run, workdir, run, student, experiment) if experiment.lm_eval_tasks else {}
                for run in runs]  # fmt: skip

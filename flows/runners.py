@@ -1,15 +1,17 @@
-"""The task runner the scoring tasks run on, chosen by `PipelineConfig.runner`: the flows' code never changes.
+"""The task runner the scoring tasks and the experiment's students run on, chosen by `PipelineConfig.runner`: the
+flows' code never changes.
 
-local: this machine, one scoring task at a time per device (a process per GPU on a multi-GPU node).
+local: this machine, one task at a time per device (a process per GPU on a multi-GPU node).
 ray:   prefect-ray's RayTaskRunner on a Ray cluster; each scoring task asks Ray for a GPU where the cluster has
-       GPUs (Ray sets CUDA_VISIBLE_DEVICES for it), and for CPUs otherwise. The work directory must be on storage
-       every node reaches; tasks exchange only paths and small records.
+       GPUs (Ray sets CUDA_VISIBLE_DEVICES for it), and for CPUs otherwise; students go to the cluster only where
+       it has GPUs. The work directory must be on storage every node reaches; tasks exchange only paths and small
+       records.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
+import tempfile
 from contextlib import AbstractContextManager, nullcontext
 
 import torch
@@ -61,27 +63,39 @@ def ray_cluster_gpus(runner: RunnerConfig) -> float:
     return float(ray.cluster_resources().get("GPU", 0))
 
 
-def scoring_gpus(runner: RunnerConfig, cfg: ScoreConfig) -> bool:
-    """Whether scoring tasks run on GPUs: a Ray cluster with GPUs, or a local CUDA device."""
+def runs_on_gpus(runner: RunnerConfig, device: str) -> bool:
+    """Whether tasks for `device` run on GPUs: a Ray cluster with GPUs, or a local CUDA device."""
     if runner.kind == "ray":
         return runner.gpus_per_task > 0 and ray_cluster_gpus(runner) > 0
-    return pick_device(cfg.device).type == "cuda"
+    return pick_device(device).type == "cuda"
 
 
-def task_runner(runner: RunnerConfig, cfg: ScoreConfig) -> TaskRunner:
+def scoring_gpus(runner: RunnerConfig, cfg: ScoreConfig) -> bool:
+    """Whether scoring tasks run on GPUs."""
+    return runs_on_gpus(runner, cfg.device)
+
+
+def task_runner(runner: RunnerConfig, device: str) -> TaskRunner:
     """Ray's runner on a cluster; on one machine with several GPUs (and `device` auto or cuda), a process per GPU
-    that keeps its GPU and its model for the whole run; otherwise one task at a time in this process."""
+    that keeps its GPU (and, scoring, its model) for the whole run; otherwise one task at a time in this process."""
     if runner.kind == "ray":
         from prefect_ray import RayTaskRunner
 
         return RayTaskRunner(address=runner.address, init_kwargs=_ray_init_kwargs())
-    gpus = node_gpus() if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else []
+    gpus = node_gpus() if device in ("auto", "cuda") and torch.cuda.is_available() else []
     if len(gpus) > 1:
-        free = multiprocessing.get_context("spawn").Queue()
-        for gpu in gpus:
-            free.put(gpu)
-        return ProcessPoolTaskRunner(max_workers=len(gpus), initializer=claim_gpu, initargs=(free,))
+        claims = tempfile.mkdtemp(prefix="miniplm-gpu-claims-")
+        return ProcessPoolTaskRunner(max_workers=len(gpus), initializer=claim_gpu, initargs=(tuple(gpus), claims))
     return ThreadPoolTaskRunner(max_workers=1)
+
+
+def student_runner(runner: RunnerConfig, device: str) -> tuple[TaskRunner, bool]:
+    """Where the experiment's students train, and whether each is a Ray task given a GPU. One student per GPU: on a
+    Ray cluster with GPUs, a Ray task each; on a node with several GPUs, a process per GPU; otherwise one at a time
+    here (a CPU cluster would run several students' threads on one node's cores, so they stay on this machine)."""
+    if runner.kind == "ray" and runs_on_gpus(runner, device):
+        return task_runner(runner, device), True
+    return task_runner(runner.model_copy(update={"kind": "local"}), device), False
 
 
 def task_resources(runner: RunnerConfig, gpus: bool) -> AbstractContextManager:

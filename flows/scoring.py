@@ -31,4 +31,4 @@ def miniplm_score(
 
 def score_with(runner: RunnerConfig, cfg: ScoreConfig):
     """The scoring flow on the configured task runner."""
-    return miniplm_score.with_options(task_runner=task_runner(runner, cfg))
+    return miniplm_score.with_options(task_runner=task_runner(runner, cfg.device))

@@ -241,8 +241,37 @@ def node_gpus() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
-def claim_gpu(free) -> None:
-    """Start of a scoring worker process: take one of the node's GPUs (from the queue `free`) for the life of the
-    process, before CUDA starts in it. Each GPU then has a process of its own: its own interpreter lock, its own
-    precision settings, its own loaded model, and `cuda` in it means that GPU."""
-    os.environ["CUDA_VISIBLE_DEVICES"] = str(free.get(timeout=60))
+_claim: dict = {}  # this worker's GPU, and its lock file, open (and so locked) for the life of the process
+
+
+def claim_gpu(gpus: tuple[str, ...], claims: str) -> None:
+    """Start of a worker process on a multi-GPU node: take the first of `gpus` no other worker holds, for the life of
+    the process, before CUDA starts in it. Each GPU then has a process of its own: its own interpreter lock, its own
+    precision settings, its own loaded model, and `cuda` in it means that GPU.
+
+    A worker holds its GPU by an exclusive lock on a file per GPU in the folder `claims`, which the operating system
+    releases when the process ends; the arguments are plain strings because Prefect pickles its task runner, with
+    the workers' initializer arguments, into every task it sends them."""
+    from miniplm.lock import try_lock
+
+    for gpu in gpus:
+        handle = open(Path(claims) / f"gpu-{gpu}", "a+")  # noqa: SIM115 -- held open for as long as the claim is
+        if try_lock(handle):
+            _claim.update(gpu=gpu, lock=handle)
+            use_claimed_gpu()
+            return
+        handle.close()
+    raise RuntimeError(f"every GPU of {', '.join(gpus)} is held by another worker process (claims in {claims})")
+
+
+def claimed_gpu() -> str | None:
+    """The GPU this worker process claimed (as CUDA_VISIBLE_DEVICES names it), or None outside such a worker."""
+    return _claim.get("gpu")
+
+
+def use_claimed_gpu() -> None:
+    """In a worker process that claimed a GPU, make it the only one CUDA sees; elsewhere, nothing. Called at the start
+    of every task such a worker runs, before CUDA starts: Prefect gives each task the environment of the flow that
+    sent it (CUDA_VISIBLE_DEVICES with every GPU of the node), which would put every worker on the node's first GPU."""
+    if gpu := _claim.get("gpu"):
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu

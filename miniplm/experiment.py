@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from miniplm.catalog import connect, load_sql
 from miniplm.config import CorpusConfig, ExperimentConfig, ModelArchConfig, StudentConfig
 from miniplm.corpus import source_fingerprint
+from miniplm.devices import claimed_gpu
 from miniplm.evaluate import capped, evaluate_student, read_target_documents, write_eval_set
 from miniplm.export import export_members
 from miniplm.hashing import stable_hash
@@ -434,7 +435,8 @@ def train_run(workdir: str, run: StudentRun, student: StudentConfig, eval_tokens
         teacher=run.teacher,
         kd_ratio=run.kd_ratio,
     )
-    return {k: v for k, v in summary.items() if k not in {"history", "run_key"}}
+    # which GPU trained it, where a process per GPU trains the students (see flows/students.py)
+    return {k: v for k, v in summary.items() if k not in {"history", "run_key"}} | {"gpu": claimed_gpu()}
 
 
 def run_trained(workdir: str, run: StudentRun, student: StudentConfig, eval_tokens: str | None) -> bool:

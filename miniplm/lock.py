@@ -52,7 +52,8 @@ def describe(info: dict) -> str:
     return f"run {info.get('run', '?')} (pid {info.get('pid')} on {info.get('host')}, started {started})"
 
 
-def _try_lock(handle) -> bool:
+def try_lock(handle) -> bool:
+    """Take an exclusive lock on an open file, without waiting; released when the file is closed or the process ends."""
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True
@@ -84,7 +85,7 @@ def workdir_lock(
                 _held[path][1] -= 1
         return
     try:
-        if not _try_lock(handle):
+        if not try_lock(handle):
             first = describe(holder(workdir))
             if not wait:
                 raise WorkdirBusyError(
@@ -95,7 +96,7 @@ def workdir_lock(
                 f"{workdir.root} is in use by {first}; waiting for it to finish"
             )
             # polled rather than blocking, so Ctrl-C and a flow's cancellation still reach this thread
-            while not _try_lock(handle):
+            while not try_lock(handle):
                 time.sleep(poll_seconds)
         handle.seek(0)
         handle.truncate()

@@ -8,6 +8,7 @@ its outputs do (`trusted_while`, checked by the library's own test of "done" bef
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -53,10 +54,20 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def task_source(task: Task) -> str:
+    """The task function's source. A task sent to a worker process (a process per GPU, a Ray worker) carries a
+    pickled copy of its function whose source cannot be found; the module's own task has it, and the same key."""
+    try:
+        return inspect.getsource(task.fn)
+    except OSError:
+        original = getattr(importlib.import_module(task.fn.__module__), task.fn.__name__)
+        return inspect.getsource(getattr(original, "fn", original))
+
+
 def step_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     workdir = parameters.get("workdir")
     identity = Workdir.open(workdir).identity if workdir else None
-    source = inspect.getsource(context.task.fn)
+    source = task_source(context.task)
     return stable_hash("miniplm-step", context.task.name, source, code_fingerprint(), identity, _plain(parameters))
 
 
@@ -71,12 +82,17 @@ def trusted_while(ready: Callable[..., bool]) -> Callable[[Task], Task]:
     return mark
 
 
-def run_step(task: Task, *args: Any, **kwargs: Any) -> State:
-    """Run a task and return its final state; a cached task whose outputs are gone runs again, refreshing its cache."""
+def refreshed_if_gone(task: Task, *args: Any, **kwargs: Any) -> Task:
+    """The task, told to run again and refresh its cache entry where the outputs that entry points at are gone."""
     ready = getattr(task, "outputs_ready", None)
     if ready is not None and not ready(*args, **kwargs):
-        task = task.with_options(refresh_cache=True)
-    return task(*args, return_state=True, **kwargs)
+        return task.with_options(refresh_cache=True)
+    return task
+
+
+def run_step(task: Task, *args: Any, **kwargs: Any) -> State:
+    """Run a task and return its final state; a cached task whose outputs are gone runs again, refreshing its cache."""
+    return refreshed_if_gone(task, *args, **kwargs)(*args, return_state=True, **kwargs)
 
 
 @contextmanager

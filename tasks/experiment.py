@@ -10,6 +10,7 @@ from prefect.cache_policies import NO_CACHE
 
 from miniplm import experiment as lib
 from miniplm.config import ExperimentConfig, StudentConfig
+from miniplm.devices import use_claimed_gpu
 from miniplm.experiment import ArmData, ArmOptions, StudentRun
 from miniplm.experiment_report import write_experiment_report
 from miniplm.manifest import RunManifest
@@ -54,6 +55,7 @@ def arm_data(
 )
 def train_run(workdir: str, run: StudentRun, student: StudentConfig, eval_tokens: str | None) -> dict:
     """Train one student for the experiment's steps (resumes from its last checkpoint after a crash)."""
+    use_claimed_gpu()
     with progress_artifact(f"train-{run.arm}-{run.seed}".replace("_", "-"), f"train {run.arm} seed {run.seed}"):
         return lib.train_run(workdir, run, student, eval_tokens)
 

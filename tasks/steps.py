@@ -14,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 
 from miniplm import steps
 from miniplm.config import CorpusConfig, ReferenceConfig, ScoreConfig, SelectConfig, SplitConfig, StudentConfig
+from miniplm.devices import claimed_gpu, use_claimed_gpu
 from miniplm.instances import instance_spec as _instance_spec
 from miniplm.manifest import ModelRef, RunManifest, SourceRef
 from miniplm.models import DEMO_TEACHER, check_context, demo_gguf_path, fetch_demo_gguf, resolve_model
@@ -117,6 +118,7 @@ def score_partition(
 ) -> dict:
     """Score one partition, saving every `checkpoint_seconds`; a retry resumes after the last save. Reports where
     it ran (the Ray node, on a cluster)."""
+    use_claimed_gpu()
     with progress_artifact(
         f"score-{partition.model_fp[:8]}-{partition.source_key[:8]}-{partition.part}-{partition.bucket}",
         f"score {partition.name}",
@@ -128,7 +130,8 @@ def _worker() -> str:
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         return f"ray:{ray.get_runtime_context().get_node_id()[:12]}"
-    return socket.gethostname()
+    gpu = claimed_gpu()
+    return socket.gethostname() + (f" gpu {gpu}" if gpu else "")
 
 
 @trusted_while(steps.select_ready)
