@@ -1,7 +1,11 @@
-"""Progress for long steps: a tqdm bar in the terminal plus an optional callback (Prefect adds an artifact)."""
+"""Progress for long steps: a tqdm bar in the terminal plus an optional callback (Prefect adds an artifact). Where
+stderr is not a terminal (a log file, a cluster job's output), a line every `MINIPLM_PROGRESS_SECONDS` (60) instead,
+so an hour of training or scoring is not an hour of silence."""
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,19 +36,43 @@ class Bar:
         )
         self._last = 0.0
         self._min_interval_s = min_interval_s
+        self.desc, self.unit = desc, unit
+        self._started = self._last_line = time.monotonic()
+        self._line_interval_s = float(os.environ.get("MINIPLM_PROGRESS_SECONDS", "60"))
 
     def update(self, n: int) -> None:
         self.done += n
         self._tqdm.update(n)
         now = time.monotonic()
+        if self._tqdm.disable and now - self._last_line >= self._line_interval_s and self.done < self.total:
+            self._last_line = now
+            self._line(now)
         if _listeners and (now - self._last >= self._min_interval_s or self.done >= self.total):
             self._last = now
             percent = 100.0 * self.done / self.total if self.total else 100.0
             for listener in list(_listeners):
                 listener(min(percent, 100.0))
 
+    def _line(self, now: float) -> None:
+        elapsed = now - self._started
+        left = elapsed * (self.total - self.done) / self.done if self.done else float("nan")
+        done = f"{100.0 * self.done / self.total:.0f}% ({self.done:,} of {self.total:,} {self.unit})"
+        sys.stderr.write(f"[miniplm] {self.desc}: {done}, {clock(elapsed)} so far, about {clock(left)} left\n")
+        sys.stderr.flush()
+
     def close(self) -> None:
         self._tqdm.close()
+
+
+def clock(seconds: float) -> str:
+    """1 h 05 min, 12 min 30 s, 45 s."""
+    if seconds != seconds:  # NaN: nothing to go by yet
+        return "?"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
 @contextmanager
