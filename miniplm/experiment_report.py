@@ -523,6 +523,48 @@ def _reference_agreement(selection: dict | None) -> list[str]:
             "`miniplm_alt_ref` rows below show what its students make of the difference.", ""]  # fmt: skip
 
 
+def score_bands(con, alphas: list[float]) -> dict:
+    """The ranking cut at the experiment's alphas (the top alpha is what that alpha keeps): per band and source,
+    instances, teacher tokens and mean log-probabilities."""
+    from miniplm.catalog import load_sql
+
+    edges = sorted({a for a in alphas if 0 < a < 1})
+    rel = con.execute(load_sql("score_bands_by_source"), {"edges": edges})
+    columns = [d[0] for d in rel.description]
+    return {"edges": edges, "rows": [dict(zip(columns, r, strict=True)) for r in rel.fetchall()]}
+
+
+def band_names(edges: list[float]) -> list[str]:
+    """top 30%, 30-50%, 50-70%, bottom 30% for the edges 0.3, 0.5, 0.7."""
+    pct = [round(100 * e) for e in edges]
+    if not pct:
+        return ["all"]
+    return [f"top {pct[0]}%"] + [f"{a}-{b}%" for a, b in zip(pct, pct[1:], strict=False)] + [f"bottom {100 - pct[-1]}%"]
+
+
+def _score_bands_section(report: dict) -> list[str]:
+    """Which sources each band of the ranking holds: why a selection keeps what it keeps."""
+    bands = report.get("score_bands") or {}
+    rows = bands.get("rows") or []
+    if not rows:
+        return []
+    names, sources = band_names(bands["edges"]), sorted({r["source"] for r in rows})
+    lines = ["What each band of the ranking holds: share of the band's teacher tokens per source, and the band's mean "
+             "score (teacher minus reference log-prob, nats/token):", "",
+             "| band | " + " | ".join(Path(s).name for s in sources) + " | mean score |",
+             "|" + "---|" * (len(sources) + 2)]  # fmt: skip
+    for band, name in enumerate(names):
+        in_band = {r["source"]: r for r in rows if r["band"] == band}
+        tokens = sum(r["tokens"] for r in in_band.values())
+        if not tokens:
+            continue
+        instances = sum(r["instances"] for r in in_band.values())
+        score = sum(r["score"] * r["instances"] for r in in_band.values()) / instances
+        shares = [f"{100 * in_band[s]['tokens'] / tokens:.1f}%" if s in in_band else "-" for s in sources]
+        lines.append(f"| {name} | " + " | ".join(shares) + f" | {score:.3f} |")
+    return lines + [""]
+
+
 def _reference_section(report: dict) -> list[str]:
     ref = report.get("reference") or {}
     lines = []
@@ -588,6 +630,7 @@ def markdown(report: dict, images: dict[str, str]) -> str:
         "",
         *_reference_section(report),
         *_tuning_section(report),
+        *_score_bands_section(report),
     ]
     for alpha, block in report["alphas"].items():
         sets = list(dict.fromkeys(name for arm in block["arms"] for name in arm["evals"]))
@@ -767,6 +810,7 @@ def write_experiment_report(
                       "variant": manifest.score_variant}  # fmt: skip
             rel = con.sql(load_sql("reference_agreement"), params=params)
             selection["reference_agreement"] = dict(zip(rel.columns, rel.fetchall()[0], strict=True))
+    context["score_bands"] = score_bands(con, [float(a) for a in selections])
     grams = arm_ngrams(runs, Path(eval_set["path"]), context["student"]["vocab_size"])
     report = build_report(runs, evaluations, context, cfg.bootstrap_samples, harness, grams, cfg.too_young_margin)
     rows = con.execute(load_sql("score_histogram_by_source"), {"bins": 40}).fetchall()

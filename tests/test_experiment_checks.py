@@ -172,3 +172,25 @@ def test_the_report_states_the_regime(checked):
     for words in ("tokens / parameter", "unigram of its data", "Learning rate, tuned", "Reference sizes tried",
                   "sign check", "positive control"):  # fmt: skip
         assert words in md
+
+
+def test_the_report_says_what_each_band_of_the_ranking_holds(checked):
+    from miniplm.catalog import open_readonly
+    from miniplm.workdir import Workdir
+
+    pipeline, _, report = checked
+    con = open_readonly(Workdir.open(pipeline.workdir))
+    scored = con.sql("select scored.instance_id, scored.score, scored.n_tokens, documents.source from scored "
+                     "join documents using (doc_id) where isfinite(scored.score)").pl()  # fmt: skip
+    ranked = scored.sort(["score", "instance_id"], descending=[True, False]).with_row_index("rank")
+    expected = (
+        ranked.with_columns(band=(pl.col("rank") >= ranked.height / 2).cast(pl.Int64))  # alpha 0.5: two halves
+        .group_by("band", "source")
+        .agg(tokens=pl.col("n_tokens").sum().cast(pl.Int64), instances=pl.len().cast(pl.Int64))
+    )
+    bands = report["score_bands"]
+    got = [(r["band"], r["source"], r["tokens"], r["instances"]) for r in bands["rows"]]
+    assert bands["edges"] == [0.5]
+    assert sorted(got) == sorted(expected.select("band", "source", "tokens", "instances").rows())
+    text = Path(report["report_files"]["markdown"]).read_text()
+    assert "| top 50% |" in text and "| bottom 50% |" in text
