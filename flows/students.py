@@ -36,8 +36,8 @@ def miniplm_students(
     for future in as_completed(list(futures)):
         i, result = futures[future], future.result()
         cached = future.state.name == "Cached"
-        detail = figures(result)
-        say(f"{label(train_run, (runs[i],))}: {'cached' if cached else 'done'}" + (f" ({detail})" if detail else ""))
+        detail, how = figures(result), "cached" if cached else f"done in {result['seconds']:.1f} s"
+        say(f"{label(train_run, (runs[i],))}: {how}" + (f" ({detail})" if detail else ""))
         done[i] = {"result": result, "cached": cached}
     return done
 
