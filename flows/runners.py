@@ -99,7 +99,7 @@ def student_runner(runner: RunnerConfig, device: str) -> tuple[TaskRunner, bool]
 
 
 def task_resources(runner: RunnerConfig, gpus: bool) -> AbstractContextManager:
-    """What each scoring task asks of the cluster: a GPU where there are GPUs, else CPUs."""
+    """What each task sent to the cluster asks of it: a GPU where there are GPUs, else CPUs."""
     if runner.kind != "ray":
         return nullcontext()
     from prefect_ray.context import remote_options

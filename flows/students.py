@@ -19,17 +19,14 @@ from tasks.experiment import train_run
 
 @flow(name="miniplm-students", log_prints=True, flow_run_name="students")
 def miniplm_students(
-    workdir: str, runs: list[StudentRun], students: list[StudentConfig], eval_tokens: str | None, runner: RunnerConfig
-) -> list[dict]:
-    """Train every run not trained yet (run i with student config i); returns, in the runs' order, each one's summary
-    and whether it was cached."""
-    ray_gpus = student_runner(runner, students[0].train.device)[1]
+    workdir: str, runs: list[StudentRun], students: list[StudentConfig], eval_tokens: str | None, runner: RunnerConfig,
+    ray_gpus: bool = False,
+) -> list[dict]:  # fmt: skip
+    """Train every run not trained yet (run i with student config i), each a Ray task given a GPU where `ray_gpus`;
+    returns, in the runs' order, each one's summary and whether it was cached."""
     futures = {}
     with task_resources(runner, ray_gpus):
         for i, (run, student) in enumerate(zip(runs, students, strict=True)):
-            if ray_gpus and student.train.device.startswith("cuda:"):
-                # a Ray task sees only the GPU Ray gave it, as cuda:0 (see flows.runners.task_score_config)
-                student = student.model_copy(update={"train": student.train.model_copy(update={"device": "cuda"})})
             task = refreshed_if_gone(train_run, workdir, run, student, eval_tokens)
             futures[task.submit(workdir, run, student, eval_tokens)] = i
     done: list[dict] = [{}] * len(runs)
@@ -51,9 +48,13 @@ def train_students(
     if not runs:
         return []
     students = student if isinstance(student, list) else [student] * len(runs)
+    runner_for, ray_gpus = student_runner(runner, students[0].train.device)
+    if ray_gpus:  # a Ray task sees only the GPU Ray gave it, as cuda:0 (see flows.runners.task_score_config)
+        students = [s.model_copy(update={"train": s.train.model_copy(update={"device": "cuda"})})
+                    if s.train.device.startswith("cuda:") else s for s in students]  # fmt: skip
     say(f"train-student: {len(runs)} students")
-    runner_for = student_runner(runner, students[0].train.device)[0]
-    trained = miniplm_students.with_options(task_runner=runner_for)(workdir, runs, students, eval_tokens, runner)
+    trained = miniplm_students.with_options(task_runner=runner_for)(workdir, runs, students, eval_tokens, runner,
+                                                                    ray_gpus)  # fmt: skip
     for one in trained:
         step.record(train_run.name, cached=one["cached"], seconds=0.0 if one["cached"] else one["result"]["seconds"])
     return [one["result"] for one in trained]

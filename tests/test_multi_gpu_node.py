@@ -38,7 +38,7 @@ def student_runs(tmp_path, models, out: str) -> list[StudentRun]:
             out_dir=str(tmp_path / out / str(seed)),
             tokenizer=str(models["tokenizer"]),
             learning_rate=3e-3,
-        )  # fmt: skip
+        )
         for seed in range(3)
     ]
 
