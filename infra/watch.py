@@ -39,6 +39,8 @@ def main() -> None:
     parser.add_argument("--max-looks", type=int, default=None, help="stop after this many looks (for tests)")
     args = parser.parse_args()
     announced, previous, looks = snapshot(args.folder), None, 0
+    # Files already there are the baseline, not news: only what changes from now on is announced.
+    print(f"watching {args.folder} ({len(announced)} files already there)", flush=True)
     while args.max_looks is None or looks < args.max_looks:
         time.sleep(args.every)
         looks += 1
@@ -50,4 +52,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C is how a watcher is stopped, not a failure
+        print("stopped", flush=True)

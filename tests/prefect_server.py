@@ -29,6 +29,15 @@ def start(cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
 
 
+def wait_for_line(log: Path, text: str, proc: subprocess.Popen, timeout_s: float = 300) -> None:
+    """Wait until a process's log holds `text`; fail with the log's tail if the process ends or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while text not in log.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"{log.name} never said {text!r}: " + log.read_text()[-3000:])
+        time.sleep(0.5)
+
+
 def stop(proc: subprocess.Popen, sig: int) -> None:
     proc.send_signal(sig)
     try:

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from miniplm.config import CorpusConfig, InstanceConfig, PipelineConfig, ReferenceConfig, StudentConfig, TrainConfig
-from tests.prefect_server import prefect_server, start
+from tests.prefect_server import prefect_server, start, wait_for_line
 from tests.tiny import corpus_texts, write_jsonl
 
 pytestmark = pytest.mark.slow
@@ -27,21 +27,21 @@ def test_landed_event_starts_a_rescore_run(tmp_path, models):
     )
     (tmp_path / "config.json").write_text(config.model_dump_json())
     with prefect_server(tmp_path) as (env, procs):
-        procs.append(
-            start(
-                [sys.executable, "infra/rescore.py", "--watch", str(inbox), "--config", str(tmp_path / "config.json")],
-                env,
-                tmp_path / "serve.log",
-            )
+        serve = start(
+            [sys.executable, "infra/rescore.py", "--watch", str(inbox), "--config", str(tmp_path / "config.json")],
+            env,
+            tmp_path / "serve.log",
         )
-        procs.append(
-            start(
-                [sys.executable, "infra/watch.py", str(inbox), "--every", "2", "--max-looks", "60"],
-                env,
-                tmp_path / "watch.log",
-            )
+        watch = start(
+            [sys.executable, "infra/watch.py", str(inbox), "--every", "2", "--max-looks", "300"],
+            env,
+            tmp_path / "watch.log",
         )
-        time.sleep(8)  # the deployment registers and the watcher takes its first look
+        procs += [serve, watch]
+        # The file must land after the watcher's first look (files already there are not news) and after the
+        # deployment and its trigger exist; on a loaded machine either can take longer than any fixed sleep.
+        wait_for_line(tmp_path / "serve.log", "Your deployments are being served", serve)
+        wait_for_line(tmp_path / "watch.log", "watching", watch)
         write_jsonl(inbox / "day-1.jsonl", corpus_texts(40))
         for _ in range(360):  # minutes on a loaded machine: the event, the automation, the run's start and steps
             if list((workdir / "selections").glob("*.parquet")):
