@@ -15,5 +15,5 @@ if ! command -v chromium >/dev/null; then
 fi
 export MINIPLM_TEST_HOME=${MINIPLM_TEST_HOME:-$(mktemp -d)}
 ruff check .
-python -m pytest -m "not slow" "$@"
-python -m pytest -m slow "$@"
+python -m pytest -m "not slow" --durations=15 "$@"
+python -m pytest -m slow --durations=0 "$@"
