@@ -20,6 +20,27 @@ from miniplm.workdir import Workdir
 DECODE_BATCH = 512
 
 
+def decode_instances(teacher_tok, token_lists: list[list[int]]) -> tuple[list[str], list[bool]]:
+    """Each instance's text, and whether it ends its document (its last token is the EOS the instance cutter
+    appended there; the text leaves it out, so another tokenizer can end the sequence with its own)."""
+    eos = teacher_tok.eos_token_id
+    ends_doc = [bool(ids) and ids[-1] == eos for ids in token_lists]
+    texts: list[str] = []
+    for lo in range(0, len(token_lists), DECODE_BATCH):
+        chunk = [
+            ids[:-1] if end else ids
+            for ids, end in zip(token_lists[lo : lo + DECODE_BATCH], ends_doc[lo : lo + DECODE_BATCH], strict=True)
+        ]
+        texts.extend(teacher_tok.batch_decode(chunk, skip_special_tokens=False, clean_up_tokenization_spaces=False))
+    return texts, ends_doc
+
+
+def encode_instances(tok, texts: list[str], ends_doc: list[bool]) -> list[list[int]]:
+    """The texts in another tokenizer, one instance to one sequence, with its EOS where the document ends."""
+    enc = tok(texts, add_special_tokens=False, verbose=False)["input_ids"]
+    return [list(ids) + ([tok.eos_token_id] if end else []) for ids, end in zip(enc, ends_doc, strict=True)]
+
+
 def export_members(
     workdir: Workdir, manifest: RunManifest, members_path: Path, out_dir: Path, student_tokenizer: str
 ) -> dict:
@@ -33,24 +54,14 @@ def export_members(
     con = connect(workdir, manifest)
     table = con.sql(load_sql("export_members"), params={"members_path": str(members_path)}).to_arrow_table()
     token_lists = table.column("token_ids").to_pylist()
-    eos = teacher_tok.eos_token_id
-    ends_doc = [bool(ids) and ids[-1] == eos for ids in token_lists]
-    texts: list[str] = []
-    for lo in range(0, len(token_lists), DECODE_BATCH):
-        chunk = [
-            ids[:-1] if end else ids
-            for ids, end in zip(token_lists[lo : lo + DECODE_BATCH], ends_doc[lo : lo + DECODE_BATCH], strict=True)
-        ]
-        texts.extend(teacher_tok.batch_decode(chunk, skip_special_tokens=False, clean_up_tokenization_spaces=False))
+    texts, ends_doc = decode_instances(teacher_tok, token_lists)
     text_table = table.drop_columns(["token_ids"]).append_column("text", pa.array(texts, pa.string()))
     text_table = text_table.append_column("ends_document", pa.array(ends_doc, pa.bool_()))
     write_parquet(text_table, out_dir / "text.parquet")
 
     def student_sequences():
         for lo in range(0, len(texts), DECODE_BATCH):
-            enc = student_tok(texts[lo : lo + DECODE_BATCH], add_special_tokens=False, verbose=False)["input_ids"]
-            for ids, end in zip(enc, ends_doc[lo : lo + DECODE_BATCH], strict=True):
-                yield list(ids) + ([student_tok.eos_token_id] if end else [])
+            yield from encode_instances(student_tok, texts[lo : lo + DECODE_BATCH], ends_doc[lo : lo + DECODE_BATCH])
 
     n_tokens = write_sequences(tokens_path, student_sequences())
     summary = {

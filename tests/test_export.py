@@ -1,0 +1,182 @@
+"""`miniplm export`: each format read back by the library a trainer reads it with, checked against the `selected`
+view; a shuffled order, a trainer's own tokenizer, and an export that never publishes half a result."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import numpy as np
+import polars as pl
+import pytest
+
+import miniplm
+from flows.pipeline import miniplm_pipeline
+from miniplm.catalog import open_readonly
+from miniplm.export_selection import ExportError, export_selection
+from miniplm.models import load_tokenizer
+from miniplm.workdir import Workdir
+from tests.test_pipeline_flow import config
+from tests.tiny import corpus_texts, write_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, models, prefect_harness):
+    tmp = tmp_path_factory.mktemp("export")
+    texts = corpus_texts(90, seed=5)
+    paths = [write_jsonl(tmp / "a.jsonl", texts[:60]), write_jsonl(tmp / "b.jsonl", texts[60:])]
+    cfg = without_students(config(tmp, models, paths))
+    return Path(cfg.workdir), miniplm_pipeline(cfg), tmp
+
+
+def without_students(cfg):
+    return cfg.model_copy(update={"student": cfg.student.model_copy(update={"enabled": False})})
+
+
+def selected(workdir: Path) -> pl.DataFrame:
+    """The `selected` view beside each instance's teacher tokens and source: what every export must hold."""
+    con = open_readonly(Workdir.open(workdir))
+    return con.sql(
+        "select selected.rank, selected.instance_id, selected.score, instances.token_ids, documents.source "
+        "from selected join instances using (instance_id) join documents on documents.doc_id = instances.doc_id "
+        "order by rank"
+    ).pl()
+
+
+def miniplm_export(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", "export", *args], capture_output=True, text=True, timeout=300, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+
+
+def test_parquet_holds_the_selection_best_first_with_its_text(run, models):
+    workdir, summary, tmp = run
+    header = export_selection(workdir, tmp / "parquet", "parquet", shard_rows=10)
+    expected = selected(workdir)
+    assert len(expected) == summary["selected"] > 10
+    got = pl.read_parquet(tmp / "parquet" / "*.parquet").sort("rank")
+    assert len(header["files"]) == -(-len(expected) // 10)  # shards of 10 rows
+    assert got["instance_id"].to_list() == expected["instance_id"].to_list()
+    assert got["rank"].to_list() == list(range(1, len(expected) + 1))
+    assert got["source"].to_list() == expected["source"].to_list()
+    assert got["score"].to_list() == pytest.approx(expected["score"].to_list())
+    teacher = load_tokenizer(str(models["teacher"]))
+    eos = teacher.eos_token_id
+    for text, ids, ends in zip(got["text"], expected["token_ids"], got["ends_document"], strict=True):
+        assert ends == (ids[-1] == eos)
+        assert text == teacher.decode(ids[:-1] if ends else ids, skip_special_tokens=False,
+                                      clean_up_tokenization_spaces=False)  # fmt: skip
+    on_disk = json.loads((tmp / "parquet" / "export.json").read_text())
+    assert on_disk["instances"] == len(expected) and on_disk["order"] == "rank"
+    assert on_disk["selection"]["selection_id"] == summary["selection_id"]
+    assert on_disk["teacher_tokens"] == sum(len(ids) for ids in expected["token_ids"])
+
+
+def test_jsonl_and_hf_hold_the_same_rows(run):
+    workdir, _, tmp = run
+    export_selection(workdir, tmp / "jsonl", "jsonl", shard_rows=7)
+    export_selection(workdir, tmp / "hf", "hf")
+    expected = selected(workdir)
+    from_jsonl = pl.read_ndjson(sorted((tmp / "jsonl").glob("part-*.jsonl")))
+    assert len(list((tmp / "jsonl").glob("part-*.jsonl"))) == -(-len(expected) // 7)
+    hf = datasets.load_from_disk(str(tmp / "hf"))
+    assert hf.num_rows == len(expected)
+    assert from_jsonl["instance_id"].to_list() == hf["instance_id"] == expected["instance_id"].to_list()
+    assert from_jsonl["text"].to_list() == hf["text"] and all(hf["text"])
+    assert hf.column_names == from_jsonl.columns
+
+
+def test_tokens_in_a_trainers_tokenizer_match_a_retokenization(run, models):
+    workdir, _, tmp = run
+    header = export_selection(workdir, tmp / "tokens", "tokens", tokenizer=str(models["other_tokenizer"]))
+    text = export_selection(workdir, tmp / "text-for-tokens", "parquet")
+    rows = pl.read_parquet(tmp / "text-for-tokens" / "*.parquet").sort("rank")
+    other = load_tokenizer(str(models["other_tokenizer"]))
+    assert header["tokens"]["dtype"] == "uint16" and header["tokens"]["vocab_size"] == len(other)
+    tokens = np.memmap(tmp / "tokens" / "tokens.bin", dtype=np.uint16, mode="r")
+    index = np.load(tmp / "tokens" / "tokens.idx.npy")
+    assert len(index) == text["instances"] + 1 and index[-1] == len(tokens) == header["tokens"]["count"]
+    for i, (t, ends) in enumerate(zip(rows["text"], rows["ends_document"], strict=True)):
+        want = other(t, add_special_tokens=False)["input_ids"] + ([other.eos_token_id] if ends else [])
+        assert tokens[index[i] : index[i + 1]].tolist() == want
+
+
+def test_tokens_by_default_are_the_teachers_ids_as_scored(run):
+    workdir, _, tmp = run
+    header = export_selection(workdir, tmp / "teacher-tokens", "tokens")
+    tokens = np.memmap(tmp / "teacher-tokens" / "tokens.bin", dtype=header["tokens"]["dtype"], mode="r")
+    index = np.load(tmp / "teacher-tokens" / "tokens.idx.npy")
+    expected = selected(workdir)["token_ids"].to_list()
+    assert [tokens[index[i] : index[i + 1]].tolist() for i in range(len(expected))] == expected
+
+
+def test_a_seeded_shuffle_is_the_same_set_in_a_repeatable_order(run):
+    workdir, _, tmp = run
+    order = {}
+    for name, seed in (("s1", 1), ("s1-again", 1), ("s2", 2)):
+        export_selection(workdir, tmp / name, "parquet", shuffle_seed=seed)
+        order[name] = pl.read_parquet(tmp / name / "*.parquet")["instance_id"].to_list()
+    best_first = selected(workdir)["instance_id"].to_list()
+    assert order["s1"] == order["s1-again"] != order["s2"]
+    assert order["s1"] != best_first and sorted(order["s1"]) == sorted(best_first)
+
+
+def test_an_export_in_the_way_is_refused_and_replaced_only_when_asked(run):
+    workdir, _, tmp = run
+    target = tmp / "in-the-way"
+    target.mkdir()
+    (target / "mine.txt").write_text("keep me")
+    with pytest.raises(ExportError, match="already exists; pass --overwrite"):
+        export_selection(workdir, target, "jsonl")
+    assert (target / "mine.txt").read_text() == "keep me"
+    export_selection(workdir, target, "jsonl", overwrite=True)
+    assert not (target / "mine.txt").exists() and (target / "export.json").exists()
+    assert not list(tmp.glob(".in-the-way.*"))  # neither the partial folder nor the replaced one is left
+
+
+def test_a_killed_exports_leftovers_are_cleared_and_never_look_complete(run):
+    workdir, _, tmp = run
+    left = tmp / ".after-kill.partial-0123456789ab"  # what a killed export leaves: a hidden folder, no export.json
+    left.mkdir()
+    (left / "part-00000.parquet").write_bytes(b"half")
+    export_selection(workdir, tmp / "after-kill", "parquet")
+    assert not left.exists() and (tmp / "after-kill" / "export.json").exists()
+
+
+def test_a_selection_no_longer_in_the_corpus_publishes_nothing(run, models):
+    workdir, first, tmp = run
+    second = miniplm_pipeline(without_students(config(tmp, models, [tmp / "a.jsonl"])))  # source b is gone
+    assert second["selection_id"] != first["selection_id"]
+    with pytest.raises(ExportError, match=r"\(its sources changed since\); nothing was written"):
+        export_selection(workdir, tmp / "old", "parquet", selection_id=first["selection_id"])
+    assert not (tmp / "old").exists() and not list(tmp.glob(".old.*"))
+    assert export_selection(workdir, tmp / "new", "parquet")["selection"]["selection_id"] == second["selection_id"]
+
+
+def test_the_cli_writes_an_export_and_names_what_is_wrong(run):
+    workdir, _, tmp = run
+    ok = miniplm_export("--workdir", str(workdir), "--to", str(tmp / "cli"), "--format", "jsonl", "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout.splitlines()[-1])["instances"] == len(selected(workdir))
+    again = miniplm_export("--workdir", str(workdir), "--to", str(tmp / "cli"))
+    assert again.returncode == 1 and "already exists; pass --overwrite" in again.stderr
+    unknown = miniplm_export("--workdir", str(workdir), "--to", str(tmp / "x"), "--selection", "nope")
+    assert unknown.returncode == 1 and "no selection 'nope'" in unknown.stderr
+    inside = miniplm_export("--workdir", str(workdir), "--to", str(workdir / "out"))
+    assert inside.returncode == 1 and "inside the work directory" in inside.stderr
+    fmt = miniplm_export("--workdir", str(workdir), "--to", str(tmp / "y"), "--format", "csv")
+    assert fmt.returncode == 1 and "unknown format 'csv'" in fmt.stderr
+    assert "Traceback" not in again.stderr + unknown.stderr + inside.stderr + fmt.stderr
+
+
+def test_the_python_api_reads_what_was_exported(run):
+    workdir, _, tmp = run
+    with miniplm.open(workdir) as corpus:
+        n = corpus.sql("select count(*) from selected").fetchall()[0][0]
+    export_selection(workdir, tmp / "api", "parquet")
+    assert pl.read_parquet(tmp / "api" / "*.parquet").height == n
