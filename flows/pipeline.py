@@ -2,6 +2,7 @@
 
 corpus ─ ingest ─ tokenize ─ split ─┬─ train reference (D_ref) ─ precision ─┬─ score reference ─┐
 teacher ────────────────────────────┴───────────────────────────────────────┴─ score teacher ───┴─ select ─ students
+                                                                                                              └─ export
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ def _pipeline(config: PipelineConfig, workdir: str) -> dict:
     if config.student.enabled:
         students = step(steps.train_students, workdir, manifest, selection, config.student, config.split.seed)
 
+    # 10 the kept corpus where a trainer reads it, when asked
+    exported = step(steps.export, workdir, manifest, config.export) if config.export.path else None
+
     counts = {
         "documents_new": count_new_documents(workdir, before, manifest),
         "rows_read": prepared["rows_read"],
@@ -84,6 +88,7 @@ def _pipeline(config: PipelineConfig, workdir: str) -> dict:
         "score_precision": precision,
         "score_attention": {role: s.get("attention") for role, s in scores.items()},
         "score_attention_fallback": next(filter(None, (s.get("attention_fallback") for s in scores.values())), None),
+        "export": {k: exported[k] for k in ("path", "format", "instances", "files")} if exported else None,
         **step.report(),
     }
     return steps.summary(workdir, manifest, selection, counts, students)

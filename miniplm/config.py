@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -330,6 +331,34 @@ class RunnerConfig(BaseModel):
     )
 
 
+class ExportConfig(BaseModel):
+    path: str | None = Field(
+        None,
+        title="Export to",
+        description="A folder outside the work directory the kept corpus is written to at the end of each run "
+        "(replacing the last run's once the new one is whole); empty: no export",
+    )
+    format: Literal["parquet", "jsonl", "hf", "tokens"] = Field(
+        "parquet",
+        title="Format",
+        description="parquet or jsonl (text shards), hf (a datasets folder for load_from_disk), tokens (token ids)",
+    )
+    tokenizer: str | None = Field(
+        None,
+        title="Tokenizer",
+        description="Format tokens only: a tokenizer path or hub id, or train:N; empty: the teacher's own ids",
+    )
+    shuffle_seed: int | None = Field(
+        None, title="Shuffle seed", description="Write the instances in a seeded shuffle; empty: best first"
+    )
+
+    @model_validator(mode="after")
+    def _tokenizer_for_tokens(self) -> ExportConfig:
+        if self.tokenizer and self.format != "tokens":
+            raise ValueError(f"tokenizer applies to format tokens only (format {self.format} holds text)")
+        return self
+
+
 class PipelineConfig(BaseModel):
     workdir: str = Field(..., title="Work directory", description="Holds the corpus shards, scores, models and catalog")
     corpus: CorpusConfig = Field(..., title="Corpus", description="The documents to score and select from")
@@ -355,6 +384,9 @@ class PipelineConfig(BaseModel):
     runner: RunnerConfig = Field(
         default_factory=RunnerConfig, title="Task runner", description="Where scoring tasks run: here or on Ray"
     )
+    export: ExportConfig = Field(
+        default_factory=ExportConfig, title="Export", description="Hand the kept corpus to a trainer at the end"
+    )
     wait_for_workdir: bool = Field(
         True,
         title="Wait for the work directory",
@@ -367,6 +399,15 @@ class PipelineConfig(BaseModel):
         for section in (self.reference, self.student):
             if section.train.block_size is None:
                 section.train = section.train.model_copy(update={"block_size": self.instances.max_len})
+        return self
+
+    @model_validator(mode="after")
+    def _export_outside_workdir(self) -> PipelineConfig:
+        # refused now, not at the end of a run: the pipeline reads every folder of its work directory as its own
+        if self.export.path and Path(self.export.path).expanduser().resolve().is_relative_to(
+            Path(self.workdir).expanduser().resolve()
+        ):
+            raise ValueError(f"export.path {self.export.path} is inside the work directory {self.workdir}")
         return self
 
 

@@ -13,8 +13,17 @@ from pathlib import Path
 
 from miniplm import corpus
 from miniplm.catalog import connect, load_sql, publish_catalog
-from miniplm.config import CorpusConfig, ReferenceConfig, ScoreConfig, SelectConfig, SplitConfig, StudentConfig
+from miniplm.config import (
+    CorpusConfig,
+    ExportConfig,
+    ReferenceConfig,
+    ScoreConfig,
+    SelectConfig,
+    SplitConfig,
+    StudentConfig,
+)
 from miniplm.export import export_members
+from miniplm.export_selection import HEADER, export_selection
 from miniplm.hashing import stable_hash
 from miniplm.instances import tokenize_parts
 from miniplm.manifest import ModelRef, RunManifest, SourceRef
@@ -149,6 +158,13 @@ def select(workdir: str, manifest: RunManifest, cfg: SelectConfig) -> dict:
     return run_selection(Workdir.open(workdir), manifest, cfg)
 
 
+def export(workdir: str, manifest: RunManifest, cfg: ExportConfig) -> dict:
+    """The run's selection where a trainer reads it; the last run's export is replaced once this one is whole."""
+    return export_selection(
+        workdir, cfg.path, cfg.format, cfg.tokenizer, manifest.selection_id, cfg.shuffle_seed, overwrite=True
+    )
+
+
 def _student_dirs(wd: Workdir, cfg: StudentConfig, sid: str) -> dict[str, Path]:
     """Where each student trains: on the kept data, and on the uniform sample when asked."""
     names = ["miniplm", "uniform"] if cfg.uniform_baseline else ["miniplm"]
@@ -281,6 +297,17 @@ def precision_ready(workdir: str, manifest: RunManifest, cfg: ScoreConfig, gpus:
 
 def select_ready(workdir: str, manifest: RunManifest, cfg: SelectConfig) -> bool:
     return recorded(Workdir.open(workdir), selection_id(manifest, cfg))
+
+
+def export_ready(workdir: str, manifest: RunManifest, cfg: ExportConfig) -> bool:
+    """The export at cfg.path is this work directory's, of this selection (anything else there is replaced)."""
+    header = Path(cfg.path) / HEADER
+    if not header.exists():
+        return False
+    written = read_json(header)
+    return (written.get("workdir_id"), written["selection"].get("selection_id")) == (
+        Workdir.open(workdir).identity, manifest.selection_id
+    )
 
 
 def students_ready(workdir: str, manifest: RunManifest, selection: dict, cfg: StudentConfig, seed: int) -> bool:

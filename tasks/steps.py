@@ -13,7 +13,15 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from miniplm import steps
-from miniplm.config import CorpusConfig, ReferenceConfig, ScoreConfig, SelectConfig, SplitConfig, StudentConfig
+from miniplm.config import (
+    CorpusConfig,
+    ExportConfig,
+    ReferenceConfig,
+    ScoreConfig,
+    SelectConfig,
+    SplitConfig,
+    StudentConfig,
+)
 from miniplm.devices import claimed_gpu, use_claimed_gpu
 from miniplm.instances import instance_spec as _instance_spec
 from miniplm.manifest import ModelRef, RunManifest, SourceRef
@@ -143,6 +151,22 @@ def select(workdir: str, manifest: RunManifest, cfg: SelectConfig) -> dict:
         key="selection", table=[{k: str(v) for k, v in record.items()}], description="Difference Sampling selection"
     )
     return record
+
+
+@trusted_while(steps.export_ready)
+@task(name="export", cache_key_fn=step_cache_key, **CACHED, **RETRIES)
+def export(workdir: str, manifest: RunManifest, cfg: ExportConfig) -> dict:
+    """Write the kept corpus where a trainer reads it (text shards, a datasets folder or token files)."""
+    with progress_artifact("export", f"export to {cfg.path}"):
+        header = steps.export(workdir, manifest, cfg)
+    create_markdown_artifact(
+        key="export",
+        description="The kept corpus, exported",
+        markdown=f"**{header['path']}**: {header['instances']:,} instances of selection "
+        f"{header['selection']['selection_id']} as {header['format']} ({header['order']}), files: "
+        + ", ".join(header["files"]),
+    )
+    return header
 
 
 @trusted_while(steps.students_ready)

@@ -15,6 +15,7 @@ import pytest
 import miniplm
 from flows.pipeline import miniplm_pipeline
 from miniplm.catalog import open_readonly
+from miniplm.config import ExportConfig, PipelineConfig
 from miniplm.export_selection import ExportError, export_selection
 from miniplm.models import load_tokenizer
 from miniplm.workdir import Workdir
@@ -33,8 +34,10 @@ def run(tmp_path_factory, models, prefect_harness):
     return Path(cfg.workdir), miniplm_pipeline(cfg), tmp
 
 
-def without_students(cfg):
-    return cfg.model_copy(update={"student": cfg.student.model_copy(update={"enabled": False})})
+def without_students(cfg, **export):
+    """No students (what is tested here is what is kept); an export at the end where given."""
+    return cfg.model_copy(update={"student": cfg.student.model_copy(update={"enabled": False}),
+                                  "export": ExportConfig(**export)})  # fmt: skip
 
 
 def selected(workdir: Path) -> pl.DataFrame:
@@ -146,6 +149,22 @@ def test_a_killed_exports_leftovers_are_cleared_and_never_look_complete(run):
     (left / "part-00000.parquet").write_bytes(b"half")
     export_selection(workdir, tmp / "after-kill", "parquet")
     assert not left.exists() and (tmp / "after-kill" / "export.json").exists()
+
+
+def test_the_pipeline_exports_at_its_end_when_asked_and_again_only_for_a_new_selection(run, models):
+    workdir, first, tmp = run
+    paths = [tmp / "a.jsonl", tmp / "b.jsonl"]
+    asked = without_students(config(tmp, models, paths), path=str(tmp / "from-pipeline"), format="jsonl")
+    summary = miniplm_pipeline(asked)
+    assert summary["selection_id"] == first["selection_id"] and "export" in summary["steps_run"]
+    header = json.loads((tmp / "from-pipeline" / "export.json").read_text())
+    assert header["selection"]["selection_id"] == first["selection_id"] and header["format"] == "jsonl"
+    rows = pl.read_ndjson(sorted((tmp / "from-pipeline").glob("part-*.jsonl")))
+    assert rows["instance_id"].to_list() == selected(workdir)["instance_id"].to_list()
+    again = miniplm_pipeline(asked)
+    assert "export" in again["steps_cached"] and again["export"]["instances"] == len(rows)
+    with pytest.raises(ValueError, match="inside the work directory"):  # refused before the run, not at its end
+        PipelineConfig.model_validate(asked.model_dump() | {"export": {"path": str(workdir / "kept")}})
 
 
 def test_a_selection_no_longer_in_the_corpus_publishes_nothing(run, models):
