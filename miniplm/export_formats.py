@@ -143,11 +143,18 @@ class TokenFile:
         self._index[0] = 0
         self.n_sequences, self.written, self.n_tokens = n_sequences, 0, 0
 
-    def write(self, table: pa.Table, sequences: list[list[int]] | None = None) -> None:
+    def write(self, table: pa.Table, sequences: list[list[int]] | pa.Array | None = None) -> None:
+        """`sequences`: lists of ids, or an Arrow list array of them (the teacher's, never made Python lists)."""
         if self.written + len(sequences) > self.n_sequences:
             raise ValueError(f"more sequences than the {self.n_sequences} announced")
-        lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
-        flat = np.fromiter((t for s in sequences for t in s), dtype=np.int64, count=int(lengths.sum()))
+        if isinstance(sequences, pa.Array):
+            lengths = sequences.value_lengths().to_numpy(zero_copy_only=False).astype(np.int64)
+            flat = sequences.flatten().to_numpy(zero_copy_only=False)
+        else:
+            lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
+            flat = np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences] or [np.zeros(0, np.int64)])
+        if flat.size and (flat.min() < 0 or flat.max() > np.iinfo(self.dtype).max):
+            raise ValueError(f"token ids outside 0..{np.iinfo(self.dtype).max}, what {self.dtype.name} holds")
         self._tokens.write(flat.astype(self.dtype).tobytes())
         self._index[self.written + 1 : self.written + 1 + len(sequences)] = self.n_tokens + np.cumsum(lengths)
         self.written += len(sequences)

@@ -90,7 +90,8 @@ def export_selection(
         writer = _writer(format, partial, n_members, len(token_tok or teacher_tok), shard_rows)
         start = time.perf_counter()
         try:
-            counts = _stream(con, sid, shuffle_seed, teacher_tok, token_tok, writer, n_members, batch_rows)
+            needs_text = format != "tokens" or token_tok is not None
+            counts = _stream(con, sid, shuffle_seed, teacher_tok, token_tok, writer, n_members, batch_rows, needs_text)
             if counts["instances"] != n_members:
                 raise ExportError(
                     f"selection {sid} has {n_members:,} members but only {counts['instances']:,} are instances of "
@@ -165,23 +166,25 @@ def _writer(format: str, folder: Path, n_members: int, vocab_size: int, shard_ro
     return TokenFile(folder, n_members, vocab_size)
 
 
-def _stream(con, sid: str, shuffle_seed: int | None, teacher_tok, token_tok, writer, total: int, batch_rows: int):
+def _stream(con, sid: str, shuffle_seed: int | None, teacher_tok, token_tok, writer, total: int, batch_rows: int,
+            needs_text: bool) -> dict:  # fmt: skip
     params = {"selection_id": sid, "shuffle": shuffle_seed is not None, "seed": shuffle_seed or 0}
     reader = con.sql(load_sql("kept_instances"), params=params).to_arrow_reader(batch_rows)
-    counts = {"instances": 0, "teacher_tokens": 0, "text_bytes": 0}
+    counts = {"instances": 0, "teacher_tokens": 0, "text_bytes": 0 if needs_text else None}
     with progress_bar(total, "export", "instances") as bar:
         for batch in reader:
-            token_lists = batch.column("token_ids").to_pylist()
-            texts, ends_doc = decode_instances(teacher_tok, token_lists)
-            table = pa.Table.from_batches([batch.drop_columns(["token_ids"])]).append_column(
-                "text", pa.array(texts, pa.string())
-            ).append_column("ends_document", pa.array(ends_doc, pa.bool_()))
-            # in another tokenizer, or the teacher's ids as scored (EOS included where the document ends)
-            sequences = encode_instances(token_tok, texts, ends_doc) if token_tok is not None else token_lists
-            writer.write(table.cast(TEXT_SCHEMA), sequences)
+            ids = batch.column("token_ids")
+            table, sequences = pa.Table.from_batches([batch.drop_columns(["token_ids"])]), ids
+            if needs_text:
+                texts, ends_doc = decode_instances(teacher_tok, ids.to_pylist())
+                table = table.append_column("text", pa.array(texts, pa.string()))
+                table = table.append_column("ends_document", pa.array(ends_doc, pa.bool_())).cast(TEXT_SCHEMA)
+                counts["text_bytes"] += sum(len(t.encode()) for t in texts)
+                if token_tok is not None:  # the text in another tokenizer, one instance to one sequence
+                    sequences = encode_instances(token_tok, texts, ends_doc)
+            writer.write(table, sequences)  # token ids as scored where no other tokenizer is asked for
             counts["instances"] += batch.num_rows
-            counts["teacher_tokens"] += sum(len(ids) for ids in token_lists)
-            counts["text_bytes"] += sum(len(t.encode()) for t in texts)
+            counts["teacher_tokens"] += len(ids.flatten())
             bar.update(batch.num_rows)
     return counts
 
