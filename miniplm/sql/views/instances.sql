@@ -3,24 +3,25 @@ create or replace view instances as
 with raw as (
     select
         instance_id,
-        doc_id,
-        chunk_index,
-        n_tokens,
-        token_ids
-    from read_parquet('instances/spec=${instance_spec}/*/*.parquet', hive_partitioning = true, hive_types_autocast = false)
+        token_ids,
+        filename
+    from read_parquet('instances/spec=${instance_spec}/*/*.parquet', hive_partitioning = true, hive_types_autocast = false, filename = true)
     where source_key in (select source_key from sources)
 ),
 
 final as (
-    select distinct on (raw.instance_id)
-        raw.instance_id,
-        raw.doc_id,
-        raw.chunk_index,
-        raw.n_tokens,
+    -- one copy of each instance, the one instance_index names (a document in two sources has its instances in
+    -- both): a join on the small index streams the tokens through, where deduplicating them would hold them all
+    select
+        instance_index.instance_id,
+        instance_index.doc_id,
+        instance_index.chunk_index,
+        instance_index.n_tokens,
         raw.token_ids,
-        splits.split
+        instance_index.split
     from raw
-    inner join splits using (doc_id)
+    inner join instance_index
+        on raw.instance_id = instance_index.instance_id and raw.filename = instance_index.shard
 )
 
 select * from final;
