@@ -31,13 +31,26 @@ def decode_instances(teacher_tok, token_lists: list[list[int]]) -> tuple[list[st
             ids[:-1] if end else ids
             for ids, end in zip(token_lists[lo : lo + DECODE_BATCH], ends_doc[lo : lo + DECODE_BATCH], strict=True)
         ]
-        texts.extend(teacher_tok.batch_decode(chunk, skip_special_tokens=False, clean_up_tokenization_spaces=False))
+        texts.extend(_decode_batch(teacher_tok, chunk))
     return texts, ends_doc
+
+
+def _decode_batch(tok, chunk: list[list[int]]) -> list[str]:
+    # a fast tokenizer's own Rust batch: transformers' batch_decode first walks every id in Python (type checks),
+    # three quarters of an export's time; with no clean-up of spaces the two give the same text
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is not None:
+        return backend.decode_batch(chunk, skip_special_tokens=False)
+    return tok.batch_decode(chunk, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
 
 def encode_instances(tok, texts: list[str], ends_doc: list[bool]) -> list[list[int]]:
     """The texts in another tokenizer, one instance to one sequence, with its EOS where the document ends."""
-    enc = tok(texts, add_special_tokens=False, verbose=False)["input_ids"]
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is not None:  # the Rust batch directly: a third of the time, the same ids
+        enc = [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
+    else:
+        enc = tok(texts, add_special_tokens=False, verbose=False)["input_ids"]
     return [list(ids) + ([tok.eos_token_id] if end else []) for ids, end in zip(enc, ends_doc, strict=True)]
 
 
