@@ -83,13 +83,14 @@ def export_selection(
         sid, n_members = selection["selection_id"], _member_count(con, selection["selection_id"])
         for stale in target.parent.glob(f".{target.name}.partial-*"):  # a killed export's leftovers
             shutil.rmtree(stale, ignore_errors=True)
-        partial = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:12]}"
-        partial.mkdir(parents=True)
         teacher_tok = load_tokenizer(manifest.teacher.path)
         token_tok, token_spec = _token_tokenizer(wd, manifest, tokenizer) if format == "tokens" else (None, None)
-        writer = _writer(format, partial, n_members, len(token_tok or teacher_tok), shard_rows)
+        partial = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:12]}"
+        partial.mkdir(parents=True)
         start = time.perf_counter()
+        writer = None
         try:
+            writer = _writer(format, partial, n_members, len(token_tok or teacher_tok), shard_rows)
             needs_text = format != "tokens" or token_tok is not None
             counts = _stream(con, sid, shuffle_seed, teacher_tok, token_tok, writer, n_members, batch_rows, needs_text)
             if counts["instances"] != n_members:
@@ -99,7 +100,8 @@ def export_selection(
                 )
             wrote = writer.close()
         except BaseException:
-            writer.abort()
+            if writer is not None:
+                writer.abort()
             shutil.rmtree(partial, ignore_errors=True)
             raise
     finally:

@@ -190,7 +190,11 @@ def test_the_cli_writes_an_export_and_names_what_is_wrong(run):
     assert inside.returncode == 1 and "inside the work directory" in inside.stderr
     fmt = miniplm_export("--workdir", str(workdir), "--to", str(tmp / "y"), "--format", "csv")
     assert fmt.returncode == 1 and "unknown format 'csv'" in fmt.stderr
-    assert "Traceback" not in again.stderr + unknown.stderr + inside.stderr + fmt.stderr
+    no_tok = miniplm_export("--workdir", str(workdir), "--to", str(tmp / "z"), "--format", "tokens",
+                            "--tokenizer", str(tmp / "no-such-tokenizer"))  # fmt: skip
+    assert no_tok.returncode == 1 and "cannot load a tokenizer" in no_tok.stderr
+    assert not (tmp / "z").exists() and not list(tmp.glob(".z.*"))  # nothing half made
+    assert "Traceback" not in again.stderr + unknown.stderr + inside.stderr + fmt.stderr + no_tok.stderr
 
 
 def test_the_python_api_reads_what_was_exported(run):
