@@ -23,7 +23,7 @@ from miniplm.config import (
     StudentConfig,
 )
 from miniplm.export import export_members
-from miniplm.export_selection import HEADER, export_selection
+from miniplm.export_selection import HEADER, ExportError, export_selection
 from miniplm.hashing import stable_hash
 from miniplm.instances import tokenize_parts
 from miniplm.manifest import ModelRef, RunManifest, SourceRef
@@ -159,7 +159,15 @@ def select(workdir: str, manifest: RunManifest, cfg: SelectConfig) -> dict:
 
 
 def export(workdir: str, manifest: RunManifest, cfg: ExportConfig) -> dict:
-    """The run's selection where a trainer reads it; the last run's export is replaced once this one is whole."""
+    """The run's selection where a trainer reads it; the last run's export is replaced once this one is whole, and
+    nothing else ever is (a folder of the user's own at `cfg.path` stops the step)."""
+    target, header = Path(cfg.path).expanduser(), Path(cfg.path).expanduser() / HEADER
+    theirs = not header.exists() or read_json(header).get("workdir_id") != Workdir.open(workdir).identity
+    if target.exists() and theirs:
+        raise ExportError(
+            f"export.path {cfg.path} exists and is not an export of this work directory; "
+            f"remove it or choose another path (a run replaces only its own earlier export)"
+        )
     return export_selection(
         workdir, cfg.path, cfg.format, cfg.tokenizer, manifest.selection_id, cfg.shuffle_seed, overwrite=True
     )

@@ -163,6 +163,11 @@ def test_the_pipeline_exports_at_its_end_when_asked_and_again_only_for_a_new_sel
     assert rows["instance_id"].to_list() == selected(workdir)["instance_id"].to_list()
     again = miniplm_pipeline(asked)
     assert "export" in again["steps_cached"] and again["export"]["instances"] == len(rows)
+    (tmp / "users-own").mkdir()
+    (tmp / "users-own" / "notes.txt").write_text("mine")
+    with pytest.raises(ExportError, match="is not an export of this work directory"):
+        miniplm_pipeline(without_students(config(tmp, models, paths), path=str(tmp / "users-own")))
+    assert (tmp / "users-own" / "notes.txt").read_text() == "mine"
     with pytest.raises(ValueError, match="inside the work directory"):  # refused before the run, not at its end
         PipelineConfig.model_validate(asked.model_dump() | {"export": {"path": str(workdir / "kept")}})
 
