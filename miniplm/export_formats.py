@@ -117,9 +117,10 @@ class HfDataset:
         try:
             if files:
                 dataset = datasets.Dataset.from_parquet(files, cache_dir=str(self.staging / "cache"))
-            else:  # an empty selection is still a dataset, with the columns
-                dataset = datasets.Dataset(pa.Table.from_pylist([], schema=TEXT_SCHEMA))
-            dataset.save_to_disk(str(self.folder), max_shard_size=SHARD_BYTES)
+                dataset.save_to_disk(str(self.folder), max_shard_size=SHARD_BYTES)
+            else:  # an empty selection is still a dataset, with the columns (and one empty shard: none is no dataset)
+                empty = datasets.table.InMemoryTable(pa.Table.from_pylist([], schema=TEXT_SCHEMA))
+                datasets.Dataset(empty).save_to_disk(str(self.folder), num_shards=1)
         finally:
             if bars:
                 datasets.enable_progress_bars()

@@ -16,6 +16,7 @@ import miniplm
 from flows.pipeline import miniplm_pipeline
 from miniplm.catalog import open_readonly
 from miniplm.config import ExportConfig, PipelineConfig
+from miniplm.export_formats import TEXT_SCHEMA, HfDataset
 from miniplm.export_selection import ExportError, export_selection
 from miniplm.models import load_tokenizer
 from miniplm.workdir import Workdir
@@ -218,3 +219,11 @@ def test_the_python_api_reads_what_was_exported(run):
         n = corpus.sql("select count(*) from selected").fetchall()[0][0]
     export_selection(workdir, tmp / "api", "parquet")
     assert pl.read_parquet(tmp / "api" / "*.parquet").height == n
+
+
+def test_an_empty_selection_is_a_dataset_with_its_columns(tmp_path):
+    (tmp_path / "out").mkdir()
+    HfDataset(tmp_path / "out", 10, tmp_path / "staging").close()
+    empty = datasets.load_from_disk(str(tmp_path / "out"))
+    assert empty.num_rows == 0 and empty.column_names == TEXT_SCHEMA.names
+    assert not (tmp_path / "staging").exists()
