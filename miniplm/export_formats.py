@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from miniplm.shards import ShardWriter
+from miniplm.shards import ShardWriter, write_parquet
 
 FORMATS = ("parquet", "jsonl", "hf", "tokens")
 TEXT_SCHEMA = pa.schema(
@@ -55,7 +55,10 @@ class ParquetShards:
             table = table.slice(take)
 
     def close(self) -> dict:
-        return {"files": [p.name for p in self.shards.close()]}
+        parts = self.shards.close()
+        if not parts:  # an empty selection: one empty shard, so a reader of `*.parquet` finds the columns
+            parts = [write_parquet(pa.Table.from_pylist([], schema=TEXT_SCHEMA), part(self.folder, 0, "parquet"))]
+        return {"files": [p.name for p in parts]}
 
     def abort(self) -> None:
         self.shards.abort()
@@ -91,6 +94,9 @@ class JsonlShards:
 
     def close(self) -> dict:
         self._close_file()
+        if not self.files:  # an empty selection: one empty shard, as the other formats have
+            part(self.folder, 0, "jsonl").touch()
+            self.files.append(part(self.folder, 0, "jsonl").name)
         return {"files": self.files}
 
     def abort(self) -> None:
@@ -104,9 +110,11 @@ class HfDataset:
     def __init__(self, folder: Path, shard_rows: int, staging: Path) -> None:
         self.folder, self.staging = folder, staging
         self.parquet = ParquetShards(staging / "parquet", shard_rows)
+        self.rows = 0
 
     def write(self, table: pa.Table, sequences: list[list[int]] | None = None) -> None:
         self.parquet.write(table)
+        self.rows += table.num_rows
 
     def close(self) -> dict:
         import datasets
@@ -115,7 +123,7 @@ class HfDataset:
         bars = datasets.is_progress_bar_enabled()
         datasets.disable_progress_bars()  # the export's own bar is the one that counts
         try:
-            if files:
+            if self.rows:
                 dataset = datasets.Dataset.from_parquet(files, cache_dir=str(self.staging / "cache"))
                 dataset.save_to_disk(str(self.folder), max_shard_size=SHARD_BYTES)
             else:  # an empty selection is still a dataset, with the columns (and one empty shard: none is no dataset)

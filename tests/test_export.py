@@ -16,7 +16,7 @@ import miniplm
 from flows.pipeline import miniplm_pipeline
 from miniplm.catalog import open_readonly
 from miniplm.config import ExportConfig, PipelineConfig
-from miniplm.export_formats import TEXT_SCHEMA, HfDataset
+from miniplm.export_formats import TEXT_SCHEMA, HfDataset, JsonlShards, ParquetShards
 from miniplm.export_selection import ExportError, export_selection
 from miniplm.models import load_tokenizer
 from miniplm.workdir import Workdir
@@ -221,9 +221,14 @@ def test_the_python_api_reads_what_was_exported(run):
     assert pl.read_parquet(tmp / "api" / "*.parquet").height == n
 
 
-def test_an_empty_selection_is_a_dataset_with_its_columns(tmp_path):
-    (tmp_path / "out").mkdir()
-    HfDataset(tmp_path / "out", 10, tmp_path / "staging").close()
-    empty = datasets.load_from_disk(str(tmp_path / "out"))
+def test_an_empty_selection_is_still_read_with_its_columns(tmp_path):
+    for name in ("hf", "parquet", "jsonl"):
+        (tmp_path / name).mkdir()
+    HfDataset(tmp_path / "hf", 10, tmp_path / "staging").close()
+    empty = datasets.load_from_disk(str(tmp_path / "hf"))
     assert empty.num_rows == 0 and empty.column_names == TEXT_SCHEMA.names
     assert not (tmp_path / "staging").exists()
+    assert ParquetShards(tmp_path / "parquet", 10).close()["files"] == ["part-00000.parquet"]
+    assert pl.read_parquet(tmp_path / "parquet" / "*.parquet").columns == TEXT_SCHEMA.names
+    assert JsonlShards(tmp_path / "jsonl", 10).close()["files"] == ["part-00000.jsonl"]
+    assert (tmp_path / "jsonl" / "part-00000.jsonl").read_text() == ""
