@@ -158,12 +158,17 @@ def select(workdir: str, manifest: RunManifest, cfg: SelectConfig) -> dict:
     return run_selection(Workdir.open(workdir), manifest, cfg)
 
 
+def _own_export(workdir: str, cfg: ExportConfig) -> dict | None:
+    """The export.json at cfg.path if it is an export of this work directory, else None."""
+    header = Path(cfg.path).expanduser() / HEADER
+    written = read_json(header) if header.exists() else {}
+    return written if written.get("workdir_id") == Workdir.open(workdir).identity else None
+
+
 def export(workdir: str, manifest: RunManifest, cfg: ExportConfig) -> dict:
     """The run's selection where a trainer reads it; the last run's export is replaced once this one is whole, and
     nothing else ever is (a folder of the user's own at `cfg.path` stops the step)."""
-    target, header = Path(cfg.path).expanduser(), Path(cfg.path).expanduser() / HEADER
-    theirs = not header.exists() or read_json(header).get("workdir_id") != Workdir.open(workdir).identity
-    if target.exists() and theirs:
+    if Path(cfg.path).expanduser().exists() and _own_export(workdir, cfg) is None:
         raise ExportError(
             f"export.path {cfg.path} exists and is not an export of this work directory; "
             f"remove it or choose another path (a run replaces only its own earlier export)"
@@ -308,14 +313,9 @@ def select_ready(workdir: str, manifest: RunManifest, cfg: SelectConfig) -> bool
 
 
 def export_ready(workdir: str, manifest: RunManifest, cfg: ExportConfig) -> bool:
-    """The export at cfg.path is this work directory's, of this selection (anything else there is replaced)."""
-    header = Path(cfg.path) / HEADER
-    if not header.exists():
-        return False
-    written = read_json(header)
-    return (written.get("workdir_id"), written["selection"].get("selection_id")) == (
-        Workdir.open(workdir).identity, manifest.selection_id
-    )
+    """The export at cfg.path is this work directory's, of this selection."""
+    written = _own_export(workdir, cfg)
+    return written is not None and written["selection"].get("selection_id") == manifest.selection_id
 
 
 def students_ready(workdir: str, manifest: RunManifest, selection: dict, cfg: StudentConfig, seed: int) -> bool:
