@@ -331,6 +331,9 @@ class RunnerConfig(BaseModel):
     )
 
 
+ExportFormat = Literal["parquet", "jsonl", "hf", "tokens"]
+
+
 class ExportConfig(BaseModel):
     path: str | None = Field(
         None,
@@ -338,7 +341,7 @@ class ExportConfig(BaseModel):
         description="A folder outside the work directory the kept corpus is written to at the end of each run "
         "(replacing the last run's once the new one is whole); empty: no export",
     )
-    format: Literal["parquet", "jsonl", "hf", "tokens"] = Field(
+    format: ExportFormat = Field(
         "parquet",
         title="Format",
         description="parquet or jsonl (text shards), hf (a datasets folder for load_from_disk), tokens (token ids)",

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from miniplm.config import ExportFormat
 from miniplm.shards import ShardWriter, write_parquet
 
-FORMATS = ("parquet", "jsonl", "hf", "tokens")
+FORMATS = get_args(ExportFormat)
 TEXT_SCHEMA = pa.schema(
     [
         ("rank", pa.int64()),
