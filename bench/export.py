@@ -27,16 +27,17 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from miniplm import schemas, steps
-from miniplm.catalog import load_sql, open_readonly
+from miniplm import steps
 from miniplm.config import SelectConfig, SplitConfig
-from miniplm.export_selection import export_selection
-from miniplm.manifest import ModelRef, RunManifest, SourceRef
-from miniplm.models import load_tokenizer, resolve_model
-from miniplm.selection import run_selection
-from miniplm.shards import write_parquet
-from miniplm.splits import split_key
-from miniplm.workdir import Workdir
+from miniplm.data.splits import split_key
+from miniplm.selection.export import export_selection
+from miniplm.selection.select import run_selection
+from miniplm.store import schemas
+from miniplm.store.catalog import load_sql, open_readonly
+from miniplm.store.manifest import ModelRef, RunManifest, SourceRef
+from miniplm.store.models import load_tokenizer, resolve_model
+from miniplm.store.shards import write_parquet
+from miniplm.store.workdir import Workdir
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC, SOURCE, VARIANT = "bench-spec", "bench-source", "float32-bench"

@@ -103,8 +103,8 @@ def one_error_naming(result, text: str) -> bool:
 
 HOLD = """
 import sys, time
-from miniplm.lock import workdir_lock
-from miniplm.workdir import Workdir
+from miniplm.store.lock import workdir_lock
+from miniplm.store.workdir import Workdir
 with workdir_lock(Workdir.create(sys.argv[1]), run="bench-holder"):
     print("held", flush=True)
     time.sleep(600)

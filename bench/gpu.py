@@ -31,10 +31,11 @@ import numpy as np
 import torch
 
 from bench.score import peak_flops  # the same peak the CPU benchmark measures
-from miniplm import train, varlen
 from miniplm.config import small_llama
-from miniplm.devices import autocast_for, dtype_name, pick_device
-from miniplm.scorer import LMScorer
+from miniplm.scoring import varlen
+from miniplm.scoring.devices import autocast_for, dtype_name, pick_device
+from miniplm.scoring.scorer import LMScorer
+from miniplm.training import losses, train
 
 # name: (hidden, intermediate, layers, heads, kv heads, vocab)
 SHAPES = {
@@ -139,7 +140,7 @@ def training_figures(device: torch.device, peak: float, hidden: int, layers: int
     for _ in range(steps + 2):  # two warm-up steps: kernels, allocator, the optimizer's state
         sync(device)
         start = time.perf_counter()
-        loss = train.lm_loss_sum(model, x) / (batch * block)
+        loss = losses.lm_loss_sum(model, x) / (batch * block)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

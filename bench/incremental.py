@@ -28,7 +28,7 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 def paragraphs(n: int) -> list[str]:
     from pydoc_data.topics import topics
 
-    from miniplm.demo import _module_docstrings
+    from miniplm.experiment.demo import _module_docstrings
 
     texts = [v for _, v in sorted(topics.items())] + [d["text"] for d in _module_docstrings()]
     pieces = [p.strip() for t in texts for p in t.split("\n\n") if len(p.strip()) > 80]

@@ -35,7 +35,7 @@ def real_paragraphs() -> list[str]:
     """Real prose every machine has: the language reference, module docstrings, and Debian's copyright texts."""
     from pydoc_data.topics import topics
 
-    from miniplm.demo import _module_docstrings
+    from miniplm.experiment.demo import _module_docstrings
 
     texts = [v for _, v in sorted(topics.items())] + [d["text"] for d in _module_docstrings()]
     texts += [p.read_text(errors="replace") for p in sorted(Path("/usr/share/doc").glob("*/copyright"))[:2000]]
@@ -103,7 +103,7 @@ def run_cli(*args: str) -> tuple[dict, float, int]:
 def tokenizer_only_rate(corpus: Path, tokenizer_path: str, sample_bytes: int = 64 << 20) -> float:
     """The bare tokenizer's batch throughput with all cores (its own threads) on the corpus's first texts."""
     os.environ["TOKENIZERS_PARALLELISM"] = "true"
-    from miniplm.models import load_tokenizer
+    from miniplm.store.models import load_tokenizer
 
     backend = load_tokenizer(tokenizer_path).backend_tokenizer
     texts, size = [], 0
@@ -154,8 +154,8 @@ def main() -> None:
         "--max-len", str(args.max_len),
     )  # fmt: skip
     steps = prepared["step_seconds"]
-    from miniplm.catalog import open_readonly
-    from miniplm.workdir import Workdir
+    from miniplm.store.catalog import open_readonly
+    from miniplm.store.workdir import Workdir
 
     con = open_readonly(Workdir.open(root / "wd"))
     tokens = con.sql("select sum(n_tokens) from instance_index").fetchall()[0][0]
@@ -167,7 +167,7 @@ def main() -> None:
         f"split {steps.get('split', 0):.1f} s); peak memory {prepare_peak / 2**20:,.0f} MB",
         flush=True,
     )
-    from miniplm.models import resolve_model
+    from miniplm.store.models import resolve_model
 
     demo_path = resolve_model(DEMO_TEACHER).path
     bare = tokenizer_only_rate(corpus, demo_path)

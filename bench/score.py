@@ -23,16 +23,16 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM
 
-from miniplm.devices import pick_device, pick_dtype
-from miniplm.instances import TokenEnds, TokenizerRef, boundary_kinds, cut_points
-from miniplm.scorer import LMScorer
+from miniplm.data.instances import TokenEnds, TokenizerRef, boundary_kinds, cut_points
+from miniplm.scoring.devices import pick_device, pick_dtype
+from miniplm.scoring.scorer import LMScorer
 
 
 def real_texts() -> list[str]:
     """Real prose in a realistic mix of lengths: language-reference topics and module docstrings."""
     from pydoc_data.topics import topics
 
-    from miniplm.demo import _module_docstrings
+    from miniplm.experiment.demo import _module_docstrings
 
     docs = [d["text"] for d in _module_docstrings()] + [v for _, v in sorted(topics.items())]
     rng = np.random.default_rng(0)
@@ -166,7 +166,7 @@ def main() -> None:
 
     import tempfile
 
-    from miniplm.models import load_tokenizer, resolve_model
+    from miniplm.store.models import load_tokenizer, resolve_model
 
     tmp = tempfile.TemporaryDirectory()
     path = resolve_model(args.model).path if args.model else tiny_model(Path(tmp.name))

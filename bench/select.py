@@ -25,7 +25,7 @@ from pathlib import Path
 
 import duckdb
 
-from miniplm.selection import candidate_counts, top_fraction
+from miniplm.selection.select import candidate_counts, top_fraction
 
 
 def peak_rss_mb() -> float:

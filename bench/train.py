@@ -22,20 +22,20 @@ sys.path[0] = __file__.rsplit("/bench/", 1)[0]  # the repository root, not bench
 
 import torch
 
-from miniplm import train
 from miniplm.config import small_llama
-from miniplm.devices import matmul_rate
+from miniplm.scoring.devices import matmul_rate
+from miniplm.training import losses, train
 
 
 def plain_loss_sum(model, x: torch.Tensor) -> torch.Tensor:
     """The loss before: the head on chunks of positions under activation checkpointing, cross_entropy on each."""
     hidden = model.get_decoder()(input_ids=x[:, :-1]).last_hidden_state
-    h, targets = train.predicted(hidden, x, None)
+    h, targets = losses.predicted(hidden, x, None)
 
     def chunk_loss(h_chunk, t_chunk):
-        return torch.nn.functional.cross_entropy(train.head_logits(model, h_chunk), t_chunk, reduction="sum")
+        return torch.nn.functional.cross_entropy(losses.head_logits(model, h_chunk), t_chunk, reduction="sum")
 
-    return train.chunked_sum(chunk_loss, h.shape[0], model.get_output_embeddings().weight.shape[0], h, targets)
+    return losses.chunked_sum(chunk_loss, h.shape[0], model.get_output_embeddings().weight.shape[0], h, targets)
 
 
 def tokens_per_s(model, loss_fn, x: torch.Tensor, steps: int) -> float:
@@ -72,7 +72,7 @@ def main() -> None:
     parameters = sum(p.numel() for p in model.parameters())
     x = torch.randint(0, args.vocab, (args.batch, args.block + 1))
     peak = matmul_rate(torch.float32)
-    fused = tokens_per_s(model, train.lm_loss_sum, x, args.steps)
+    fused = tokens_per_s(model, losses.lm_loss_sum, x, args.steps)
     flops_per_token = 6 * parameters + 6 * 2 * args.layers * args.block * args.hidden
     result = {
         "parameters": parameters,
@@ -87,7 +87,7 @@ def main() -> None:
     }
     if args.compare_plain:
         grads = []
-        for loss_fn in (train.lm_loss_sum, plain_loss_sum):
+        for loss_fn in (losses.lm_loss_sum, plain_loss_sum):
             torch.manual_seed(1)
             m = AutoModelForCausalLM.from_config(config)
             (loss_fn(m, x) / x[:, 1:].numel()).backward()

@@ -132,7 +132,7 @@ def demo(
 ) -> None:
     """Run the pipeline and a small experiment offline on the embedded demo (stdlib prose, SmolLM2-135M teacher):
     the same student on Difference Sampling's half and on a uniform sample, two seeds, judged on held-apart topics."""
-    from miniplm.demo import demo_experiment
+    from miniplm.experiment.demo import demo_experiment
 
     _run_and_report(lambda: _run_experiment(*demo_experiment(workdir)), json_output, print_experiment)
 
@@ -294,8 +294,8 @@ WaitOpt = Annotated[
 
 def _run_and_report(run, json_output: bool, printer) -> None:
     from flows.api_server import local_api_server
-    from miniplm.lock import WorkdirBusyError
-    from miniplm.models import ModelSpecError
+    from miniplm.store.lock import WorkdirBusyError
+    from miniplm.store.models import ModelSpecError
 
     _prefect_defaults()
     try:
@@ -342,8 +342,8 @@ def prepare(
 
 
 def prepared_summary(cfg, prepared: dict) -> dict:
-    from miniplm.catalog import connect, load_sql
-    from miniplm.workdir import Workdir
+    from miniplm.store.catalog import connect, load_sql
+    from miniplm.store.workdir import Workdir
 
     manifest = prepared["manifest"]
     con = connect(Workdir.open(cfg.workdir), manifest)
@@ -482,7 +482,7 @@ def experiment(
     from pydantic import ValidationError
 
     from miniplm.config import ExperimentConfig
-    from miniplm.demo import PRESETS
+    from miniplm.experiment.demo import PRESETS
 
     if preset is not None and preset not in PRESETS:
         err.print(f"[red]error:[/red] unknown preset {preset!r}: use {' or '.join(PRESETS)}")
@@ -549,8 +549,8 @@ def sql(
     """Query the scored corpus, read-only (works while a run is writing); --output saves a result."""
     import duckdb
 
-    from miniplm.catalog import ReadOnlyQueryError, checked_statements, open_readonly, write_result
-    from miniplm.workdir import Workdir
+    from miniplm.store.catalog import ReadOnlyQueryError, checked_statements, open_readonly, write_result
+    from miniplm.store.workdir import Workdir
 
     if format not in {"csv", "json", "table"}:
         err.print(f"[red]unknown format {format!r}[/red]: use csv, json or table")
@@ -585,7 +585,7 @@ def sql(
 def _shell(con, fmt: str) -> None:
     import duckdb
 
-    from miniplm.catalog import ReadOnlyQueryError, checked_statements
+    from miniplm.store.catalog import ReadOnlyQueryError, checked_statements
 
     err.print(
         "miniplm sql: views documents, instances, scores, scored, selections, selected, accounting. "
@@ -627,8 +627,8 @@ def export(
     json_output: JsonOpt = False,
 ) -> None:
     """Write the kept corpus where a trainer reads it: text shards, a datasets folder, or token files."""
-    from miniplm.export_selection import ExportError, export_selection
-    from miniplm.models import ModelSpecError
+    from miniplm.selection.export import ExportError, export_selection
+    from miniplm.store.models import ModelSpecError
 
     try:
         header = export_selection(workdir, to, format, tokenizer, selection, shuffle_seed, overwrite)
@@ -651,7 +651,7 @@ def export(
 @app.command()
 def report(workdir: Annotated[Path, typer.Option(help="Work directory")] = Path("miniplm-demo")) -> None:
     """Write a one-page markdown report (counts, score histogram PNG, extremes, reference, students)."""
-    from miniplm.report import write_report
+    from miniplm.selection.report import write_report
 
     try:
         path = write_report(workdir)
@@ -667,9 +667,9 @@ def status(
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """What a work directory holds: sources, models, counts, the latest selection."""
-    from miniplm.catalog import load_sql, open_readonly
-    from miniplm.shards import read_json
-    from miniplm.workdir import Workdir
+    from miniplm.store.catalog import load_sql, open_readonly
+    from miniplm.store.shards import read_json
+    from miniplm.store.workdir import Workdir
 
     wd = Workdir.open(workdir)
     manifest = read_json(wd.manifest) if wd.manifest.exists() else {}

@@ -10,8 +10,8 @@ from prefect import get_run_logger
 from prefect.runtime import flow_run
 
 from miniplm.config import PipelineConfig
-from miniplm.lock import workdir_lock
-from miniplm.workdir import Workdir
+from miniplm.store.lock import workdir_lock
+from miniplm.store.workdir import Workdir
 
 
 @contextmanager

@@ -15,8 +15,8 @@ from flows.runners import scoring_gpus
 from flows.scoring import score_with
 from flows.steplog import StepLog, figures, say
 from flows.students import train_students
-from miniplm import experiment as lib
 from miniplm.config import ExperimentConfig, PipelineConfig, SelectConfig
+from miniplm.experiment import arms as lib
 from miniplm.steps import previous_manifest
 from tasks import experiment as tasks
 from tasks import steps

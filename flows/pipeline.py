@@ -17,8 +17,8 @@ from flows.runners import scoring_gpus
 from flows.scoring import score_with
 from flows.steplog import StepLog, figures, say
 from miniplm.config import PipelineConfig
-from miniplm.devices import machine
-from miniplm.scorer import SCORER_VERSION
+from miniplm.scoring.devices import machine
+from miniplm.scoring.scorer import SCORER_VERSION
 from miniplm.steps import count_new_documents, previous_manifest
 from tasks import steps
 

@@ -13,10 +13,10 @@ from prefect import flow
 from flows.exclusive import exclusive
 from flows.steplog import StepLog
 from miniplm.config import PipelineConfig
-from miniplm.manifest import RunManifest
-from miniplm.models import DEMO_TEACHER
-from miniplm.splits import resolve_split, split_config, split_key
+from miniplm.data.splits import resolve_split, split_config, split_key
 from miniplm.steps import plan_sources, previous_manifest, require_documents
+from miniplm.store.manifest import RunManifest
+from miniplm.store.models import DEMO_TEACHER
 from tasks import steps
 
 

@@ -18,7 +18,7 @@ import torch
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 from miniplm.config import RunnerConfig, ScoreConfig
-from miniplm.devices import claim_gpu, node_gpus, pick_device
+from miniplm.scoring.devices import claim_gpu, node_gpus, pick_device
 
 # What Ray workers need to behave as the driver does: a worker started by `ray start` has the environment of
 # that command, not the driver's.

@@ -10,8 +10,8 @@ from prefect import flow, unmapped
 from flows.runners import task_resources, task_runner, task_score_config
 from flows.steplog import say
 from miniplm.config import RunnerConfig, ScoreConfig
-from miniplm.manifest import ModelRef, RunManifest
-from miniplm.partitions import merge_summaries
+from miniplm.scoring.partitions import merge_summaries
+from miniplm.store.manifest import ModelRef, RunManifest
 from tasks import steps
 
 

@@ -12,7 +12,7 @@ from prefect.futures import as_completed
 from flows.runners import student_runner, task_resources
 from flows.steplog import StepLog, figures, label, say
 from miniplm.config import RunnerConfig, StudentConfig
-from miniplm.experiment import StudentRun
+from miniplm.experiment.arms import StudentRun
 from tasks.caching import refreshed_if_gone
 from tasks.experiment import train_run
 

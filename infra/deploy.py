@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from prefect.variables import Variable  # noqa: E402
 
 from miniplm.config import ExperimentConfig, PipelineConfig  # noqa: E402
-from miniplm.demo import demo_experiment  # noqa: E402
+from miniplm.experiment.demo import demo_experiment  # noqa: E402
 
 POOL = "miniplm"
 

@@ -22,7 +22,7 @@ from prefect.events import DeploymentEventTrigger  # noqa: E402
 
 from flows.rescore import miniplm_rescore  # noqa: E402
 from miniplm.config import PipelineConfig  # noqa: E402
-from miniplm.demo import demo_config  # noqa: E402
+from miniplm.experiment.demo import demo_config  # noqa: E402
 
 LANDED_EVENT = "miniplm.corpus.landed"
 

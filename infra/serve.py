@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flows.pipeline import miniplm_pipeline  # noqa: E402
 from miniplm.config import PipelineConfig  # noqa: E402
-from miniplm.demo import demo_config  # noqa: E402
+from miniplm.experiment.demo import demo_config  # noqa: E402
 
 
 def main() -> None:

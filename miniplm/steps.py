@@ -11,8 +11,6 @@ import math
 from dataclasses import asdict
 from pathlib import Path
 
-from miniplm import corpus
-from miniplm.catalog import connect, load_sql, publish_catalog
 from miniplm.config import (
     CorpusConfig,
     ExportConfig,
@@ -22,29 +20,31 @@ from miniplm.config import (
     SplitConfig,
     StudentConfig,
 )
-from miniplm.export import export_members
-from miniplm.export_selection import HEADER, ExportError, export_selection
-from miniplm.hashing import stable_hash
-from miniplm.instances import tokenize_parts
-from miniplm.manifest import ModelRef, RunManifest, SourceRef
-from miniplm.models import check_context, check_same_tokenizer, resolve_model
-from miniplm.partitions import Partition, measured_rate, partition_tokens, plan_partitions, score_partition
-from miniplm.precision import decide_precision as choose_precision
-from miniplm.precision import record_precision, recorded_precision
-from miniplm.reference import (
+from miniplm.data import corpus
+from miniplm.data.instances import tokenize_parts
+from miniplm.data.splits import write_splits
+from miniplm.data.student_tokenizer import resolve_student_tokenizer
+from miniplm.scoring.partitions import Partition, measured_rate, partition_tokens, plan_partitions, score_partition
+from miniplm.scoring.precision import decide_precision as choose_precision
+from miniplm.scoring.precision import record_precision, recorded_precision
+from miniplm.selection.export import HEADER, ExportError, export_selection
+from miniplm.selection.members import export_members
+from miniplm.selection.report import extreme_instances, plot_histogram, score_histogram
+from miniplm.selection.select import recorded, run_selection, selection_id, uniform_sample, write_members
+from miniplm.store.catalog import connect, load_sql, publish_catalog
+from miniplm.store.hashing import stable_hash
+from miniplm.store.manifest import ModelRef, RunManifest, SourceRef
+from miniplm.store.models import check_context, check_same_tokenizer, resolve_model
+from miniplm.store.shards import read_json, write_json
+from miniplm.store.workdir import Workdir
+from miniplm.training.reference import (
     check_quality,
     given_reference_quality,
     kept_reference_fits,
     reference_info,
     train_reference,
 )
-from miniplm.report import extreme_instances, plot_histogram, score_histogram
-from miniplm.selection import recorded, run_selection, selection_id, uniform_sample, write_members
-from miniplm.shards import read_json, write_json
-from miniplm.splits import write_splits
-from miniplm.student_tokenizer import resolve_student_tokenizer
-from miniplm.train import train_lm, trained
-from miniplm.workdir import Workdir
+from miniplm.training.train import train_lm, trained
 
 
 def plan_sources(cfg: CorpusConfig) -> list[SourceRef]:

@@ -22,9 +22,9 @@ from prefect.states import State
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel
 
-from miniplm.hashing import code_fingerprint, stable_hash
 from miniplm.progress import report_progress_to
-from miniplm.workdir import Workdir
+from miniplm.store.hashing import code_fingerprint, stable_hash
+from miniplm.store.workdir import Workdir
 
 # Errors that a retry cannot fix: bad input, a missing or corrupt model, a weak reference, a missing file.
 PERMANENT = (ValueError, TypeError, FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError)

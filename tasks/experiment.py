@@ -1,4 +1,4 @@
-"""The experiment's steps as Prefect tasks: thin wrappers over `miniplm.experiment` with caching and artifacts."""
+"""The experiment's steps as Prefect tasks: thin wrappers over `miniplm.experiment.arms` with caching and artifacts."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from miniplm import experiment as lib
 from miniplm.config import ExperimentConfig, StudentConfig
-from miniplm.devices import use_claimed_gpu
-from miniplm.experiment import ArmData, ArmOptions, StudentRun
-from miniplm.experiment_report import write_experiment_report
-from miniplm.manifest import RunManifest
+from miniplm.experiment import arms as lib
+from miniplm.experiment.arms import ArmData, ArmOptions, StudentRun
+from miniplm.experiment.report import write_experiment_report
+from miniplm.scoring.devices import use_claimed_gpu
+from miniplm.store.manifest import RunManifest
 from tasks.caching import CACHED, RETRIES, progress_artifact, step_cache_key, trusted_while
 
 

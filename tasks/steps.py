@@ -22,12 +22,12 @@ from miniplm.config import (
     SplitConfig,
     StudentConfig,
 )
-from miniplm.devices import claimed_gpu, use_claimed_gpu
-from miniplm.instances import instance_spec as _instance_spec
-from miniplm.manifest import ModelRef, RunManifest, SourceRef
-from miniplm.models import DEMO_TEACHER, check_context, demo_gguf_path, fetch_demo_gguf, resolve_model
-from miniplm.partitions import Partition
-from miniplm.report import histogram_markdown, lineage, stage_counts
+from miniplm.data.instances import instance_spec as _instance_spec
+from miniplm.scoring.devices import claimed_gpu, use_claimed_gpu
+from miniplm.scoring.partitions import Partition
+from miniplm.selection.report import histogram_markdown, lineage, stage_counts
+from miniplm.store.manifest import ModelRef, RunManifest, SourceRef
+from miniplm.store.models import DEMO_TEACHER, check_context, demo_gguf_path, fetch_demo_gguf, resolve_model
 from tasks.caching import CACHED, RETRIES, progress_artifact, step_cache_key, trusted_while
 
 

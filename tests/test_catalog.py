@@ -3,15 +3,16 @@ sources, and unique per key whatever the shards hold."""
 
 import pyarrow as pa
 
-from miniplm import schemas, steps
-from miniplm.catalog import connect, render_views
+from miniplm import steps
 from miniplm.config import CorpusConfig, SplitConfig
-from miniplm.hashing import doc_id, normalize_text
-from miniplm.instances import instance_spec
-from miniplm.manifest import ModelRef, RunManifest
-from miniplm.shards import write_parquet
-from miniplm.splits import split_key
-from miniplm.workdir import Workdir
+from miniplm.data.instances import instance_spec
+from miniplm.data.splits import split_key
+from miniplm.store import schemas
+from miniplm.store.catalog import connect, render_views
+from miniplm.store.hashing import doc_id, normalize_text
+from miniplm.store.manifest import ModelRef, RunManifest
+from miniplm.store.shards import write_parquet
+from miniplm.store.workdir import Workdir
 from tests.tiny import corpus_texts, write_jsonl
 
 

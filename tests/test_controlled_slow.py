@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from miniplm.config import TrainConfig, small_llama
-from miniplm.sequences import write_sequences
+from miniplm.data.sequences import write_sequences
 from tests.tiny import make_tokenizer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -28,8 +28,8 @@ def texts(path: Path) -> list[str]:
 def clean_teacher(root: Path, corpus: Path) -> Path:
     """A small Llama trained on the valuable kinds' text only, well beyond what the pipeline's reference learns from
     D_ref: what a teacher trained on much good text knows."""
-    from miniplm.models import load_tokenizer
-    from miniplm.train import train_lm
+    from miniplm.store.models import load_tokenizer
+    from miniplm.training.train import train_lm
 
     clean = [t for kind in VALUABLE for t in texts(corpus / "pool" / f"{kind}.jsonl")]
     tok_dir = make_tokenizer(root / "tokenizer", vocab_size=512, extra=clean)

@@ -6,9 +6,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from miniplm.config import CorpusConfig
-from miniplm.corpus import CorpusError, ingest, read_rows, source_fingerprint
-from miniplm.hashing import doc_id, normalize_text
-from miniplm.workdir import Workdir
+from miniplm.data.corpus import CorpusError, ingest, read_rows, source_fingerprint
+from miniplm.store.hashing import doc_id, normalize_text
+from miniplm.store.workdir import Workdir
 
 CFG = CorpusConfig(paths=["unused"])
 

@@ -8,7 +8,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 import torch
 
-from miniplm.devices import claim_gpu, node_gpus
+from miniplm.scoring.devices import claim_gpu, node_gpus
 
 
 def visible_after_a_while() -> tuple[int, str]:

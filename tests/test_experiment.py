@@ -22,7 +22,7 @@ from miniplm.config import (
     TrainConfig,
     small_llama,
 )
-from miniplm.kd import flop_matched_steps
+from miniplm.training.kd import flop_matched_steps
 from tests.tiny import corpus_texts, tiny_task, write_jsonl
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -138,8 +138,8 @@ def test_a_students_document_loss_is_plain_torch(result):
     _, _, report = result
     run = report["runs"][0]
     docs = pl.read_parquet(run["eval_path"]).filter(pl.col("set") == "target").sort("doc_id")
-    from miniplm.models import load_tokenizer
-    from miniplm.sequences import read_offsets, read_tokens
+    from miniplm.data.sequences import read_offsets, read_tokens
+    from miniplm.store.models import load_tokenizer
 
     eval_dir = Path(report["eval_set"]["path"])
     tokens, offsets = read_tokens(eval_dir / "tokens.bin"), read_offsets(eval_dir / "tokens.bin")
@@ -160,8 +160,8 @@ def test_a_students_document_loss_is_plain_torch(result):
 
 def test_arms_hold_what_they_say(result):
     pipeline, _, report = result
-    from miniplm.catalog import open_readonly
-    from miniplm.workdir import Workdir
+    from miniplm.store.catalog import open_readonly
+    from miniplm.store.workdir import Workdir
 
     con = open_readonly(Workdir.open(pipeline.workdir))
     members = {}
@@ -189,8 +189,8 @@ def test_arms_hold_what_they_say(result):
 
 
 def test_paired_seeds_start_from_the_same_weights(tmp_path, models):
-    from miniplm.sequences import write_sequences
-    from miniplm.train import train_lm
+    from miniplm.data.sequences import write_sequences
+    from miniplm.training.train import train_lm
 
     a, b = tmp_path / "a.bin", tmp_path / "b.bin"
     write_sequences(a, [[5, 6, 7, 8, 0]] * 20)

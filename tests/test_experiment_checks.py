@@ -19,7 +19,7 @@ from miniplm.config import (
     TrainConfig,
     small_llama,
 )
-from miniplm.hashing import normalize_text
+from miniplm.store.hashing import normalize_text
 from tests.tiny import corpus_texts, write_jsonl
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -67,9 +67,9 @@ def members(report: dict, arm: str) -> pl.DataFrame:
 
 def test_the_student_tokenizer_is_fitted_on_the_pool_alone(checked):
     pipeline, _, report = checked
-    from miniplm.catalog import open_readonly
-    from miniplm.models import load_tokenizer
-    from miniplm.workdir import Workdir
+    from miniplm.store.catalog import open_readonly
+    from miniplm.store.models import load_tokenizer
+    from miniplm.store.workdir import Workdir
 
     path = Path(report["student"]["tokenizer"])
     assert path.parent == Path(pipeline.workdir) / "models" / "student-tokenizer"
@@ -99,8 +99,8 @@ def test_the_learning_rate_is_tuned_on_the_uniform_arm_and_used_by_every_arm(che
 
 def test_the_checks_hold_what_they_say(checked):
     pipeline, _, report = checked
-    from miniplm.catalog import open_readonly
-    from miniplm.workdir import Workdir
+    from miniplm.store.catalog import open_readonly
+    from miniplm.store.workdir import Workdir
 
     con = open_readonly(Workdir.open(pipeline.workdir))
     k = report["selections"]["0.5"]["n_selected"]
@@ -120,7 +120,7 @@ def test_the_checks_hold_what_they_say(checked):
     chosen = min(ref["candidates"], key=lambda c: c["selection_loss"])
     assert chosen["chosen"]
     other = next(c for c in ref["candidates"] if not c["chosen"])
-    from miniplm.models import model_fingerprint
+    from miniplm.store.models import model_fingerprint
 
     alt_fp = model_fingerprint(other["model_dir"])
     rows = con.sql(
@@ -175,8 +175,8 @@ def test_the_report_states_the_regime(checked):
 
 
 def test_the_report_says_what_each_band_of_the_ranking_holds(checked):
-    from miniplm.catalog import open_readonly
-    from miniplm.workdir import Workdir
+    from miniplm.store.catalog import open_readonly
+    from miniplm.store.workdir import Workdir
 
     pipeline, _, report = checked
     con = open_readonly(Workdir.open(pipeline.workdir))

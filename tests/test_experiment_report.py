@@ -3,7 +3,7 @@ judge students too young to tell data apart."""
 
 import pytest
 
-from miniplm.experiment_report import sensitivity_checks, token_multiplier, verdict
+from miniplm.experiment.report import sensitivity_checks, token_multiplier, verdict
 
 
 def test_token_multiplier_reads_the_curves_both_ways():
@@ -39,7 +39,7 @@ def test_the_seed_interval_is_a_t_interval_over_paired_seeds():
     import numpy as np
     import polars as pl
 
-    from miniplm.experiment_report import paired_difference
+    from miniplm.experiment.report import paired_difference
 
     rows = []
     for seed, shift in enumerate((0.1, -0.3, 0.2)):

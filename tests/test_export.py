@@ -14,12 +14,12 @@ import pytest
 
 import miniplm
 from flows.pipeline import miniplm_pipeline
-from miniplm.catalog import open_readonly
 from miniplm.config import ExportConfig, PipelineConfig
-from miniplm.export_formats import TEXT_SCHEMA, HfDataset, JsonlShards, ParquetShards
-from miniplm.export_selection import ExportError, export_selection
-from miniplm.models import load_tokenizer
-from miniplm.workdir import Workdir
+from miniplm.selection.export import ExportError, export_selection
+from miniplm.selection.export_formats import TEXT_SCHEMA, HfDataset, JsonlShards, ParquetShards
+from miniplm.store.catalog import open_readonly
+from miniplm.store.models import load_tokenizer
+from miniplm.store.workdir import Workdir
 from tests.test_pipeline_flow import config
 from tests.tiny import corpus_texts, write_jsonl
 

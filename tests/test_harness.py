@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from miniplm.harness import evaluate_tasks, student_lm
+from miniplm.training.harness import evaluate_tasks, student_lm
 from tests.tiny import QUESTIONS, tiny_task
 
 

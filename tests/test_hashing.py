@@ -3,8 +3,8 @@
 import hashlib
 import os
 
-from miniplm import hashing
-from miniplm.hashing import PERSIST_MIN_BYTES, file_sha256
+from miniplm.store import hashing
+from miniplm.store.hashing import PERSIST_MIN_BYTES, file_sha256
 
 
 def _fresh_process(monkeypatch):

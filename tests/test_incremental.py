@@ -12,7 +12,7 @@ from miniplm.config import (
     StudentConfig,
     TrainConfig,
 )
-from miniplm.workdir import Workdir
+from miniplm.store.workdir import Workdir
 from tests.tiny import corpus_texts, write_jsonl
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -42,7 +42,7 @@ def scored_ids(paths) -> set:
 
 def test_new_changed_removed_documents_and_a_new_teacher(tmp_path, models):
     from flows.pipeline import miniplm_pipeline
-    from miniplm.catalog import open_readonly
+    from miniplm.store.catalog import open_readonly
 
     texts = corpus_texts(80, seed=7)
     base = texts[:60]

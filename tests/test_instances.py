@@ -3,9 +3,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from miniplm.hashing import doc_id
-from miniplm.instances import TokenizerRef, boundary_kinds, cut_points, instance_spec, tokenize_part
-from miniplm.models import load_tokenizer
+from miniplm.data.instances import TokenizerRef, boundary_kinds, cut_points, instance_spec, tokenize_part
+from miniplm.store.hashing import doc_id
+from miniplm.store.models import load_tokenizer
 
 
 @pytest.mark.parametrize(
@@ -47,7 +47,7 @@ def test_boundary_kinds_marks_line_and_sentence_ends():
 def test_byte_level_and_offset_token_ends_agree(models):
     """The fast path (byte lengths from the vocabulary) gives the token ends the tokenizer's offsets give, except
     inside a multi-byte character (offsets are per character), and so the same cut preferences."""
-    from miniplm.instances import TokenEnds, TokenizerRef
+    from miniplm.data.instances import TokenEnds, TokenizerRef
 
     ends_of = TokenEnds(TokenizerRef.of(str(models["teacher"])))
     assert ends_of.byte_lengths is not None

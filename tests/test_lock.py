@@ -11,13 +11,13 @@ import time
 
 import pytest
 
-from miniplm.lock import WorkdirBusyError, holder, workdir_lock
-from miniplm.workdir import Workdir
+from miniplm.store.lock import WorkdirBusyError, holder, workdir_lock
+from miniplm.store.workdir import Workdir
 
 HOLD = """
 import sys, time
-from miniplm.lock import workdir_lock
-from miniplm.workdir import Workdir
+from miniplm.store.lock import workdir_lock
+from miniplm.store.workdir import Workdir
 with workdir_lock(Workdir.create(sys.argv[1]), run="the-first-run"):
     print("held", flush=True)
     time.sleep(600)
@@ -62,7 +62,7 @@ def test_the_lock_is_reentrant_within_a_process_and_released_after(tmp_path):
     with workdir_lock(wd, run="outer"), workdir_lock(wd, wait=False, run="inner"):
         assert holder(wd)["run"] == "outer"
     code = (
-        "import sys; from miniplm.lock import workdir_lock; from miniplm.workdir import Workdir\n"
+        "import sys; from miniplm.store.lock import workdir_lock; from miniplm.store.workdir import Workdir\n"
         "with workdir_lock(Workdir.open(sys.argv[1]), wait=False, run='probe'): print('ok')"
     )
     probe = subprocess.run([sys.executable, "-c", code, str(wd.root)], capture_output=True, text=True, check=True)

@@ -1,7 +1,7 @@
 import pytest
 from safetensors.torch import load_file, save_file
 
-from miniplm.models import (
+from miniplm.store.models import (
     ModelSpecError,
     TokenizerMismatchError,
     check_same_tokenizer,
@@ -39,7 +39,7 @@ def test_fingerprint_follows_weights(tmp_path, models):
 
 
 def test_max_len_beyond_the_models_context_is_a_clear_error(models):
-    from miniplm.models import check_context, context_length
+    from miniplm.store.models import check_context, context_length
 
     assert context_length(str(models["teacher"])) == 2048
     check_context(str(models["teacher"]), 2048, "teacher")

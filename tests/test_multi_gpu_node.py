@@ -13,9 +13,9 @@ from transformers import AutoTokenizer
 from flows.runners import student_runner
 from flows.students import miniplm_students
 from miniplm.config import RunnerConfig, ScoreConfig, StudentConfig, TrainConfig, small_llama
-from miniplm.experiment import ArmData, StudentRun
-from miniplm.sequences import write_sequences
-from miniplm.workdir import Workdir
+from miniplm.data.sequences import write_sequences
+from miniplm.experiment.arms import ArmData, StudentRun
+from miniplm.store.workdir import Workdir
 from tests.tiny import corpus_texts, write_jsonl
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -72,7 +72,7 @@ def test_a_multi_gpu_node_scores_in_a_process_per_gpu(tmp_path, models, monkeypa
     from flows.pipeline import miniplm_pipeline
     from flows.runners import task_runner
     from flows.scoring import miniplm_score
-    from miniplm.partitions import score_variant
+    from miniplm.scoring.partitions import score_variant
     from miniplm.steps import previous_manifest
     from tests.test_pipeline_flow import config
 

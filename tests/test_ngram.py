@@ -6,9 +6,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from miniplm.ngram import DISCOUNT, ngram_losses
-from miniplm.sequences import write_sequences
-from miniplm.shards import write_parquet
+from miniplm.data.sequences import write_sequences
+from miniplm.store.shards import write_parquet
+from miniplm.training.ngram import DISCOUNT, ngram_losses
 
 
 def plain_losses(train: list[list[int]], docs: list[list[int]], vocab: int) -> tuple[float, float]:

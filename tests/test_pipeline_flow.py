@@ -9,7 +9,6 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from miniplm.catalog import ReadOnlyQueryError, open_readonly, query
 from miniplm.config import (
     CorpusConfig,
     InstanceConfig,
@@ -19,7 +18,8 @@ from miniplm.config import (
     StudentConfig,
     TrainConfig,
 )
-from miniplm.hashing import doc_id, normalize_text
+from miniplm.store.catalog import ReadOnlyQueryError, open_readonly, query
+from miniplm.store.hashing import doc_id, normalize_text
 from tests.tiny import corpus_texts, write_jsonl
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -59,7 +59,7 @@ def first_run(tmp_path_factory, models, prefect_harness):
 
 
 def catalog(cfg):
-    from miniplm.workdir import Workdir
+    from miniplm.store.workdir import Workdir
 
     return open_readonly(Workdir.open(cfg.workdir))
 
@@ -114,7 +114,7 @@ def test_scores_match_plain_torch_and_selection_matches_plain_sort(first_run):
         "select s.instance_id, s.teacher_logp, s.ref_logp, s.score, i.token_ids from scored s "
         "join instances i using (instance_id) order by s.instance_id limit 4"
     ).fetchall()
-    from miniplm.workdir import Workdir
+    from miniplm.store.workdir import Workdir
 
     wd = Workdir.open(cfg.workdir)
     teacher = AutoModelForCausalLM.from_pretrained(cfg.teacher, dtype=torch.float32).eval()
@@ -135,8 +135,8 @@ def test_scores_match_plain_torch_and_selection_matches_plain_sort(first_run):
 
 def test_reference_is_a_hugging_face_checkpoint_in_the_teachers_tokenizer(first_run):
     cfg, _ = first_run
-    from miniplm.models import check_same_tokenizer
-    from miniplm.workdir import Workdir
+    from miniplm.store.models import check_same_tokenizer
+    from miniplm.store.workdir import Workdir
 
     ref_dir = Workdir.open(cfg.workdir).reference_dir
     model = AutoModelForCausalLM.from_pretrained(ref_dir)
@@ -151,8 +151,8 @@ def test_students_trained_on_kept_and_uniform_samples(first_run):
     for s in students.values():
         assert s["steps"] == 10 and math.isfinite(s["heldout_loss"])
     # the student has its own tokenizer: kept instances were decoded and re-tokenized, one to one
-    from miniplm.models import load_tokenizer
-    from miniplm.workdir import Workdir
+    from miniplm.store.models import load_tokenizer
+    from miniplm.store.workdir import Workdir
 
     wd = Workdir.open(cfg.workdir)
     student_dir = wd.student_dir(f"miniplm-{summary['selection_id']}") / "model"
@@ -205,7 +205,7 @@ def test_catalog_can_be_read_by_a_plain_duckdb_client(first_run):
     cfg, _ = first_run
     import os
 
-    from miniplm.workdir import Workdir
+    from miniplm.store.workdir import Workdir
 
     wd = Workdir.open(cfg.workdir)
     cwd = os.getcwd()
@@ -277,8 +277,8 @@ def test_the_reference_is_retrained_when_what_it_was_trained_on_changes(tmp_path
     """A kept reference records its split and instance settings; a new max_len or split seed trains a new one (its
     old D_ref documents may now be candidates, its windows another length), and every reference score follows."""
     from flows.pipeline import miniplm_pipeline
-    from miniplm.reference import reference_info
-    from miniplm.workdir import Workdir
+    from miniplm.store.workdir import Workdir
+    from miniplm.training.reference import reference_info
 
     path = write_jsonl(tmp_path / "a.jsonl", corpus_texts(50, seed=8))
     off = StudentConfig(enabled=False)

@@ -16,9 +16,9 @@ from miniplm.config import (
     StudentConfig,
     TrainConfig,
 )
-from miniplm.precision import _cache_file, decide_precision, sample_candidates
+from miniplm.scoring.precision import _cache_file, decide_precision, sample_candidates
 from miniplm.steps import previous_manifest
-from miniplm.workdir import Workdir
+from miniplm.store.workdir import Workdir
 from tests.tiny import corpus_texts, write_jsonl
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -83,8 +83,8 @@ def test_a_reduced_precision_is_measured_and_a_drift_above_the_bound_falls_back(
 def test_the_float32_side_of_the_measurement_is_the_models_own(scored):
     """The sample's scores in float32 are teacher minus reference mean log-probs, as plain transformers gives them."""
     cfg, _ = scored
-    from miniplm.precision import measure_drift
-    from miniplm.scorer import LMScorer
+    from miniplm.scoring.precision import measure_drift
+    from miniplm.scoring.scorer import LMScorer
 
     manifest = previous_manifest(cfg.workdir)
     sample = sample_candidates(Workdir.open(cfg.workdir), manifest)[:3]

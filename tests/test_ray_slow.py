@@ -3,7 +3,6 @@ gives: the same partitions, the same scores, the same selection. Minutes (a clus
 
 import pytest
 
-from miniplm.catalog import open_readonly
 from miniplm.config import (
     CorpusConfig,
     InstanceConfig,
@@ -15,7 +14,8 @@ from miniplm.config import (
     StudentConfig,
     TrainConfig,
 )
-from miniplm.workdir import Workdir
+from miniplm.store.catalog import open_readonly
+from miniplm.store.workdir import Workdir
 from tests.ray_cluster import start_cluster
 from tests.tiny import corpus_texts, write_jsonl
 

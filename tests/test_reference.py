@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from miniplm.config import ReferenceConfig
-from miniplm.reference import (
+from miniplm.data.sequences import write_sequences
+from miniplm.training.reference import (
     SHAPES,
     WeakReferenceError,
     check_quality,
@@ -18,7 +19,6 @@ from miniplm.reference import (
     reference_arch,
     reference_candidates,
 )
-from miniplm.sequences import write_sequences
 from tests.tiny import corpus_texts, write_jsonl
 
 

@@ -3,8 +3,8 @@
 import pytest
 from prefect import flow, task
 
-from miniplm.corpus import CorpusError
-from miniplm.models import ModelSpecError
+from miniplm.data.corpus import CorpusError
+from miniplm.store.models import ModelSpecError
 from tasks.caching import RETRIES
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

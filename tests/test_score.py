@@ -5,8 +5,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from miniplm.batches import length_sorted_batches
-from miniplm.scorer import LMScorer
+from miniplm.scoring.batches import length_sorted_batches
+from miniplm.scoring.scorer import LMScorer
 
 
 def plain_mean_logprob(model, tokens: list[int]) -> float:
@@ -20,7 +20,7 @@ def plain_mean_logprob(model, tokens: list[int]) -> float:
 @pytest.fixture(scope="module")
 def sequences(models):
     rng = np.random.default_rng(0)
-    from miniplm.models import load_tokenizer
+    from miniplm.store.models import load_tokenizer
 
     vocab = len(load_tokenizer(str(models["teacher"])))
     return [rng.integers(0, vocab, size=n).tolist() for n in (2, 3, 7, 31, 64, 64, 65, 150, 9, 300)]
@@ -102,7 +102,7 @@ def test_out_of_memory_on_a_single_instance_is_raised(models, sequences, monkeyp
 def test_a_half_precision_head_writes_float32_logits_from_its_own_weights():
     """The CUDA head: bf16 hidden states and weights multiplied into float32 logits, no float32 copy of the head
     (shapes and dtypes checked on the meta device; a CPU has no such kernel and takes the float32 copy)."""
-    from miniplm.scorer import float32_logits, mixed_head_supported
+    from miniplm.scoring.scorer import float32_logits, mixed_head_supported
 
     h = torch.empty(5, 16, dtype=torch.bfloat16, device="meta")
     weight, bias = torch.empty(100, 16, dtype=torch.bfloat16, device="meta"), torch.empty(100, device="meta")
@@ -140,7 +140,7 @@ def test_length_sorted_batches_respect_budget_and_cover_all():
 
 
 def test_packed_layout_restarts_positions_and_skips_each_last_token():
-    from miniplm.batches import packed_layout
+    from miniplm.scoring.batches import packed_layout
 
     position_ids, predicts, row_of = packed_layout(torch.tensor([3, 1, 2]))
     assert position_ids.tolist() == [0, 1, 2, 0, 0, 1]
@@ -152,8 +152,8 @@ def scoring_workdir(tmp_path, models, n: int = 40):
     """build_scored_workdir's layout with real tokens, and no scores yet."""
     import pyarrow as pa
 
-    from miniplm import schemas
-    from miniplm.shards import write_parquet
+    from miniplm.store import schemas
+    from miniplm.store.shards import write_parquet
     from tests.test_select import SOURCE, SPEC, build_scored_workdir
 
     wd, manifest, ids = build_scored_workdir(tmp_path, [-1.0] * n, [-2.0] * n, ["pool"] * n)
@@ -175,15 +175,15 @@ def scoring_workdir(tmp_path, models, n: int = 40):
 
 def test_partitions_score_every_candidate_once_as_one_scorer_does(tmp_path, models, monkeypatch):
     from miniplm.config import ScoreConfig
-    from miniplm.manifest import ModelRef
-    from miniplm.partitions import plan_partitions, score_partition
+    from miniplm.scoring.partitions import plan_partitions, score_partition
+    from miniplm.store.manifest import ModelRef
 
     wd, manifest, ids, tokens = scoring_workdir(tmp_path, models)
     model = ModelRef(spec="teacher", path=str(models["teacher"]), fingerprint="T")
     cfg = ScoreConfig(device="cpu", dtype="float32")
     partitions = plan_partitions(wd, manifest, model, manifest.score_variant, 300)  # ~1,200 tokens: 4 buckets
     assert len(partitions) >= 3 and sum(p.instances for p in partitions) == len(ids)
-    from miniplm import partitions as kept
+    from miniplm.scoring import partitions as kept
 
     monkeypatch.setattr(kept, "_loaded", {})  # no model held from an earlier test
     loads, load = [], AutoModelForCausalLM.from_pretrained
@@ -192,7 +192,7 @@ def test_partitions_score_every_candidate_once_as_one_scorer_does(tmp_path, mode
     assert len(loads) == 1  # one model load for all the partitions this process scores
     assert sum(r["instances_scored"] for r in results) == len(ids)
     assert sum(r["tokens_scored"] for r in results) == sum(len(t) for t in tokens)  # each partition's own figures
-    from miniplm.catalog import connect
+    from miniplm.store.catalog import connect
 
     got = dict(connect(wd, manifest).sql("select instance_id, sum_logp from scores where model_fp = 'T'").fetchall())
     sums, _ = LMScorer(str(models["teacher"]), device="cpu", dtype="float32").score_all(tokens)
@@ -200,7 +200,7 @@ def test_partitions_score_every_candidate_once_as_one_scorer_does(tmp_path, mode
     for i, s in zip(ids, sums, strict=True):
         assert abs(got[i] - s) < 1e-4
     # the next plan is sized by the rate these partitions reached: partition_minutes of it
-    from miniplm.partitions import measured_rate, partition_tokens
+    from miniplm.scoring.partitions import measured_rate, partition_tokens
 
     rate = measured_rate(wd, "T", manifest.score_variant, gpus=False)
     reported = sum(r["tokens_scored"] for r in results) / sum(r["seconds"] for r in results)
@@ -262,7 +262,7 @@ def test_other_architectures_score_like_plain_torch(tmp_path, arch, pack):
 def test_gpu_batches_sized_by_free_memory():
     from transformers import AutoConfig, LlamaConfig
 
-    from miniplm.devices import gpu_batch_tokens
+    from miniplm.scoring.devices import gpu_batch_tokens
 
     llama_1b = LlamaConfig(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32)
     gib = 1 << 30

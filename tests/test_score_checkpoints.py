@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from miniplm.config import ScoreConfig
-from miniplm.manifest import ModelRef
-from miniplm.partitions import plan_partitions, score_partition
+from miniplm.scoring.partitions import plan_partitions, score_partition
+from miniplm.store.manifest import ModelRef
 from tests.test_score import scoring_workdir
 from tests.tiny import make_lm
 
@@ -22,9 +22,9 @@ INTERVAL = 1.0
 WORKER = """
 import json, sys
 from miniplm.config import ScoreConfig
-from miniplm.manifest import ModelRef, RunManifest
-from miniplm.partitions import Partition, score_partition
-from miniplm.workdir import Workdir
+from miniplm.store.manifest import ModelRef, RunManifest
+from miniplm.scoring.partitions import Partition, score_partition
+from miniplm.store.workdir import Workdir
 args = json.loads(sys.argv[1])
 score_partition(Workdir.open(args["workdir"]), RunManifest.model_validate(args["manifest"]),
                 ModelRef.model_validate(args["model"]), Partition.model_validate(args["partition"]),

@@ -4,14 +4,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from miniplm import schemas
-from miniplm.catalog import connect
 from miniplm.config import SelectConfig, SplitConfig
-from miniplm.manifest import ModelRef, RunManifest, SourceRef
-from miniplm.selection import run_selection
-from miniplm.shards import write_parquet
-from miniplm.splits import split_key
-from miniplm.workdir import Workdir
+from miniplm.data.splits import split_key
+from miniplm.selection.select import run_selection
+from miniplm.store import schemas
+from miniplm.store.catalog import connect
+from miniplm.store.manifest import ModelRef, RunManifest, SourceRef
+from miniplm.store.shards import write_parquet
+from miniplm.store.workdir import Workdir
 
 SPEC, SOURCE = "spec0", "source0"
 

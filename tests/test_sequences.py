@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from miniplm.sequences import IGNORE, RowStream, pack_rows, write_sequences
+from miniplm.data.sequences import IGNORE, RowStream, pack_rows, write_sequences
 
 EOS = 0
 

@@ -1,6 +1,6 @@
 from miniplm.config import CorpusConfig, PipelineConfig, ReferenceConfig, SplitConfig
-from miniplm.hashing import doc_id
-from miniplm.splits import resolve_split, split_config, split_of
+from miniplm.data.splits import resolve_split, split_config, split_of
+from miniplm.store.hashing import doc_id
 
 
 def test_membership_is_stable_and_near_the_fractions():

@@ -4,8 +4,8 @@ import subprocess
 import sys
 import time
 
-from miniplm.catalog import ReadOnlyQueryError, open_readonly, query
-from miniplm.workdir import Workdir
+from miniplm.store.catalog import ReadOnlyQueryError, open_readonly, query
+from miniplm.store.workdir import Workdir
 from tests.tiny import corpus_texts, write_jsonl
 
 

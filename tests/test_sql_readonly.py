@@ -12,7 +12,7 @@ import pytest
 
 import miniplm
 from miniplm import steps
-from miniplm.catalog import ReadOnlyQueryError
+from miniplm.store.catalog import ReadOnlyQueryError
 from tests.test_catalog import prepared
 
 ATTACKS = {

@@ -3,10 +3,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from miniplm import train as train_mod
 from miniplm.config import ModelArchConfig, TrainConfig
-from miniplm.sequences import write_sequences
-from miniplm.train import get_lr, train_lm
+from miniplm.data.sequences import write_sequences
+from miniplm.training import train as train_mod
+from miniplm.training.train import get_lr, train_lm
 
 ARCH = ModelArchConfig(
     model_type="llama",
@@ -17,7 +17,7 @@ ARCH = ModelArchConfig(
 
 
 def _stream(tmp_path, models):
-    from miniplm.models import load_tokenizer
+    from miniplm.store.models import load_tokenizer
 
     tok = load_tokenizer(str(models["tokenizer"]))
     text = "the cat sat on the mat. " * 200
@@ -74,7 +74,7 @@ TRAIN_SCRIPT = """
 import json, sys
 from pathlib import Path
 from miniplm.config import ModelArchConfig, TrainConfig
-from miniplm.train import train_lm
+from miniplm.training.train import train_lm
 arch, cfg = ModelArchConfig.model_validate_json(sys.argv[4]), TrainConfig.model_validate_json(sys.argv[5])
 train_lm(Path(sys.argv[1]), arch, sys.argv[2], Path(sys.argv[3]), cfg, eval_tokens=Path(sys.argv[3]))
 """
@@ -121,7 +121,7 @@ def test_training_killed_midway_resumes_from_its_last_save_to_the_same_weights(t
 
 
 def test_fused_cross_entropy_matches_plain_torch():
-    from miniplm.train import LinearCrossEntropy
+    from miniplm.training.losses import LinearCrossEntropy
 
     torch.manual_seed(0)
     h = torch.randn(300, 16, dtype=torch.float64, requires_grad=True)
@@ -138,7 +138,7 @@ def test_fused_cross_entropy_matches_plain_torch():
 
 
 def test_kd_loss_is_the_mix_of_next_token_and_teacher_cross_entropy(models):
-    from miniplm.kd import OnlineTeacher, flop_matched_steps, kd_loss_sum
+    from miniplm.training.kd import OnlineTeacher, flop_matched_steps, kd_loss_sum
 
     student = AutoModelForCausalLM.from_pretrained(models["reference"], dtype=torch.float32)
     teacher = OnlineTeacher(str(models["teacher"]), torch.device("cpu"))

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from miniplm import varlen
+from miniplm.scoring import varlen
 
 
 def packed_qkv():

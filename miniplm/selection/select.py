@@ -1,0 +1,112 @@
+"""Selection: rank the scored candidates in DuckDB and keep the top fraction (or a token budget).
+
+Every selection is recorded (parameters, model fingerprints, counts, threshold) as one row in
+`selections/<id>.parquet`, its members in `selected/<id>.parquet`. The id is a hash of what determines
+the result, so repeating a selection finds the existing record instead of adding a copy.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from miniplm.config import SelectConfig
+from miniplm.store import schemas
+from miniplm.store.catalog import connect, load_sql
+from miniplm.store.hashing import stable_hash
+from miniplm.store.manifest import RunManifest
+from miniplm.store.shards import temporary_name, write_parquet
+from miniplm.store.workdir import Workdir
+
+
+def candidate_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    n_finite, n_nonfinite, n_unscored = con.execute(load_sql("count_candidates")).fetchall()[0]
+    return {"n_finite": n_finite, "n_nonfinite": n_nonfinite, "n_unscored": n_unscored}
+
+
+def write_members(con: duckdb.DuckDBPyConnection, sql: str, params: dict, out: Path) -> dict:
+    """Stream a member query into a Parquet shard (temporary name, then rename) and return its figures."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(out)
+    con.execute(f"copy ({sql}) to '{tmp}' (format parquet, compression zstd)", params)
+    os.replace(tmp, out)
+    n, tokens, lowest = con.execute(load_sql("members_summary"), {"path": str(out)}).fetchall()[0]
+    return {"n_selected": n, "selected_tokens": int(tokens), "threshold": lowest}
+
+
+def top_fraction(con: duckdb.DuckDBPyConnection, alpha: float, out: Path, sid: str, n_finite: int) -> dict:
+    """The floor(alpha * N) best: find the k-th score, keep what is above it and the first ties at it by id."""
+    k = math.floor(alpha * n_finite)
+    threshold, ties = math.inf, 0
+    if k > 0:
+        threshold = con.execute(load_sql("score_threshold"), {"k": k}).fetchall()[0][0]
+        above = con.execute(load_sql("count_above_threshold"), {"threshold": threshold}).fetchall()[0][0]
+        ties = k - above
+    params = {"threshold": threshold, "ties": ties, "selection_id": sid}
+    return write_members(con, load_sql("select_top_fraction"), params, out)
+
+
+def token_budget(con: duckdb.DuckDBPyConnection, budget_tokens: int, out: Path, sid: str) -> dict:
+    params = {"budget_tokens": budget_tokens, "selection_id": sid}
+    return write_members(con, load_sql("select_token_budget"), params, out)
+
+
+def uniform_sample(con: duckdb.DuckDBPyConnection, k: int, seed: int, out: Path, sid: str) -> dict:
+    params = {"k": k, "seed": str(seed), "selection_id": sid}
+    return write_members(con, load_sql("sample_uniform"), params, out)
+
+
+def selection_id(manifest: RunManifest, cfg: SelectConfig) -> str:
+    return stable_hash(
+        "selection-v2",
+        cfg.model_dump(),
+        manifest.teacher.fingerprint,
+        manifest.reference.fingerprint,
+        manifest.score_variant,
+        manifest.instance_spec,
+        manifest.split_key,
+        sorted(manifest.source_keys),
+    )[:16]
+
+
+def recorded(workdir: Workdir, sid: str) -> bool:
+    return workdir.selection(sid).exists() and workdir.selected(sid).exists()
+
+
+def run_selection(workdir: Workdir, manifest: RunManifest, cfg: SelectConfig) -> dict:
+    """Rank, keep, and record. Returns the selection's record."""
+    sid = selection_id(manifest, cfg)
+    record_path, members_path = workdir.selection(sid), workdir.selected(sid)
+    if recorded(workdir, sid):
+        return pq.read_table(record_path).to_pylist()[0]
+    con = connect(workdir, manifest)
+    counts = candidate_counts(con)
+    if cfg.budget_tokens is not None:
+        method, kept = "token_budget", token_budget(con, cfg.budget_tokens, members_path, sid)
+    else:
+        method, kept = "top_fraction", top_fraction(con, cfg.alpha, members_path, sid, counts["n_finite"])
+    record = {
+        "selection_id": sid,
+        "method": method,
+        "alpha": cfg.alpha if cfg.budget_tokens is None else None,
+        "budget_tokens": cfg.budget_tokens,
+        "teacher": manifest.teacher.spec,
+        "teacher_fp": manifest.teacher.fingerprint,
+        "reference": manifest.reference.spec,
+        "reference_fp": manifest.reference.fingerprint,
+        "n_candidates": counts["n_finite"] + counts["n_nonfinite"] + counts["n_unscored"],
+        "n_selected": kept["n_selected"],
+        "n_nonfinite": counts["n_nonfinite"],
+        "n_unscored": counts["n_unscored"],
+        "threshold": kept["threshold"],
+        "selected_tokens": kept["selected_tokens"],
+        "created_at": datetime.now(UTC).replace(tzinfo=None),
+    }
+    write_parquet(pa.Table.from_pylist([record], schema=schemas.SELECTION), record_path)  # last: marks completion
+    return record
