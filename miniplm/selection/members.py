@@ -1,4 +1,4 @@
-"""Export kept instances: as text (Parquet) and as training tokens in the student's tokenizer.
+"""A selection's members (the kept instances) as text (Parquet) and as training tokens in the student's tokenizer.
 
 Instances are decoded with the teacher's tokenizer and re-tokenized with the student's, one instance to
 one sequence, so a student of another family trains on exactly the kept text.
