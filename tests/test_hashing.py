@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import time
 
 from miniplm.store import hashing
 from miniplm.store.hashing import PERSIST_MIN_BYTES, file_sha256
@@ -13,6 +14,7 @@ def _fresh_process(monkeypatch):
 
 def test_a_large_files_digest_is_read_once_per_machine_and_never_stale(tmp_path, monkeypatch):
     monkeypatch.setenv("MINIPLM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(hashing, "SETTLED_NS", -1)  # files written just now count as settled
     big = tmp_path / "weights.bin"
     body = os.urandom(PERSIST_MIN_BYTES + 17)
     big.write_bytes(body)
@@ -27,6 +29,7 @@ def test_a_large_files_digest_is_read_once_per_machine_and_never_stale(tmp_path,
 
     # the same size rewritten, even with the old mtime put back: its ctime moved, so it is read again
     st = big.stat()
+    time.sleep(0.05)  # past the tick of the coarse clock file times come from
     changed = bytes(reversed(body))
     big.write_bytes(changed)
     os.utime(big, ns=(st.st_atime_ns, st.st_mtime_ns))
@@ -36,6 +39,7 @@ def test_a_large_files_digest_is_read_once_per_machine_and_never_stale(tmp_path,
 
 def test_a_damaged_memo_is_ignored_and_small_files_leave_none(tmp_path, monkeypatch):
     monkeypatch.setenv("MINIPLM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(hashing, "SETTLED_NS", -1)
     big = tmp_path / "corpus.jsonl"
     big.write_bytes(b"x" * PERSIST_MIN_BYTES)
     want = hashlib.sha256(big.read_bytes()).hexdigest()
@@ -51,10 +55,20 @@ def test_a_damaged_memo_is_ignored_and_small_files_leave_none(tmp_path, monkeypa
     assert len(list((tmp_path / "cache" / "digests").iterdir())) == 1
 
 
+def test_a_file_changed_a_moment_ago_is_not_memoised(tmp_path, monkeypatch):
+    """It could change again within the same clock tick, leaving its stat as it was: its digest is read afresh."""
+    monkeypatch.setenv("MINIPLM_CACHE", str(tmp_path / "cache"))
+    fresh = tmp_path / "weights.bin"
+    fresh.write_bytes(b"z" * PERSIST_MIN_BYTES)
+    assert file_sha256(fresh) == hashlib.sha256(fresh.read_bytes()).hexdigest()
+    assert not (tmp_path / "cache" / "digests").exists()
+
+
 def test_an_unwritable_cache_only_costs_the_speed_up(tmp_path, monkeypatch):
     blocker = tmp_path / "cache"
     blocker.write_text("a file where the cache folder would be")
     monkeypatch.setenv("MINIPLM_CACHE", str(blocker))
+    monkeypatch.setattr(hashing, "SETTLED_NS", -1)
     big = tmp_path / "weights.bin"
     big.write_bytes(b"y" * PERSIST_MIN_BYTES)
     assert file_sha256(big) == hashlib.sha256(big.read_bytes()).hexdigest()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,9 @@ def unit_interval(seed: int, salt: str, key: str) -> float:
 
 _STAT_CACHE: dict[tuple, str] = {}
 PERSIST_MIN_BYTES = 1 << 20  # below this, reading the file is as cheap as reading its memo
+# File times come from a coarse clock: a file changed within the last moments may change again with the same stat, so
+# its digest is not memoised on disk until it has been still for this long (as git treats its index's racy entries).
+SETTLED_NS = 2_000_000_000
 
 
 def cache_root() -> Path:
@@ -61,7 +65,8 @@ def file_sha256(path: str | Path) -> str:
     key = (str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if key in _STAT_CACHE:
         return _STAT_CACHE[key]
-    memo = cache_root() / "digests" / stable_hash(*key) if st.st_size >= PERSIST_MIN_BYTES else None
+    settled = time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > SETTLED_NS
+    memo = cache_root() / "digests" / stable_hash(*key) if st.st_size >= PERSIST_MIN_BYTES and settled else None
     digest = _read_memo(memo) if memo else None
     if digest is None:
         h = hashlib.sha256()
