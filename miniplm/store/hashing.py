@@ -89,9 +89,11 @@ def _read_memo(memo: Path) -> str | None:
 
 
 def _write_memo(memo: Path, digest: str) -> None:
+    from miniplm.shards import temporary_name  # unique per writer: threads of one process never share it
+
     try:  # atomic, so a concurrent reader sees the whole digest or none; a read-only cache only costs the speed-up
         memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")
+        tmp = temporary_name(memo)
         tmp.write_text(digest)
         os.replace(tmp, memo)
     except OSError:
