@@ -89,7 +89,7 @@ def _read_memo(memo: Path) -> str | None:
 
 
 def _write_memo(memo: Path, digest: str) -> None:
-    from miniplm.shards import temporary_name  # unique per writer: threads of one process never share it
+    from miniplm.store.shards import temporary_name  # unique per writer: threads of one process never share it
 
     try:  # atomic, so a concurrent reader sees the whole digest or none; a read-only cache only costs the speed-up
         memo.parent.mkdir(parents=True, exist_ok=True)
