@@ -27,6 +27,7 @@ def prefect_defaults() -> None:
     os.environ["PREFECT_LOGGING_ROOT_LEVEL"] = "WARNING" if DEBUG["on"] else "CRITICAL"
     os.environ["PREFECT_INTERNAL_LOGGING_LEVEL"] = "ERROR" if DEBUG["on"] else "CRITICAL"
 
+
 # Command-line options -> where they go in a PipelineConfig. With --config FILE, the options given on the command
 # line override the file's values; without it, every option (its default included) makes the config.
 OPTION_PATHS = {
@@ -55,6 +56,7 @@ OPTION_PATHS = {
     "wait": ["wait_for_workdir"],
 }
 
+
 def _set(tree: dict, dotted: str, value, defaults: dict) -> None:
     """Set a nested value; a section the tree lacks starts as its default (not empty, which would drop defaults)."""
     *parents, leaf = dotted.split(".")
@@ -64,9 +66,11 @@ def _set(tree: dict, dotted: str, value, defaults: dict) -> None:
         tree, defaults = tree[key], defaults.get(key, {})
     tree[leaf] = value
 
+
 def one_line(exc) -> str:
     """A pydantic validation error as one line: each field's dotted place and what is wrong with it."""
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors())
+
 
 def read_config_file(path: Path) -> dict:
     """A --config file as a dict, or one error line naming the file and what is wrong with it (and where)."""
@@ -83,6 +87,7 @@ def read_config_file(path: Path) -> dict:
         err.print(f"[red]error:[/red] {path}: a configuration is a JSON object, not a {type(tree).__name__}")
         raise typer.Exit(1)
     return tree
+
 
 def build_config(ctx: typer.Context, config: Path | None, options: dict, base: dict | None = None):
     """A PipelineConfig from --config (or a preset's `base`) with the command line's options over it."""
@@ -118,6 +123,7 @@ def build_config(ctx: typer.Context, config: Path | None, options: dict, base: d
         err.print(f"[red]error:[/red] {where}invalid parameters: {one_line(exc)}")
         raise typer.Exit(2) from exc
 
+
 CorpusOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -151,11 +157,13 @@ WaitOpt = Annotated[
     bool, typer.Option("--wait/--no-wait", help="When another run holds the work directory: wait, or stop at once")
 ]
 
+
 def floats(text: str) -> list[float]:
     try:
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError as exc:
         raise typer.BadParameter(f"{text!r}: expected numbers separated by commas, such as 0.3,0.5,0.7") from exc
+
 
 def run_and_report(run, json_output: bool, printer) -> None:
     from flows.api_server import local_api_server

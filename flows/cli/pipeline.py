@@ -37,10 +37,12 @@ def demo(
 
     run_and_report(lambda: run_experiment(*demo_experiment(workdir)), json_output, print_experiment)
 
+
 def run_experiment(config, experiment) -> dict:
     from flows.experiment import miniplm_experiment
 
     return miniplm_experiment(config, experiment)
+
 
 @app.command()
 def prepare(
@@ -68,6 +70,7 @@ def prepare(
 
     run_and_report(run, json_output, print_prepared)
 
+
 def prepared_summary(cfg, prepared: dict) -> dict:
     from miniplm.store.catalog import connect, load_sql
     from miniplm.store.workdir import Workdir
@@ -90,6 +93,7 @@ def prepared_summary(cfg, prepared: dict) -> dict:
         "steps_run": prepared["steps_run"],
         "step_seconds": prepared["step_seconds"],
     }
+
 
 @app.command()
 def run(
@@ -128,6 +132,7 @@ def run(
     """Run the pipeline on your corpus; a repeat scores only what is new."""
     cfg = build_config(ctx, config, dict(locals()))
     run_and_report(lambda: _run_flow(cfg), json_output, print_summary)
+
 
 def _run_flow(config) -> dict:
     from flows.pipeline import miniplm_pipeline

@@ -55,6 +55,7 @@ def sql(
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
 
+
 def _shell(con, fmt: str) -> None:
     import duckdb
 

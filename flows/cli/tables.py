@@ -20,6 +20,7 @@ def fmt(value, digits: int = 4) -> str:
         return f"{value:.{digits}f}"
     return "-" if value is None else str(value)
 
+
 def print_summary(summary: dict) -> None:
     table = Table(title="MiniPLM run", show_header=False)
     for key in (
@@ -83,6 +84,7 @@ def print_summary(summary: dict) -> None:
         out.print(st)
     out.print(f"steps answered from cache: {', '.join(summary.get('steps_cached') or []) or 'none'}")
 
+
 def print_experiment(result: dict) -> None:
     print_summary(result["pipeline"])
     main = result["main_evaluation"]
@@ -111,6 +113,7 @@ def print_experiment(result: dict) -> None:
         out.print(block["verdict"])
     out.print(f"report: {result['report_files']['markdown']}")
 
+
 def print_prepared(summary: dict) -> None:
     table = Table(title="Prepared corpus", show_header=False)
     for key in ("workdir", "sources", "shards", "rows_read", "documents_total", "instances_total", "quarantined"):
@@ -118,15 +121,17 @@ def print_prepared(summary: dict) -> None:
     out.print(table)
     out.print(f"steps answered from cache: {', '.join(summary.get('steps_cached') or []) or 'none'}")
 
-def print_relation(rel, fmt: str) -> None:
+
+def print_relation(rel, output: str) -> None:
+    """A query's rows as a table, CSV or JSON (`output`)."""
     if rel is None:
         return
     columns, rows = rel.columns, rel.fetchall()
-    if fmt == "csv":
+    if output == "csv":
         writer = csv.writer(sys.stdout)
         writer.writerow(columns)
         writer.writerows(rows)
-    elif fmt == "json":
+    elif output == "json":
         print(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str))
     else:
         table = Table(*columns)

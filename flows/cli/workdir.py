@@ -24,6 +24,7 @@ def report(workdir: Annotated[Path, typer.Option(help="Work directory")] = Path(
         raise typer.Exit(1) from exc
     out.print(f"wrote {path} and {path.with_name('scores.png')}")
 
+
 @app.command()
 def status(
     workdir: Annotated[Path, typer.Option(help="Work directory")] = Path("miniplm-demo"),
