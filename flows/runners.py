@@ -11,6 +11,7 @@ ray:   prefect-ray's RayTaskRunner on a Ray cluster; each scoring task asks Ray 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from contextlib import AbstractContextManager, nullcontext
 
@@ -75,6 +76,33 @@ def scoring_gpus(runner: RunnerConfig, cfg: ScoreConfig) -> bool:
     return runs_on_gpus(runner, cfg.device)
 
 
+class ProcessPerGpuTaskRunner(ProcessPoolTaskRunner):
+    """A worker process per GPU of this node, each holding its GPU for the pool's life (`claim_gpu`). The claims
+    live in a temporary folder made when the pool starts and removed when it stops, so runs leave none behind."""
+
+    def __init__(self, gpus: tuple[str, ...]):
+        super().__init__(max_workers=len(gpus), initializer=claim_gpu, initargs=(gpus, ""))
+        self.gpus = gpus
+        self.claims: str | None = None
+
+    def duplicate(self) -> ProcessPerGpuTaskRunner:  # Prefect runs each flow on a duplicate of its runner
+        twin = type(self)(self.gpus)
+        twin.subprocess_message_processor_factories = self.subprocess_message_processor_factories
+        return twin
+
+    def __enter__(self) -> ProcessPerGpuTaskRunner:
+        self.claims = tempfile.mkdtemp(prefix="miniplm-gpu-claims-")
+        self._initargs = (self.gpus, self.claims)  # read by the pool's workers, which start after this
+        return super().__enter__()
+
+    def __exit__(self, exc_type, exc_value, traceback) -> None:
+        try:
+            super().__exit__(exc_type, exc_value, traceback)
+        finally:
+            if self.claims is not None:
+                shutil.rmtree(self.claims, ignore_errors=True)
+
+
 def task_runner(runner: RunnerConfig, device: str) -> TaskRunner:
     """Ray's runner on a cluster; on one machine with several GPUs (and `device` auto or cuda), a process per GPU
     that keeps its GPU (and, scoring, its model) for the whole run; otherwise one task at a time in this process."""
@@ -84,8 +112,7 @@ def task_runner(runner: RunnerConfig, device: str) -> TaskRunner:
         return RayTaskRunner(address=runner.address, init_kwargs=_ray_init_kwargs())
     gpus = node_gpus() if device in ("auto", "cuda") and torch.cuda.is_available() else []
     if len(gpus) > 1:
-        claims = tempfile.mkdtemp(prefix="miniplm-gpu-claims-")
-        return ProcessPoolTaskRunner(max_workers=len(gpus), initializer=claim_gpu, initargs=(tuple(gpus), claims))
+        return ProcessPerGpuTaskRunner(tuple(gpus))
     return ThreadPoolTaskRunner(max_workers=1)
 
 

@@ -2,6 +2,7 @@
 same results as one process working one task at a time. Checked with a fake device list (no GPU here): the worker
 processes claim the fake GPUs, then run on the CPU."""
 
+import tempfile
 from pathlib import Path
 
 import polars as pl
@@ -83,12 +84,15 @@ def test_a_multi_gpu_node_scores_in_a_process_per_gpu(tmp_path, models, monkeypa
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")
+    claims_before = set(Path(tempfile.gettempdir()).glob("miniplm-gpu-claims-*"))
     runner = task_runner(RunnerConfig(), "auto")
     assert isinstance(runner, ProcessPoolTaskRunner) and runner._max_workers == 2
     small = ScoreConfig(dtype="bfloat16", partition_tokens=300)
     bf16 = manifest.model_copy(update={"score_variant": score_variant(small, False)})  # everything scored again
     scored = miniplm_score.with_options(task_runner=runner)(cfg.workdir, bf16, manifest.teacher, small, "teacher",
                                                             RunnerConfig(), False)  # fmt: skip
+
+    assert set(Path(tempfile.gettempdir()).glob("miniplm-gpu-claims-*")) == claims_before  # the claims went with it
 
     assert scored["partitions"] > 2 and scored["instances_scored"] == first["candidates"]
     assert {w.rsplit(" gpu ", 1)[1] for w in scored["workers"]} <= {"4", "6"}  # every partition on a claimed GPU
