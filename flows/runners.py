@@ -93,14 +93,22 @@ class ProcessPerGpuTaskRunner(ProcessPoolTaskRunner):
     def __enter__(self) -> ProcessPerGpuTaskRunner:
         self.claims = tempfile.mkdtemp(prefix="miniplm-gpu-claims-")
         self._initargs = (self.gpus, self.claims)  # read by the pool's workers, which start after this
-        return super().__enter__()
+        try:
+            return super().__enter__()
+        except BaseException:
+            self._remove_claims()
+            raise
 
     def __exit__(self, exc_type, exc_value, traceback) -> None:
         try:
             super().__exit__(exc_type, exc_value, traceback)
         finally:
-            if self.claims is not None:
-                shutil.rmtree(self.claims, ignore_errors=True)
+            self._remove_claims()
+
+    def _remove_claims(self) -> None:
+        if self.claims is not None:
+            shutil.rmtree(self.claims, ignore_errors=True)
+            self.claims = None
 
 
 def task_runner(runner: RunnerConfig, device: str) -> TaskRunner:
