@@ -75,11 +75,11 @@ def prepared_summary(cfg, prepared: dict) -> dict:
     from miniplm.store.catalog import connect, load_sql
     from miniplm.store.workdir import Workdir
 
-    manifest = prepared["manifest"]
-    con = connect(Workdir.open(cfg.workdir), manifest)
+    manifest, wd = prepared["manifest"], Workdir.open(cfg.workdir)
+    con = connect(wd, manifest)
     documents, instances, quarantined = con.execute(load_sql("corpus_totals")).fetchall()[0]
     return {
-        "workdir": str(Workdir.open(cfg.workdir).root),
+        "workdir": str(wd.root),
         "sources": len(manifest.sources),
         "shards": sum(s.parts for s in manifest.sources),
         "rows_read": prepared["rows_read"],
