@@ -5,6 +5,9 @@ together, a wiped work directory, a deleted output folder, a changed dtype. Bad 
 config that does not parse, a corrupt Parquet source, an empty corpus, a read-only work directory, a JSONL file with
 a byte-order mark and broken rows, and queries that try to write through `miniplm sql`.
 
+With PREFECT_API_URL set (a server of the user's, as infra/up.sh starts), every run reports to that server, but
+the SIGKILLed CLI, which must start one of its own to show it dies with it; without, each run starts its own.
+
 Prints, last, one JSON object: faults_injected, faults_survived, bad_inputs_tried, bad_inputs_reported,
 documents_lost (must be 0), scores_duplicated (must be 0), files_written_by_sql (must be 0), and what failed.
 
@@ -41,17 +44,17 @@ def cli(*args: str, wait: bool = True, **popen) -> subprocess.CompletedProcess |
     command = [sys.executable, "-m", "flows.cli", *args]
     if not wait:
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
-    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+    return subprocess.run(command, capture_output=True, text=True, timeout=900, **popen)
 
 
 def summary_of(result) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def run(corpus: list[Path], teacher: Path, workdir: Path, *extra: str, wait: bool = True):
+def run(corpus: list[Path], teacher: Path, workdir: Path, *extra: str, wait: bool = True, **popen):
     paths = [a for p in corpus for a in ("--corpus", str(p))]
     return cli("run", *paths, "--teacher", str(teacher), "--workdir", str(workdir), *RUN_FLAGS, *extra, "--json",
-               wait=wait)  # fmt: skip
+               wait=wait, **popen)  # fmt: skip
 
 
 def sql(workdir: Path, query: str) -> list[tuple]:
@@ -195,7 +198,8 @@ def main() -> None:
     # SIGKILL of the CLI: its Prefect server goes with it
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(root / "wd-held")], stdout=subprocess.PIPE, text=True)
     holder.stdout.readline()
-    waiting = run([clean], teacher, root / "wd-held", wait=False)
+    own_server = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}  # the CLI starts one of its own
+    waiting = run([clean], teacher, root / "wd-held", wait=False, env=own_server)
     line = waiting.stderr.readline()
     while line and "waiting" not in line:
         line = waiting.stderr.readline()

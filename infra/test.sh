@@ -15,5 +15,11 @@ if ! command -v chromium >/dev/null; then
 fi
 export MINIPLM_TEST_HOME=${MINIPLM_TEST_HOME:-$(mktemp -d)}
 ruff check .
-python -m pytest -m "not slow" --durations=15 "$@"
+# The fast suite on both cores: two workers, each module's tests on one of them (its fixtures built once), torch on
+# one thread per process (tests/conftest.py) so that the two never wait on each other's threads.
+start=$SECONDS
+python -m pytest -m "not slow" -n 2 --dist loadfile --durations=15 "$@"
+echo "[test] fast suite: $((SECONDS - start)) s"
+start=$SECONDS
 python -m pytest -m slow --durations=0 "$@"
+echo "[test] slow suite: $((SECONDS - start)) s"

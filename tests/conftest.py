@@ -18,6 +18,10 @@ def pytest_configure(config):
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # One of several workers sharing the cores: torch (here and in the processes tests start) on one thread, so
+        # that no worker's threads spin waiting for a core another holds. Set before torch is first imported.
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +41,15 @@ def models(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def prefect_harness():
+    """One real Prefect API server (on a temporary database) for the whole session: flows run in this process report
+    to it, and so does every `miniplm` process a test starts, which finds it in PREFECT_API_URL instead of starting a
+    server of its own (a test of that start removes the variable from its process's environment)."""
+    from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):
-        yield
+        os.environ["PREFECT_API_URL"] = PREFECT_API_URL.value()
+        try:
+            yield
+        finally:
+            os.environ.pop("PREFECT_API_URL", None)

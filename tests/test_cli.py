@@ -1,12 +1,15 @@
 """The CLI as a user runs it: separate processes, a real ephemeral Prefect server, JSON on the last line."""
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
 from tests.tiny import corpus_texts, write_jsonl
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")  # the CLI processes report to the session's server
 
 REQUIRED = {
     "documents_total",
@@ -224,6 +227,7 @@ def test_a_killed_cli_leaves_no_prefect_server_behind(tmp_path, models):
         cli = subprocess.Popen(
             [sys.executable, "-m", "flows.cli", "run", "--corpus", str(corpus), "--teacher", str(models["teacher"]),
              "--workdir", str(wd)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env={k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"},  # it starts a server of its own
         )  # fmt: skip
         line = cli.stderr.readline()
         while line and "waiting" not in line:

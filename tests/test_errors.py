@@ -12,6 +12,8 @@ import pytest
 from tests.test_cli import miniplm
 from tests.tiny import corpus_texts, write_jsonl
 
+pytestmark = pytest.mark.usefixtures("prefect_harness")  # the CLI processes report to the session's server
+
 
 def one_error_line(result: subprocess.CompletedProcess) -> str:
     """The error: one line saying what to fix, after the steps' own start and end lines, and no traceback."""

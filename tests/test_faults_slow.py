@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800), pytest.mark.usefixtures("prefect_harness")]
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_fault_matrix_holds():
+    """The runs report to the session's Prefect server (PREFECT_API_URL), as under infra/up.sh."""
     result = subprocess.run(
         [sys.executable, "bench/faults.py"], cwd=ROOT, capture_output=True, text=True, timeout=1700, check=False
     )

@@ -42,3 +42,22 @@ def test_a_local_task_scores_like_plain_torch_and_an_unreachable_one_says_so(tmp
     right = [max(range(3), key=s.__getitem__) == q["answer"] for q, s in zip(QUESTIONS, expected, strict=True)]
     assert results["miniplm_tiny"]["acc"] == pytest.approx(sum(right) / len(right))
     assert "unavailable" in results["no_such_task_here"]
+
+
+def test_the_task_index_is_built_once_and_only_as_wide_as_the_tasks_asked_for(tmp_path):
+    """The user's folder alone when it defines every task asked for; lm-eval's library too when not; each index
+    built once per process, and again when the folder's files change."""
+    from miniplm.training.harness import task_manager
+
+    include = tiny_task(tmp_path)
+    own = task_manager(include, ["miniplm_tiny"])
+    assert "miniplm_tiny" in own.all_tasks and "hellaswag" not in own.all_tasks
+    assert task_manager(include, ["miniplm_tiny"]) is own
+    wide = task_manager(include, ["miniplm_tiny", "hellaswag"])
+    assert {"miniplm_tiny", "hellaswag"} <= set(wide.all_tasks)
+    assert task_manager(include, ["hellaswag"]) is wide
+    (tmp_path / "tasks" / "miniplm_tiny2.yaml").write_text(
+        (tmp_path / "tasks" / "miniplm_tiny.yaml").read_text().replace("task: miniplm_tiny", "task: miniplm_tiny2")
+    )
+    grown = task_manager(include, ["miniplm_tiny2"])
+    assert grown is not own and "miniplm_tiny2" in grown.all_tasks

@@ -21,6 +21,8 @@ from miniplm.training.reference import (
 )
 from tests.tiny import corpus_texts, write_jsonl
 
+pytestmark = pytest.mark.usefixtures("prefect_harness")  # the CLI processes report to the session's server
+
 
 def test_reference_grows_with_d_ref_up_to_the_papers_size():
     sizes = [reference_arch(t).kwargs for t in (1_000, 1_000_000, 20_000_000, 200_000_000, 5_000_000_000)]
@@ -89,7 +91,7 @@ def test_run_refuses_a_reference_that_learned_nothing_and_passes_with_enough_d_r
     assert tiny.returncode == 1, tiny.stdout[-2000:] + tiny.stderr[-2000:]
     assert "is no better than a unigram model" in tiny.stderr and "--accept-weak-reference" in tiny.stderr
     assert "Traceback" not in tiny.stderr
-    ok = miniplm("run", *common, "--reference-fraction", "0.4")
+    ok = miniplm("run", *common, "--reference-fraction", "0.2")
     assert ok.returncode == 0, ok.stderr[-3000:]
     reference = json.loads(ok.stdout.strip().splitlines()[-1])["reference"]
     assert reference["validation_loss"] < reference["unigram_loss"] < reference["uniform_loss"]

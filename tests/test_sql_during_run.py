@@ -4,9 +4,13 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from miniplm.store.catalog import ReadOnlyQueryError, open_readonly, query
 from miniplm.store.workdir import Workdir
 from tests.tiny import corpus_texts, write_jsonl
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")  # the CLI processes report to the session's server
 
 
 def test_queries_succeed_throughout_a_run(tmp_path, models):

@@ -15,6 +15,8 @@ from miniplm import steps
 from miniplm.store.catalog import ReadOnlyQueryError
 from tests.test_catalog import prepared
 
+pytestmark = pytest.mark.usefixtures("prefect_harness")  # the CLI processes report to the session's server
+
 ATTACKS = {
     "log_query_path": "SET log_query_path = '{out}/log.sh'",
     "profiling_output": "PRAGMA profiling_output = '{out}/profile.txt'",

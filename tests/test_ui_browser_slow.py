@@ -57,8 +57,40 @@ def api(env: dict, path: str) -> dict:
         return json.loads(response.read())
 
 
+def wait_for(check, what: str, timeout_s: float = 600):
+    """Poll `check` until it gives a value (not None or False): the event a step needs, never a fixed sleep."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"waited {timeout_s:.0f} s for {what}"
+        time.sleep(1)
+    return value
+
+
+def new_run_id(env: dict) -> str | None:
+    """The pipeline deployment's run, once the server holds one."""
+    body = json.dumps({"deployments": {"name": {"any_": ["miniplm-pipeline"]}}}).encode()
+    request = urllib.request.Request(env["PREFECT_API_URL"] + "/flow_runs/filter", data=body,
+                                     headers={"content-type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as response:
+        runs = json.loads(response.read())
+    return runs[0]["id"] if runs else None
+
+
+def final_state(env: dict, run_id: str) -> str | None:
+    state = api(env, f"/flow_runs/{run_id}")["state_type"]
+    return state if state in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"} else None
+
+
+def shown_after_reload(page, link) -> bool:
+    page.reload()
+    try:
+        link.wait_for(state="visible", timeout=10_000)
+    except Exception:  # noqa: BLE001 -- not there yet: reload and look again
+        return False
+    return True
+
+
 def test_a_run_started_from_the_form_completes_with_its_artifacts(tmp_path, models):
-    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
     from playwright.sync_api import expect, sync_playwright
 
     assert Path(CHROMIUM).exists(), "Debian's chromium is needed: apt-get install chromium (infra/test.sh does)"
@@ -90,26 +122,22 @@ def test_a_run_started_from_the_form_completes_with_its_artifacts(tmp_path, mode
             expect(alpha).to_have_value("0.3")
             page.screenshot(path=str(SHOTS / "run-form-alpha.png"))
             page.get_by_role("button", name="Submit").click()
-            # back on the deployment's runs: the new run, followed to its end
-            page.wait_for_url("**tab=Runs", timeout=30_000)
-            link = page.locator("a[href*='/runs/flow-run/']").first
-            for _ in range(12):  # the tab hides scheduled runs: the new one shows once the worker has picked it up
-                try:
-                    link.wait_for(state="visible", timeout=15_000)
-                    break
-                except PlaywrightTimeoutError:
-                    page.screenshot(path=str(tmp_path / "runs-tab.png"))
-                    page.reload()
+            # the event the rest waits for: the server holds the new run (on a loaded machine the form's request,
+            # the redirect and the worker's pick-up each take their time; none has a fixed allowance)
+            run_id = wait_for(lambda: new_run_id(env), "the submitted run", timeout_s=300)
+            # back on the deployment's runs: the new run's link, followed to its end
+            page.wait_for_url("**tab=Runs", timeout=300_000)
+            link = page.locator(f"a[href*='/runs/flow-run/{run_id}']").first
+            # the tab hides scheduled runs: the new one shows once the worker has picked it up
+            wait_for(lambda: api(env, f"/flow_runs/{run_id}")["state_type"] != "SCHEDULED", "the worker's pick-up")
+            wait_for(lambda: shown_after_reload(page, link), "the run's link on the Runs tab", timeout_s=300)
             link.click()
-            page.wait_for_url("**/runs/flow-run/**")
-            run_id = page.url.rstrip("/").split("/")[-1].split("?")[0]
+            page.wait_for_url(f"**/runs/flow-run/{run_id}**")
+            state = wait_for(lambda: final_state(env, run_id), "the run's end", timeout_s=600)
+            assert state == "COMPLETED", (tmp_path / "worker.log").read_text()[-5000:]
+            page.reload()
             badge = page.locator(".page-heading-flow-run__meta .state-badge").first
-            deadline = time.monotonic() + 600
-            while badge.inner_text().strip() not in {"Completed", "Failed", "Crashed", "Cancelled"}:
-                assert time.monotonic() < deadline, "the run did not finish: " + (tmp_path / "worker.log").read_text()
-                page.wait_for_timeout(2000)
-                page.reload()
-            assert badge.inner_text().strip() == "Completed", (tmp_path / "worker.log").read_text()[-5000:]
+            expect(badge).to_have_text("Completed", timeout=60_000)
             page.screenshot(path=str(SHOTS / "run-completed.png"))
             page.get_by_text("Artifacts", exact=True).first.click()
             for key in ARTIFACTS:

@@ -61,7 +61,6 @@ def _write_jsonl(path: Path, rows: list[dict] | list[str]) -> Path:
 TARGET_SHARE = 0.2  # of the topics and of the modules: the demo's target set, never in the pool
 SECTION_CHARS = 600  # a target section: paragraphs up to at least this many characters
 DEMO_TOPIC_CHARS = 8000  # the demo's pool takes the topics up to this long (teacher scoring is its cost)
-SMOKE_TOPIC_CHARS = 4000  # the smoke preset's, shorter still
 
 
 def _is_target(name: str) -> bool:
@@ -160,37 +159,27 @@ def demo_experiment(workdir: str | Path) -> tuple[PipelineConfig, ExperimentConf
 
 
 def smoke_experiment(workdir: str | Path) -> tuple[PipelineConfig, ExperimentConfig]:
-    """Every arm and check of the experiment, tiny: the shorter topics and the docstrings, a small student in the
-    teacher's tokenizer, two seeds."""
-    workdir = Path(workdir).expanduser().resolve()
-    paths, target = write_demo_corpus(workdir / "smoke-corpus", topic_chars=SMOKE_TOPIC_CHARS)
-    pipeline = PipelineConfig(
-        workdir=str(workdir),
-        corpus=CorpusConfig(paths=paths),
-        teacher=DEMO_TEACHER,
-        instances=InstanceConfig(max_len=256),
-        split=SplitConfig(reference_fraction=0.3, heldout_fraction=0.1, seed=0),
-        reference=ReferenceConfig(
-            train=TrainConfig(max_steps=None, epochs=20, batch_size=4, warmup_steps=5, eval_interval=10, patience=3)
-        ),
-        student=StudentConfig(
-            tokenizer="teacher",  # so that Vanilla KD, which compares the two distributions token by token, runs too
-            arch=small_llama(2, 64),
-            train=TrainConfig(
-                max_steps=40, batch_size=4, block_size=128, learning_rate=3e-3, warmup_steps=4, eval_interval=10
-            ),
+    """Every arm and check of the experiment, tiny: the demo's pipeline (its corpus, reference and scores, so in the
+    demo's work directory it scores nothing again), a small student in the teacher's tokenizer (so that Vanilla KD,
+    which compares the two distributions token by token, runs too), a few steps, two seeds."""
+    pipeline, demo = demo_experiment(workdir)
+    student = StudentConfig(
+        tokenizer="teacher",
+        arch=small_llama(2, 64),
+        train=TrainConfig(
+            max_steps=20, batch_size=4, block_size=128, learning_rate=3e-3, warmup_steps=2, eval_batches=2
         ),
     )
     experiment = ExperimentConfig(
         arms=list(ALL_ARMS),
         seeds=2,
-        control_sources=[Path(paths[0]).name],  # the topics: the target's own kind
+        control_sources=[Path(pipeline.corpus.paths[0]).name],  # the topics: the target's own kind
         learning_rates=[1e-3, 1e-2],
-        target_paths=[target],
+        target_paths=demo.target_paths,
         bootstrap_samples=1000,
-        max_eval_documents=200,
+        max_eval_documents=100,
     )
-    return pipeline, experiment
+    return pipeline.model_copy(update={"student": student}), experiment
 
 
 PRESETS = {"demo": demo_experiment, "smoke": smoke_experiment}

@@ -8,7 +8,9 @@ that need text generation are refused: students are judged by likelihood.
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
 from pathlib import Path
 
 import torch
@@ -78,16 +80,45 @@ def student_lm(model_dir: Path, device: torch.device, window: int):
     return StudentLM()
 
 
+_INDEX_LOCK = threading.Lock()
+
+
+@functools.cache
+def _task_index(include: str | None, include_defaults: bool, include_stamp: tuple):
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=include, include_defaults=include_defaults)
+
+
+def _folder_stamp(include: str | None) -> tuple:
+    """What the user's task folder holds now: an edited or added task file makes a new index."""
+    if not include:
+        return ()
+    return tuple(sorted((str(p), p.stat().st_mtime_ns) for p in Path(include).rglob("*") if p.is_file()))
+
+
+def task_manager(include: str | None, tasks: list[str]):
+    """An lm-eval TaskManager that knows `tasks`: the user's own folder alone when it defines them all, else with
+    lm-eval's own library too. Indexing that library reads thousands of task files (seconds), so each index is
+    built once per process, not once per student."""
+    stamp = _folder_stamp(include)
+    with _INDEX_LOCK:
+        if include:
+            own = _task_index(include, False, stamp)
+            if set(tasks) <= set(own.all_tasks):
+                return own
+        return _task_index(include, True, stamp)
+
+
 def evaluate_tasks(model_dir: Path, tasks: list[str], include: str | None, limit: int | None, window: int,
                    device_spec: str = "auto") -> dict[str, dict]:  # fmt: skip
     """{task: {metric: value}} for each task, or {task: {"unavailable": reason}} when it cannot run here."""
     from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
 
     from miniplm.scoring.devices import pick_device
 
     lm = student_lm(model_dir, pick_device(device_spec), window)
-    manager = TaskManager(include_path=include) if include else TaskManager()
+    manager = task_manager(include, tasks)
     results: dict[str, dict] = {}
     for task in tasks:
         try:
