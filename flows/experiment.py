@@ -50,7 +50,8 @@ def _experiment(config: PipelineConfig, experiment: ExperimentConfig, workdir: s
     eval_set = step(tasks.eval_set, workdir, manifest, student, experiment)
 
     # 3 the checks that need more than the pipeline: the other reference size's scores, the control's sources
-    skipped, options = {}, lib.ArmOptions(band=experiment.perplexity_band, control_sources=experiment.control_sources)
+    skipped, options = {}, lib.ArmOptions(band=experiment.perplexity_band, control_sources=experiment.control_sources,
+                                          temperature=experiment.temperature)  # fmt: skip
     arms = list(experiment.arms)
     if "kd" in arms and (why := lib.kd_allowed(manifest, student)):
         skipped["kd"] = why

@@ -271,6 +271,32 @@ class SelectConfig(BaseModel):
     budget_tokens: int | None = Field(
         None, ge=1, title="Token budget", description="Keep the best instances up to this many tokens instead"
     )
+    strata: Literal["none", "source"] = Field(
+        "none",
+        title="Strata",
+        description="none: one ranking over every candidate (the paper's); source: the top alpha of each source by "
+        "the same score (a token budget shared by the sources' candidate tokens), so every source keeps its share "
+        "of the candidates",
+    )
+    temperature: float | None = Field(
+        None,
+        gt=0,
+        title="Temperature",
+        description="Empty: keep the best (the paper's). T: draw the same number of candidates without replacement "
+        "with probability proportional to exp(score / T) (Gumbel top-k, its noise a hash of the seed and each "
+        "instance); a small T approaches the best, a large one a uniform sample",
+    )
+    seed: int = Field(0, title="Sampling seed", description="Seeds the temperature draw (nothing else)")
+
+    def mode_fields(self) -> dict:
+        """What a mode beyond the paper's adds to the selection's identity (nothing for the paper's own, whose ids
+        stay what they were before the modes existed)."""
+        fields: dict = {}
+        if self.strata != "none":
+            fields["strata"] = self.strata
+        if self.temperature is not None:
+            fields |= {"temperature": self.temperature, "seed": self.seed}
+        return fields
 
 
 def default_student_arch() -> ModelArchConfig:
@@ -415,10 +441,12 @@ class PipelineConfig(BaseModel):
 
 
 Arm = Literal[
-    "miniplm", "uniform", "full", "teacher_ppl", "reference_ppl", "kd", "miniplm_alt_ref", "bottom", "control"
-]
+    "miniplm", "uniform", "full", "teacher_ppl", "reference_ppl", "kd", "miniplm_strata", "miniplm_sampled",
+    "miniplm_alt_ref", "bottom", "control",
+]  # fmt: skip
 ALL_ARMS: tuple[Arm, ...] = (
-    "miniplm", "uniform", "full", "teacher_ppl", "reference_ppl", "kd", "miniplm_alt_ref", "bottom", "control"
+    "miniplm", "uniform", "full", "teacher_ppl", "reference_ppl", "kd", "miniplm_strata", "miniplm_sampled",
+    "miniplm_alt_ref", "bottom", "control",
 )  # fmt: skip
 DEFAULT_ARMS: tuple[Arm, ...] = ("miniplm", "uniform", "full", "teacher_ppl", "reference_ppl", "kd")
 
@@ -438,7 +466,9 @@ class ExperimentConfig(BaseModel):
         min_length=1,
         title="Arms",
         description="miniplm (Difference Sampling), uniform (same tokens), full (the whole pool), teacher_ppl / "
-        "reference_ppl (one model's perplexity alone), kd (Vanilla KD, teacher online); checks: miniplm_alt_ref "
+        "reference_ppl (one model's perplexity alone), kd (Vanilla KD, teacher online), miniplm_strata (the same "
+        "score's top alpha of each source), miniplm_sampled (drawn by the score with a temperature); checks: "
+        "miniplm_alt_ref "
         "(Difference Sampling with the other reference size tried), bottom (the lowest-scored alpha: the sign "
         "check), control (same tokens from the control sources only: the positive control)",
     )
@@ -450,6 +480,13 @@ class ExperimentConfig(BaseModel):
     )
     kd_ratio: float = Field(
         0.5, ge=0, le=1, title="KD ratio", description="loss = (1 - r) * LM + r * KD in the Vanilla KD arm"
+    )
+    temperature: float = Field(
+        0.5,
+        gt=0,
+        title="Sampling temperature",
+        description="The miniplm_sampled arm draws alpha of the candidates with probability proportional to "
+        "exp(score / T), afresh per seed",
     )
     control_sources: list[str] = Field(
         default_factory=list,

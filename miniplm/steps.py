@@ -250,6 +250,8 @@ def summarize(workdir: str, manifest: RunManifest, selection: dict, counts: dict
         "threshold": selection["threshold"],
         "selection_id": selection["selection_id"],
         "alpha": selection["alpha"],
+        "strata": selection.get("strata") or "none",  # (a selection recorded before the modes has neither)
+        "temperature": selection.get("temperature"),
         "score_variant": manifest.score_variant,
         "score_quantiles": quantiles,
         "score_min": dist[2],

@@ -179,6 +179,26 @@ def test_options_override_a_config_file_and_the_file_alone_is_enough(tmp_path, m
     over = json.loads(miniplm("run", "--config", str(path), "--alpha", "0.3", "--json").stdout.splitlines()[-1])
     assert over["alpha"] == 0.3 and over["selected"] == int(0.3 * (over["candidates"] - over["nonfinite"]))
     assert over["instances_scored_teacher"] == 0  # the file's other settings held: nothing new to score
+    # the selection modes from the command line: a selection of their own, recorded with its mode
+    args = ["--strata", "source", "--temperature", "0.5", "--select-seed", "3"]
+    mode = json.loads(miniplm("run", "--config", str(path), *args, "--json").stdout.splitlines()[-1])
+    assert (mode["strata"], mode["temperature"]) == ("source", 0.5) and mode["instances_scored_teacher"] == 0
+    assert mode["selection_id"] not in {alone["selection_id"], over["selection_id"]}
+    rows = miniplm("sql", "select selection_id, alpha, strata, temperature, seed from selections order by created_at",
+                   "--workdir", str(tmp_path / "wd"), "--format", "json").stdout  # fmt: skip
+    assert [tuple(r.values()) for r in json.loads(rows)] == [
+        (alone["selection_id"], 0.5, "none", None, None),
+        (over["selection_id"], 0.3, "none", None, None),
+        (mode["selection_id"], 0.5, "source", 0.5, 3),
+    ]
+    # exported, the kept corpus says which mode chose it
+    out = tmp_path / "export"
+    header = json.loads(miniplm("export", "--to", str(out), "--workdir", str(tmp_path / "wd"), "--json").stdout)
+    assert header["selection"]["selection_id"] == mode["selection_id"] and header["instances"] == mode["selected"]
+    lineage = json.loads((out / "export.json").read_text())["selection"]
+    assert (lineage["strata"], lineage["temperature"], lineage["seed"]) == ("source", 0.5, 3)
+    bad = miniplm("run", "--config", str(path), "--strata", "document", check=False)
+    assert bad.returncode == 2 and "select.strata" in bad.stderr
 
 
 def test_a_run_waits_for_the_run_that_holds_the_workdir_or_stops_with_no_wait(tmp_path, models):

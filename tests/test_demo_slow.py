@@ -71,7 +71,8 @@ def test_smoke_preset_reports_what_its_students_logged(demo_runs):
     assert ref["validation_loss"] < ref["unigram_loss"] < ref["uniform_loss"]
     block = report["alphas"]["0.5"]
     assert [a["arm"] for a in block["arms"]] == ["miniplm", "uniform", "full", "teacher_ppl", "reference_ppl", "kd",
-                                                 "miniplm_alt_ref", "bottom", "control"]  # fmt: skip
+                                                 "miniplm_strata", "miniplm_sampled", "miniplm_alt_ref", "bottom",
+                                                 "control"]  # fmt: skip
     assert [t["learning_rate"] for t in report["tuning"]["tried"]] == [1e-3, 1e-2]
     for arm in block["arms"]:
         runs = [r for r in report["runs"] if r["arm"] == arm["arm"]]

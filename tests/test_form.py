@@ -23,6 +23,11 @@ def test_every_field_of_the_form_has_a_title_and_a_description():
     assert untitled == []
     fields = definitions["SelectConfig"]["properties"]
     assert fields["alpha"]["exclusiveMinimum"] == 0 and fields["alpha"]["maximum"] == 1
+    # the selection modes: a select of strata, an optional positive temperature, and the draw's seed
+    assert fields["strata"]["enum"] == ["none", "source"] and fields["strata"]["default"] == "none"
+    temperature = next(f for f in fields["temperature"]["anyOf"] if f.get("type") == "number")
+    assert temperature["exclusiveMinimum"] == 0 and fields["temperature"]["default"] is None
+    assert fields["seed"]["type"] == "integer"
     assert definitions["InstanceConfig"]["properties"]["max_len"]["minimum"] == 3
     for name in ("reference_fraction", "heldout_fraction"):
         field = definitions["SplitConfig"]["properties"][name]
@@ -44,8 +49,10 @@ def test_the_experiment_form_has_its_own_section():
     fields = schema["definitions"]["ExperimentConfig"]["properties"]
     assert fields["perplexity_band"]["enum"] == ["low", "mid", "high"]
     assert set(fields["arms"]["items"]["enum"]) == {
-        "miniplm", "uniform", "full", "teacher_ppl", "reference_ppl", "kd", "miniplm_alt_ref", "bottom", "control"
-    }
+        "miniplm", "uniform", "full", "teacher_ppl", "reference_ppl", "kd", "miniplm_strata", "miniplm_sampled",
+        "miniplm_alt_ref", "bottom", "control",
+    }  # fmt: skip
+    assert fields["temperature"]["exclusiveMinimum"] == 0
     assert all(f.get("title") and f.get("description") for f in fields.values())
 
 
@@ -65,7 +72,7 @@ def test_a_run_started_with_edited_nested_values_receives_a_pipeline_config():
             "workdir": "w",
             "corpus": {"paths": ["a.jsonl"]},
             "teacher": "t",
-            "select": {"alpha": 0.3},
+            "select": {"alpha": 0.3, "strata": "source", "temperature": 0.7},
             "reference": {"train": {"batch_size": 2}},
             "student": {"train": {"learning_rate": 0.01}},
         }
@@ -73,6 +80,7 @@ def test_a_run_started_with_edited_nested_values_receives_a_pipeline_config():
     config = miniplm_pipeline.validate_parameters(edited)["config"]
     assert isinstance(config, PipelineConfig)
     assert config.select.alpha == 0.3 and config.reference.train.batch_size == 2
+    assert (config.select.strata, config.select.temperature, config.select.seed) == ("source", 0.7, 0)
     assert config.reference.train.max_steps is None  # the rest of the nested section keeps its defaults
     assert config.student.train.learning_rate == 0.01
     assert (config.student.train.batch_size, config.student.train.block_size) == (16, 256)  # the students' own

@@ -1,14 +1,17 @@
+import hashlib
 import math
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from miniplm.config import SelectConfig, SplitConfig
 from miniplm.data.splits import split_key
-from miniplm.selection.select import run_selection
+from miniplm.selection.select import run_selection, selection_id
 from miniplm.store import schemas
 from miniplm.store.catalog import connect
+from miniplm.store.hashing import stable_hash
 from miniplm.store.manifest import ModelRef, RunManifest, SourceRef
 from miniplm.store.shards import write_parquet
 from miniplm.store.workdir import Workdir
@@ -19,8 +22,11 @@ SPEC, SOURCE = "spec0", "source0"
 VARIANT = "float32-s3"
 
 
-def build_scored_workdir(tmp_path, teacher: list[float], reference: list[float], splits: list[str]) -> tuple:
-    """A work directory with one source, one instance per document, and the given mean log-probs."""
+def build_scored_workdir(
+    tmp_path, teacher: list[float], reference: list[float], splits: list[str], sources: list[str] | None = None
+) -> tuple:
+    """A work directory with one input, one instance per document (of the given source names, default all "s"), and
+    the given mean log-probs."""
     wd = Workdir.create(tmp_path / "wd")
     n = len(teacher)
     ids = [f"{i:04d}" for i in range(n)]
@@ -29,7 +35,7 @@ def build_scored_workdir(tmp_path, teacher: list[float], reference: list[float],
     documents = {
         "doc_id": docs,
         "text": [f"text {i}" for i in range(n)],
-        "source": ["s"] * n,
+        "source": sources or ["s"] * n,
         "row": list(range(n)),
         "n_chars": [6] * n,
         "truncated": [False] * n,
@@ -107,3 +113,143 @@ def test_token_budget_keeps_the_best_that_fit(tmp_path):
     record = run_selection(wd, manifest, SelectConfig(budget_tokens=32))  # n_tokens are 10, 11, 12, 13, 14
     assert record["method"] == "token_budget"
     assert record["n_selected"] == 2 and record["selected_tokens"] == 21
+
+
+def scores_by_source(tmp_path, n: int = 600) -> tuple:
+    """Three sources whose scores differ in level (so a global ranking keeps them unevenly), with ties and non-finite
+    scores, and a tenth of the documents outside the pool."""
+    rng = np.random.default_rng(1)
+    sources = [("code", "prose", "html")[i % 3] for i in range(n)]
+    shift = {"code": 1.0, "prose": 0.0, "html": -1.5}
+    teacher = [round(float(rng.normal(-3 + shift[src], 1)), 2) for src in sources]
+    reference = rng.normal(-4, 1, n).round(2).tolist()
+    teacher[3], reference[4] = math.nan, math.inf
+    splits = ["reference" if i % 10 == 0 else "pool" for i in range(n)]
+    wd, manifest, ids = build_scored_workdir(tmp_path, teacher, reference, splits, sources)
+    finite = {
+        i: (t - r, src)
+        for i, t, r, sp, src in zip(ids, teacher, reference, splits, sources, strict=True)
+        if sp == "pool" and math.isfinite(t - r)
+    }
+    return wd, manifest, finite
+
+
+def members(wd, manifest, record) -> list[str]:
+    con = connect(wd, manifest.model_copy(update={"selection_id": record["selection_id"]}))
+    return [r[0] for r in con.sql("select instance_id from selected order by rank").fetchall()]
+
+
+def gumbel_key(instance_id: str, score: float, temperature: float, seed: int) -> float:
+    """The Gumbel top-k key recomputed in plain Python: score / T + Gumbel noise from md5(instance_id, seed)."""
+    digest = hashlib.md5(f"{instance_id}:gumbel:{seed}".encode()).digest()
+    u = ((int.from_bytes(digest[:8], "little") >> 11) + 0.5) / 2**53
+    return score / temperature - math.log(-math.log(u))
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.13, 1.0])
+def test_strata_keep_the_top_alpha_of_each_source(tmp_path, alpha):
+    wd, manifest, finite = scores_by_source(tmp_path)
+    record = run_selection(wd, manifest, SelectConfig(alpha=alpha, strata="source"))
+    expected = []
+    for source in ("code", "prose", "html"):
+        mine = sorted((i for i, (_, src) in finite.items() if src == source), key=lambda i: (-finite[i][0], i))
+        expected += mine[: math.floor(alpha * len(mine))]
+    got = members(wd, manifest, record)
+    assert sorted(got) == sorted(expected) and len(got) == len(set(got))
+    assert record["n_selected"] == len(expected) and record["strata"] == "source" and record["temperature"] is None
+    assert record["n_nonfinite"] == 2
+    if alpha < 1:  # the paper's global ranking keeps the sources unevenly; the strata keep each its share
+        paper = members(wd, manifest, run_selection(wd, manifest, SelectConfig(alpha=alpha)))
+        share = {src: sum(finite[i][1] == src for i in paper) / len(paper) for src in ("code", "html")}
+        assert share["code"] > 0.45 and share["html"] < 0.2
+
+
+@pytest.mark.parametrize("strata", ["none", "source"])
+def test_temperature_draws_the_gumbel_top_k_recomputed_in_python(tmp_path, strata):
+    wd, manifest, finite = scores_by_source(tmp_path)
+    alpha, temperature, seed = 0.3, 0.7, 5
+    record = run_selection(wd, manifest, SelectConfig(alpha=alpha, strata=strata, temperature=temperature, seed=seed))
+    groups = {src for _, src in finite.values()} if strata == "source" else {None}
+    expected = []
+    for group in groups:
+        mine = [i for i, (_, src) in finite.items() if group in (None, src)]
+        keys = {i: gumbel_key(i, finite[i][0], temperature, seed) for i in mine}
+        expected += sorted(mine, key=lambda i: (-keys[i], i))[: math.floor(alpha * len(mine))]
+    got = members(wd, manifest, record)
+    assert sorted(got) == sorted(expected)
+    assert (record["temperature"], record["seed"], record["strata"]) == (temperature, seed, strata)
+    # not the best alone: a draw reaches below the paper's threshold
+    paper = set(members(wd, manifest, run_selection(wd, manifest, SelectConfig(alpha=alpha, strata=strata))))
+    assert set(got) != paper and len(got) == len(paper)
+
+
+def test_a_draw_depends_on_its_seed_and_instances_only_and_a_small_temperature_is_the_best(tmp_path):
+    wd, manifest, finite = scores_by_source(tmp_path)
+    cfg = SelectConfig(alpha=0.4, temperature=1.0, seed=3)
+    first = members(wd, manifest, run_selection(wd, manifest, cfg))
+    # the same candidates written in another row order: the same draw
+    other = tmp_path / "shuffled"
+    other.mkdir()
+    wd2, manifest2, _ = scores_by_source(other)
+    for shard in wd2.root.rglob("*.parquet"):
+        table = pq.read_table(shard)
+        if table.num_rows > 1:
+            order = np.random.default_rng(7).permutation(table.num_rows)
+            pq.write_table(table.take(order), shard)
+    assert sorted(members(wd2, manifest2, run_selection(wd2, manifest2, cfg))) == sorted(first)
+    reseeded = members(wd, manifest, run_selection(wd, manifest, cfg.model_copy(update={"seed": 4})))
+    assert sorted(reseeded) != sorted(first)
+    cold = members(wd, manifest, run_selection(wd, manifest, SelectConfig(alpha=0.4, temperature=1e-6)))
+    best = members(wd, manifest, run_selection(wd, manifest, SelectConfig(alpha=0.4)))
+    assert sorted(cold) == sorted(best)
+
+
+def test_a_mode_is_a_selection_of_its_own_and_the_papers_ids_are_unchanged(tmp_path):
+    wd, manifest, _ = build_scored_workdir(tmp_path, [-1.0, -2.0, -3.0, -4.0], [-2.0] * 4, ["pool"] * 4)
+    paper = SelectConfig(alpha=0.5)
+    # the id the paper's selection had before the modes existed: the same hash of the same fields
+    before = stable_hash(
+        "selection-v2",
+        {"alpha": 0.5, "budget_tokens": None},
+        "T",
+        "R",
+        VARIANT,
+        SPEC,
+        manifest.split_key,
+        [SOURCE],
+    )[:16]
+    assert selection_id(manifest, paper) == before
+    ids = {
+        selection_id(manifest, cfg)
+        for cfg in (
+            paper,
+            SelectConfig(alpha=0.5, strata="source"),
+            SelectConfig(alpha=0.5, temperature=1.0),
+            SelectConfig(alpha=0.5, temperature=1.0, seed=1),
+            SelectConfig(alpha=0.5, temperature=2.0),
+            SelectConfig(alpha=0.5, strata="source", temperature=1.0),
+        )
+    }
+    assert len(ids) == 6
+    assert selection_id(manifest, SelectConfig(alpha=0.5, seed=9)) == before  # a seed without a draw changes nothing
+
+
+def test_a_token_budget_within_strata_shares_it_by_the_sources_tokens(tmp_path):
+    wd, manifest, finite = scores_by_source(tmp_path)
+    con = connect(wd, manifest)
+    tokens = dict(con.sql("select instance_id, n_tokens from scored").fetchall())
+    budget = 1500
+    record = run_selection(wd, manifest, SelectConfig(budget_tokens=budget, strata="source"))
+    total = sum(tokens[i] for i in finite)
+    expected = []
+    for source in ("code", "prose", "html"):
+        mine = sorted((i for i, (_, src) in finite.items() if src == source), key=lambda i: (-finite[i][0], i))
+        share = math.floor(budget * sum(tokens[i] for i in mine) / total)
+        used = 0
+        for i in mine:
+            if used + tokens[i] > share:
+                break
+            used += tokens[i]
+            expected.append(i)
+    assert sorted(members(wd, manifest, record)) == sorted(expected)
+    assert record["method"] == "token_budget" and record["selected_tokens"] <= budget

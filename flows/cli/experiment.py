@@ -45,8 +45,9 @@ def experiment(
     arms: Annotated[
         str | None,
         typer.Option(
-            help="Comma list of miniplm, uniform, full, teacher_ppl, reference_ppl, kd (the default), and the checks "
-            "miniplm_alt_ref, bottom, control"
+            help="Comma list of miniplm, uniform, full, teacher_ppl, reference_ppl, kd (the default), the modes "
+            "miniplm_strata (per source) and miniplm_sampled (with --temperature), and the checks miniplm_alt_ref, "
+            "bottom, control"
         ),
     ] = None,
     control_source: Annotated[
@@ -61,6 +62,9 @@ def experiment(
     seeds: Annotated[int | None, typer.Option(help="Seeds per arm (3); seed k of every arm starts alike")] = None,
     band: Annotated[str | None, typer.Option(help="Perplexity band of single-model selection: low, mid, high")] = None,
     kd_ratio: Annotated[float | None, typer.Option(help="r in (1 - r) LM + r KD for Vanilla KD (0.5)")] = None,
+    temperature: Annotated[
+        float | None, typer.Option(help="The miniplm_sampled arm's temperature: draws ~ exp(score / T) (0.5)")
+    ] = None,
     max_eval_documents: Annotated[
         int | None, typer.Option(help="Most documents per evaluation set, target and held-out (2000)")
     ] = None,
@@ -102,7 +106,8 @@ def experiment(
         preset_config, exp = PRESETS[preset](workdir or Path(f"miniplm-{preset}"))
         base = preset_config.model_dump(mode="json")
     # --alpha here is a list (a sweep); the experiment selects at each alpha itself
-    cfg = build_config(ctx, config, {k: v for k, v in locals().items() if k != "alpha"}, base)
+    # (--temperature here is the sampled arm's, not the pipeline's selection)
+    cfg = build_config(ctx, config, {k: v for k, v in locals().items() if k not in ("alpha", "temperature")}, base)
     if base is None and config is None and student_steps is None:
         # students that learn: 10 tokens per parameter (several passes over a small pool's kept data)
         cfg.student.train.max_steps = None
@@ -115,6 +120,7 @@ def experiment(
         "seeds": seeds,
         "perplexity_band": band,
         "kd_ratio": kd_ratio,
+        "temperature": temperature,
         "target_paths": target,
         "max_eval_documents": max_eval_documents,
         "lm_eval_tasks": [t.strip() for t in lm_eval_tasks.split(",") if t.strip()] if lm_eval_tasks else None,

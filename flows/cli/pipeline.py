@@ -104,6 +104,13 @@ def run(
     reference: Annotated[str, typer.Option(help="'train' or a checkpoint sharing the teacher's tokenizer")] = "train",
     alpha: Annotated[float, typer.Option(help="Fraction of candidates to keep")] = 0.5,
     budget_tokens: Annotated[int | None, typer.Option(help="Keep the best up to this many tokens instead")] = None,
+    strata: Annotated[
+        str, typer.Option(help="none: one ranking over every candidate (the paper's); source: the top alpha of each")
+    ] = "none",
+    temperature: Annotated[
+        float | None, typer.Option(help="Draw what is kept with probability ~ exp(score / T) (default: keep the best)")
+    ] = None,
+    select_seed: Annotated[int, typer.Option(help="Seed of the --temperature draw")] = 0,
     max_len: MaxLenOpt = 1024,
     text_column: TextColumnOpt = "text",
     reference_fraction: ReferenceFractionOpt = None,

@@ -36,6 +36,8 @@ def print_summary(summary: dict) -> None:
         "nonfinite",
         "selected",
         "selected_tokens",
+        "strata",
+        "temperature",
         "threshold",
         "teacher_tokens_per_s",
     ):

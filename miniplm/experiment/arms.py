@@ -7,6 +7,8 @@ Arms, for each alpha (all drawn from the pipeline's candidates, re-using its sco
   teacher_ppl    the alpha of candidates in one perplexity band (low, mid or high) under the teacher alone ...
   reference_ppl  ... or under the reference alone
   kd             Vanilla KD on the whole pool, the teacher run online, for the FLOPs of the others' steps
+  miniplm_strata    the same score's top alpha of each source (select.strata = source)
+  miniplm_sampled   alpha of the candidates drawn by the score with a temperature (select.temperature), per seed
 Every arm trains for the same steps T (T = the student's training config over the miniplm arm's data; KD gets the
 FLOP-matched 3 N_s T / (3 N_s + N_t)), with the same schedule, batch and sequence length; seed k of every arm starts
 from the same weights. Data and students are stored under `experiments/` named by what determines them, so adding a
@@ -20,12 +22,12 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from miniplm.config import CorpusConfig, ExperimentConfig, ModelArchConfig, StudentConfig
+from miniplm.config import CorpusConfig, ExperimentConfig, ModelArchConfig, SelectConfig, StudentConfig
 from miniplm.data.corpus import source_fingerprint
 from miniplm.data.student_tokenizer import TEACHER, resolve_student_tokenizer
 from miniplm.scoring.devices import claimed_gpu
 from miniplm.selection.members import export_members
-from miniplm.selection.select import write_members
+from miniplm.selection.select import run_selection, write_members
 from miniplm.store.catalog import connect, load_sql
 from miniplm.store.hashing import stable_hash
 from miniplm.store.manifest import ModelRef, RunManifest
@@ -37,8 +39,9 @@ from miniplm.training.kd import flop_matched_steps
 from miniplm.training.reference import alternative_reference
 from miniplm.training.train import build_config, train_lm, trained
 
-SEEDED_DATA = {"uniform", "control"}  # arms whose data is drawn afresh per seed
+SEEDED_DATA = {"uniform", "control", "miniplm_sampled"}  # arms whose data is drawn afresh per seed
 POOL_ARMS = {"full", "kd"}  # arms that train on the whole pool
+MODE_ARMS = {"miniplm_strata", "miniplm_sampled"}  # Difference Sampling's score, selected by a mode beyond the paper's
 CURVE_EVALS = 4  # evaluations on the main set during training: at 25, 50, 75 and 100% of the steps
 
 
@@ -48,6 +51,7 @@ class ArmOptions(BaseModel):
     band: str = "low"  # teacher_ppl, reference_ppl: which perplexity band
     control_sources: list[str] = []  # control: the target-like sources
     alt_reference_fp: str | None = None  # miniplm_alt_ref: the other reference's fingerprint
+    temperature: float = 0.5  # miniplm_sampled: the draw's temperature
 
 
 class ArmData(BaseModel):
@@ -116,7 +120,8 @@ def experiment_id(manifest: RunManifest, student: StudentConfig, cfg: Experiment
         manifest.split_key,
         sorted(manifest.source_keys),
         student.model_dump(exclude={"enabled", "uniform_baseline"}),
-        cfg.model_dump(),
+        # the sampled arm's temperature names only the experiments that have the arm
+        cfg.model_dump(exclude=set() if "miniplm_sampled" in cfg.arms else {"temperature"}),
     )[:16]
 
 
@@ -234,7 +239,16 @@ def arm_data_key(arm: str, alpha: float, seed: int | None, selection: dict, opti
         what["sources"] = sorted(options.control_sources)
     if arm == "miniplm_alt_ref":
         what["alt_reference"] = options.alt_reference_fp
+    if arm == "miniplm_sampled":
+        what["temperature"] = options.temperature
     return stable_hash("arm-data-v1", what)[:16]
+
+
+def mode_selection(arm: str, alpha: float, seed: int | None, options: ArmOptions) -> SelectConfig:
+    """The selection a mode arm trains on: Difference Sampling's score, per source or drawn with a temperature."""
+    if arm == "miniplm_strata":
+        return SelectConfig(alpha=alpha, strata="source")
+    return SelectConfig(alpha=alpha, temperature=options.temperature, seed=seed or 0)
 
 
 def arm_data(
@@ -252,7 +266,12 @@ def arm_data(
     wd = Workdir.open(workdir)
     tokenizer = student_tokenizer(manifest, student)
     data_arm, key, out_dir = _arm_dir(wd, manifest, arm, alpha, seed, selection, student, options)
-    members = wd.selected(selection["selection_id"]) if arm == "miniplm" else out_dir / "members.parquet"
+    if arm == "miniplm":
+        members = wd.selected(selection["selection_id"])
+    elif arm in MODE_ARMS:  # a selection of its own, recorded beside the paper's (the `selections` view)
+        members = wd.selected(run_selection(wd, manifest, mode_selection(arm, alpha, seed, options))["selection_id"])
+    else:
+        members = out_dir / "members.parquet"
     if not members.exists():
         _members(wd, manifest, data_arm, alpha, seed, selection, options, members)
     export = export_members(wd, manifest, members, out_dir, tokenizer)

@@ -167,7 +167,7 @@ def smoke_experiment(workdir: str | Path) -> tuple[PipelineConfig, ExperimentCon
         tokenizer="teacher",
         arch=small_llama(2, 64),
         train=TrainConfig(
-            max_steps=20, batch_size=4, block_size=128, learning_rate=3e-3, warmup_steps=2, eval_batches=2
+            max_steps=12, batch_size=4, block_size=128, learning_rate=3e-3, warmup_steps=2, eval_batches=2
         ),
     )
     experiment = ExperimentConfig(
@@ -177,7 +177,7 @@ def smoke_experiment(workdir: str | Path) -> tuple[PipelineConfig, ExperimentCon
         learning_rates=[1e-3, 1e-2],
         target_paths=demo.target_paths,
         bootstrap_samples=1000,
-        max_eval_documents=100,
+        max_eval_documents=40,
     )
     return pipeline.model_copy(update={"student": student}), experiment
 

@@ -26,6 +26,8 @@ ARM_TITLES = {
     "teacher_ppl": "teacher perplexity alone",
     "reference_ppl": "reference perplexity alone",
     "kd": "Vanilla KD (teacher online)",
+    "miniplm_strata": "Difference Sampling, the top alpha of each source",
+    "miniplm_sampled": "Difference Sampling, drawn with a temperature",
     "miniplm_alt_ref": "Difference Sampling, the other reference size",
     "bottom": "the lowest-scored alpha (sign check)",
     "control": "control sources only, same tokens (positive control)",

@@ -124,6 +124,11 @@ def plan_partitions(
     workdir: Workdir, manifest: RunManifest, model: ModelRef, variant: str, tokens_per_partition: int
 ) -> list[Partition]:
     """Write this run's scoring plan for `model` (replacing an older one) and list its partitions."""
+    # Temporary files a killed writer left: cleared now, before any partition of this pass writes. (A partition
+    # clearing them as it starts would delete the shard another partition of the same instances shard, scored at
+    # the same time on another GPU, is about to rename into place.)
+    for folder in workdir.scores_dir(model.fingerprint, variant).glob("source_key=*/part=*"):
+        remove_temporaries(folder)
     plans = workdir.plans_dir(model.fingerprint, variant)
     shutil.rmtree(plans, ignore_errors=True)
     plan_root = plans / uuid.uuid4().hex[:12]
@@ -193,7 +198,6 @@ def score_partition(
     """Score the partition's planned candidates that are not saved yet, checkpointing every `checkpoint_seconds`."""
     ensure_anchors(workdir, manifest)
     out_dir = workdir.partition_scores_dir(model.fingerprint, partition.variant, partition.source_key, partition.part)
-    remove_temporaries(out_dir)
     shard = workdir.instances(manifest.instance_spec, partition.source_key, partition.part)
     params = {"plan": f"{partition.plan}/*.parquet", "saved": _saved_files(out_dir, workdir), "shard": str(shard)}
     todo = duckdb.connect().sql(load_sql("partition_todo"), params=params).to_arrow_table()

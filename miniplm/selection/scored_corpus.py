@@ -5,6 +5,7 @@ polars frames.
     corpus = miniplm.open("miniplm-demo")
     corpus.sql("select source, count(*) from documents group by all").pl()
     corpus.selected().head()
+    corpus.selections()  # every selection made here, with its mode (alpha, strata, temperature, seed)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from miniplm.store.catalog import open_readonly, query, write_result
+from miniplm.store.catalog import load_sql, open_readonly, query, write_result
 from miniplm.store.workdir import Workdir
 
 
@@ -30,9 +31,16 @@ class ScoredCorpus:
         batches, `.to_arrow_table()` an Arrow table."""
         return query(self.con, query_text)
 
-    def selected(self) -> pl.DataFrame:
-        """The current selection, best first: instance_id, score, rank, n_tokens."""
-        return self.sql("select * from selected order by rank").pl()
+    def selected(self, selection_id: str | None = None) -> pl.DataFrame:
+        """A selection's members, best first: instance_id, score, rank, n_tokens (default: the current selection)."""
+        if selection_id is None:
+            return self.sql("select * from selected order by rank").pl()
+        return self.con.sql(load_sql("members_of_selection"), params={"selection_id": selection_id}).pl()
+
+    def selections(self) -> pl.DataFrame:
+        """Every selection made here, oldest first: alpha or token budget, strata, temperature and seed, the models'
+        fingerprints, counts and threshold."""
+        return self.sql("select * from selections order by created_at").pl()
 
     def scored(self) -> pl.DataFrame:
         """Every candidate with its teacher and reference log-probs and its score (null where not yet scored)."""

@@ -1,4 +1,5 @@
-"""Selection: rank the scored candidates in DuckDB and keep the top fraction (or a token budget).
+"""Selection: rank the scored candidates in DuckDB and keep the top fraction (or a token budget): over every
+candidate (the paper's), within each source, or drawn with a temperature.
 
 Every selection is recorded (parameters, model fingerprints, counts, threshold) as one row in
 `selections/<id>.parquet`, its members in `selected/<id>.parquet`. The id is a hash of what determines
@@ -57,15 +58,29 @@ def token_budget(con: duckdb.DuckDBPyConnection, budget_tokens: int, out: Path, 
     return write_members(con, load_sql("select_token_budget"), params, out)
 
 
+def by_key(con: duckdb.DuckDBPyConnection, cfg: SelectConfig, out: Path, sid: str) -> dict:
+    """A selection beyond the paper's: the top alpha (or a token budget) of each source, or drawn with a
+    temperature, or both; ranked by the key of ranking_keys.sql within each stratum."""
+    con.execute(load_sql("ranking_keys"))
+    keys = {"temperature": cfg.temperature, "seed": str(cfg.seed), "by_source": cfg.strata == "source"}
+    if cfg.budget_tokens is not None:
+        params = keys | {"budget_tokens": cfg.budget_tokens, "selection_id": sid}
+        return write_members(con, load_sql("select_by_key_budget"), params, out)
+    con.execute(load_sql("stratum_thresholds"), keys | {"alpha": cfg.alpha})
+    return write_members(con, load_sql("select_by_key"), keys | {"selection_id": sid}, out)
+
+
 def uniform_sample(con: duckdb.DuckDBPyConnection, k: int, seed: int, out: Path, sid: str) -> dict:
     params = {"k": k, "seed": str(seed), "selection_id": sid}
     return write_members(con, load_sql("sample_uniform"), params, out)
 
 
 def selection_id(manifest: RunManifest, cfg: SelectConfig) -> str:
+    # the paper's selection hashes what it always did: its ids (and every cache keyed on them) survive the modes
+    paper = cfg.model_dump(exclude={"strata", "temperature", "seed"})
     return stable_hash(
         "selection-v2",
-        cfg.model_dump(),
+        paper | cfg.mode_fields(),
         manifest.teacher.fingerprint,
         manifest.reference.fingerprint,
         manifest.score_variant,
@@ -87,10 +102,13 @@ def run_selection(workdir: Workdir, manifest: RunManifest, cfg: SelectConfig) ->
         return pq.read_table(record_path).to_pylist()[0]
     con = connect(workdir, manifest)
     counts = candidate_counts(con)
-    if cfg.budget_tokens is not None:
-        method, kept = "token_budget", token_budget(con, cfg.budget_tokens, members_path, sid)
+    method = "token_budget" if cfg.budget_tokens is not None else "top_fraction"
+    if cfg.mode_fields():
+        kept = by_key(con, cfg, members_path, sid)
+    elif cfg.budget_tokens is not None:
+        kept = token_budget(con, cfg.budget_tokens, members_path, sid)
     else:
-        method, kept = "top_fraction", top_fraction(con, cfg.alpha, members_path, sid, counts["n_finite"])
+        kept = top_fraction(con, cfg.alpha, members_path, sid, counts["n_finite"])
     record = {
         "selection_id": sid,
         "method": method,
@@ -106,6 +124,9 @@ def run_selection(workdir: Workdir, manifest: RunManifest, cfg: SelectConfig) ->
         "n_unscored": counts["n_unscored"],
         "threshold": kept["threshold"],
         "selected_tokens": kept["selected_tokens"],
+        "strata": cfg.strata,
+        "temperature": cfg.temperature,
+        "seed": cfg.seed if cfg.temperature is not None else None,
         "created_at": datetime.now(UTC).replace(tzinfo=None),
     }
     write_parquet(pa.Table.from_pylist([record], schema=schemas.SELECTION), record_path)  # last: marks completion

@@ -52,6 +52,9 @@ SELECTION = pa.schema(
         ("n_unscored", pa.int64()),
         ("threshold", pa.float64()),
         ("selected_tokens", pa.int64()),
+        ("strata", pa.string()),
+        ("temperature", pa.float64()),
+        ("seed", pa.int64()),
         ("created_at", pa.timestamp("us")),
     ]
 )
