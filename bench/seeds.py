@@ -30,8 +30,8 @@ MAX_STD = 0.03
 
 
 def run_experiment(args: argparse.Namespace, extra: list[str]) -> dict:
-    command = [sys.executable, "-m", "flows.cli", "experiment", "--workdir", str(args.workdir), "--arms",
-               "miniplm,uniform", "--alpha", "0.5", "--seeds", str(args.seeds), "--json"]  # fmt: skip
+    command = [sys.executable, "-m", "flows.cli", "experiment", "--workdir", str(args.workdir), "--arms", args.arms,
+               "--alpha", "0.5", "--seeds", str(args.seeds), "--json"]  # fmt: skip
     command += [a for path in args.corpus for a in ("--corpus", path)]
     command += [a for path in args.target for a in ("--target", path)]
     if args.config:
@@ -44,7 +44,7 @@ def run_experiment(args: argparse.Namespace, extra: list[str]) -> dict:
 
 def spread(report: dict) -> dict:
     arms = {}
-    for arm in ("miniplm", "uniform"):
+    for arm in dict.fromkeys(r["arm"] for r in report["runs"]):
         runs = sorted((r for r in report["runs"] if r["arm"] == arm), key=lambda r: r["seed"])
         values = [r["evals"]["target"] for r in runs]
         median = statistics.median(values)
@@ -79,8 +79,8 @@ def plot(arms: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    for ax, (arm, figures) in zip(axes, arms.items(), strict=True):
+    fig, axes = plt.subplots(1, len(arms), figsize=(6 * len(arms), 4.5), sharey=True, squeeze=False)
+    for ax, (arm, figures) in zip(axes[0], arms.items(), strict=True):
         median = figures["median"]
         for seed, (summary, value) in enumerate(zip(figures["summaries"], figures["target"], strict=True)):
             steps, losses = curves(summary)
@@ -90,7 +90,7 @@ def plot(arms: dict, path: Path) -> None:
         ax.set_title(f"{arm}: training loss by seed (red: > {MAX_ABOVE_MEDIAN} above the median target loss)")
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
-    axes[0].set_ylabel("training loss (nats/token, mean of 20 steps)")
+    axes[0][0].set_ylabel("training loss (nats/token, mean of 20 steps)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -102,6 +102,7 @@ def main() -> None:
     parser.add_argument("--target", action="append", required=True)
     parser.add_argument("--config", help="a JSON PipelineConfig (the student's settings among them)")
     parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--arms", default="miniplm,uniform", help="the arms whose seeds are compared")
     parser.add_argument("--plot", type=Path, help="write the training curves of every seed here (PNG)")
     args, extra = parser.parse_known_args()
     report = run_experiment(args, [a for a in extra if a != "--"])

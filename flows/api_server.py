@@ -27,6 +27,10 @@ from pathlib import Path
 PR_SET_PDEATHSIG = 1
 
 
+class LocalServerError(RuntimeError):
+    """The CLI's own Prefect server did not start (its log's last line says why)."""
+
+
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     with contextlib.suppress(OSError):  # not Linux: the server is stopped on a normal exit only
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -38,11 +42,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_healthy(url: str, process: subprocess.Popen, timeout: float) -> None:
+def _last_line(log: Path) -> str:
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1] if lines else "it wrote nothing"
+
+
+def _wait_healthy(url: str, process: subprocess.Popen, timeout: float, log: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the local Prefect server exited with code {process.returncode} while starting")
+            raise LocalServerError(
+                f"the local Prefect server exited with code {process.returncode} while starting ({log}: "
+                f"{_last_line(log)})"
+            )
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
                 if response.status == 200:
@@ -50,7 +62,7 @@ def _wait_healthy(url: str, process: subprocess.Popen, timeout: float) -> None:
         except OSError:
             pass
         time.sleep(0.2)
-    raise RuntimeError(f"the local Prefect server did not answer at {url} within {timeout:.0f} s")
+    raise LocalServerError(f"the local Prefect server did not answer at {url} within {timeout:.0f} s (log: {log})")
 
 
 @contextmanager
@@ -77,7 +89,12 @@ def local_api_server(timeout: float = 120.0) -> Iterator[str | None]:
     home.mkdir(parents=True, exist_ok=True)
     starting = open(home / ".miniplm-server-start.lock", "a")  # noqa: SIM115 -- held until the server answers
     fcntl.flock(starting, fcntl.LOCK_EX)
-    process = subprocess.Popen(command, env=env, preexec_fn=_die_with_parent)  # noqa: PLW1509 -- only prctl
+    # The server's own output goes to a log beside its database, never to the CLI's terminal: whatever it prints
+    # (an error while a client disconnects as it stops, say) would break the CLI's one-line answers.
+    log = home / "miniplm-server.log"
+    with open(log, "ab") as output:
+        process = subprocess.Popen(command, env=env, preexec_fn=_die_with_parent, stdin=subprocess.DEVNULL,
+                                   stdout=output, stderr=subprocess.STDOUT)  # noqa: PLW1509 -- only prctl
 
     def stop() -> None:
         process.terminate()
@@ -91,8 +108,8 @@ def local_api_server(timeout: float = 120.0) -> Iterator[str | None]:
     atexit.register(stop)
     url = f"http://127.0.0.1:{port}/api"
     try:
-        _wait_healthy(url, process, timeout)
-    except RuntimeError:
+        _wait_healthy(url, process, timeout, log)
+    except LocalServerError:
         stop()
         raise
     finally:

@@ -18,6 +18,7 @@ from flows.students import train_students
 from miniplm.config import ExperimentConfig, PipelineConfig, SelectConfig
 from miniplm.experiment import arms as lib
 from miniplm.steps import previous_manifest
+from miniplm.steps import select as select_library
 from tasks import experiment as tasks
 from tasks import steps
 
@@ -76,7 +77,10 @@ def _experiment(config: PipelineConfig, experiment: ExperimentConfig, workdir: s
     # 4 per alpha: Difference Sampling's selection, then every arm's data (uniform and control drawn afresh per seed)
     selections, data, train_steps = {}, {}, {}
     for alpha in experiment.alphas:
-        selections[alpha] = step(steps.select, workdir, manifest, SelectConfig(alpha=alpha))
+        if alpha == pipeline_config.select.alpha:  # the pipeline's own selection, made (and announced) above
+            selections[alpha] = select_library(workdir, manifest, pipeline_config.select)
+        else:
+            selections[alpha] = step(steps.select, workdir, manifest, SelectConfig(alpha=alpha))
         kept = step(tasks.arm_data, workdir, manifest, "miniplm", alpha, None, selections[alpha], student, options)
         train_steps[alpha] = lib.steps_for_alpha(kept, student)
         for arm in arms:

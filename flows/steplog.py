@@ -53,7 +53,8 @@ def label(task, args: tuple) -> str:
         if hasattr(arg, "spec") and hasattr(arg, "source_key"):
             return f"{task.name} {arg.spec}"
         if hasattr(arg, "arm") and hasattr(arg, "seed"):
-            return f"{task.name} {arg.arm} a={arg.alpha} seed {arg.seed}"
+            rate = f" lr {arg.learning_rate:g}" if hasattr(arg, "learning_rate") else ""
+            return f"{task.name} {arg.arm} a={arg.alpha} seed {arg.seed}{rate}"
     return task.name
 
 

@@ -98,6 +98,13 @@ class TrainConfig(BaseModel):
     max_tokens: int | None = Field(
         None, ge=1, title="Token budget", description="Most training tokens when steps is empty"
     )
+    max_passes: float | None = Field(
+        None,
+        gt=0,
+        title="Most passes over the data",
+        description="When steps is empty: whatever tokens_per_parameter asks, at most this many passes over the data "
+        "(repeated data is worth less with every pass; past a few, a student memorizes it); empty: no cap",
+    )
     batch_size: int = Field(8, ge=1, title="Sequences per step", description="Sequences in one optimizer step")
     block_size: int | None = Field(
         None, ge=8, title="Tokens per sequence", description="Training context length; empty: the instances' max_len"
@@ -130,7 +137,7 @@ class TrainConfig(BaseModel):
 
     def steps_for(self, train_tokens: int, block_size: int, parameters: int | None = None) -> int:
         """Optimizer steps: as configured, or `tokens_per_parameter` x `parameters` tokens, or `epochs` passes over
-        `train_tokens`, capped at `max_tokens`."""
+        `train_tokens`, capped at `max_tokens` and at `max_passes` over `train_tokens`."""
         if self.max_steps is not None:
             return self.max_steps
         if self.tokens_per_parameter is not None and parameters:
@@ -139,6 +146,8 @@ class TrainConfig(BaseModel):
             tokens = train_tokens * self.epochs
         if self.max_tokens is not None:
             tokens = min(tokens, self.max_tokens)
+        if self.max_passes is not None:
+            tokens = min(tokens, self.max_passes * train_tokens)
         return max(1, math.ceil(tokens / (self.batch_size * block_size)))
 
 

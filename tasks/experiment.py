@@ -51,7 +51,7 @@ def arm_data(
     cache_key_fn=step_cache_key,
     **CACHED,
     **RETRIES,
-    task_run_name="train {run.arm} a={run.alpha} seed {run.seed}",
+    task_run_name="train {run.arm} a={run.alpha} seed {run.seed} lr {run.learning_rate}",
 )
 def train_run(workdir: str, run: StudentRun, student: StudentConfig, eval_tokens: str | None) -> dict:
     """Train one student for the experiment's steps (resumes from its last checkpoint after a crash)."""

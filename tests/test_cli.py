@@ -263,6 +263,28 @@ def test_a_killed_cli_leaves_no_prefect_server_behind(tmp_path, models):
         holder.wait()
 
 
+def test_a_server_that_cannot_start_is_one_error_line_and_its_output_stays_in_its_log(tmp_path, models):
+    """The CLI's own server writes to a log beside its database, never to the CLI's stderr (where its lines would
+    break the one-line answers); when it cannot start, the CLI says so in one line, with the log's last line."""
+    from tests.test_errors import one_error_line
+
+    corpus = write_jsonl(tmp_path / "a.jsonl", corpus_texts(10))
+    home = tmp_path / "prefect-home"
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp_path}/no-such-folder/prefect.db",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run", "--corpus", str(corpus), "--teacher", str(models["teacher"]),
+         "--workdir", str(tmp_path / "wd"), "--no-students"], capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    line = one_error_line(result)
+    log = home / "miniplm-server.log"
+    assert "the local Prefect server exited with code" in line and str(log) in line
+    assert "Application startup failed" in log.read_text() and "Application startup failed" in line
+    assert "uvicorn" not in result.stderr.replace(line, "")  # nothing of the server's own output elsewhere
+
+
 def test_report_has_the_counts_histogram_and_extremes(cli_run):
     wd, _, summary = cli_run
     result = miniplm("report", "--workdir", str(wd))
@@ -299,3 +321,7 @@ def test_experiment_takes_an_alpha_sweep_and_its_checks_from_the_command_line(tm
     assert [t["learning_rate"] for t in report["tuning"]["tried"]] == [1e-3, 1e-2]
     assert report["student"]["vocab_size"] <= 300 and "student-tokenizer" in report["student"]["tokenizer"]
     assert report["settings"]["control_sources"] == ["a.jsonl"]
+    # the sweep's lines name the rate each student tries; each alpha's selection is announced once
+    for rate in ("0.001", "0.01"):
+        assert f"train-student uniform a=0.7 seed 0 lr {rate}: done" in result.stderr
+    assert result.stderr.count("select: started") == 2

@@ -234,3 +234,25 @@ def test_an_alpha_sweep_is_one_parameter(tmp_path, models, prefect_harness):
         assert block["verdict"].startswith(f"alpha {alpha}:")
         tokens = {a["arm"]: a["data_tokens"] for a in block["arms"]}
         assert abs(tokens["uniform"] - tokens["miniplm"]) < 0.2 * tokens["miniplm"]  # same tokens, per alpha
+
+
+def test_a_pool_too_small_for_the_tokens_per_parameter_goal_trains_fewer_steps_and_says_so(models):
+    """At most `max_passes` over Difference Sampling's data, whatever the tokens-per-parameter goal asks; the
+    report's note says so."""
+    from miniplm.experiment.arms import ArmData, count_parameters, training_budget
+
+    train = TrainConfig(max_steps=None, tokens_per_parameter=10, max_passes=4, batch_size=4, block_size=32)
+    student = StudentConfig(tokenizer=str(models["tokenizer"]), arch=small_llama(2, 32), train=train)
+    parameters = count_parameters(student.arch, student.tokenizer, 33)
+    small = ArmData(arm="miniplm", alpha=0.5, seed=None, key="k", members="m", instances=10, teacher_tokens=1000,
+                    student_tokens=1000, tokens_path="t", composition=[])  # fmt: skip
+    budget = training_budget(small, student)
+    assert budget["capped"] and budget["steps"] == math.ceil(4 * 1000 / (4 * 32))
+    assert "too small for the students' goal of 10 tokens per parameter" in budget["note"]
+    assert f"trains {budget['steps']:,} steps instead of the goal's {math.ceil(10 * parameters / 128):,}" in (
+        budget["note"])
+    large = small.model_copy(update={"student_tokens": 10 * parameters})
+    assert training_budget(large, student) == {"steps": math.ceil(10 * parameters / 128),
+                                               "data_tokens": 10 * parameters, "capped": False}  # fmt: skip
+    no_cap = student.model_copy(update={"train": train.model_copy(update={"max_passes": None})})
+    assert training_budget(small, no_cap)["steps"] == math.ceil(10 * parameters / 128)

@@ -1,6 +1,7 @@
 """The report's reading of the figures: the token multiplier off two loss curves, and a verdict that refuses to
 judge students too young to tell data apart."""
 
+import numpy as np
 import pytest
 
 from miniplm.experiment.report import sensitivity_checks, token_multiplier, verdict
@@ -26,13 +27,57 @@ def test_a_verdict_needs_students_that_learned_and_both_intervals():
     assert "beat the uniform sample" in verdict(diff, "target", 0.5)
     young = verdict(diff, "target", 0.5, too_young=["miniplm"])
     assert "too young to judge the data" in young and "beat the" not in young and "did worse" not in young
-    assert "within noise" in verdict({**diff, "ci_high": 0.01}, "target", 0.5)
     worse = {**diff, "diff": 0.05, "ci_low": 0.02, "ci_high": 0.08, "seed_ci_low": 0.01, "seed_ci_high": 0.09}
     assert "did worse" in verdict(worse, "target", 0.5)
-    # the documents agree but the seeds do not: the students' own variation is larger than the difference
-    assert "within noise" in verdict({**diff, "seed_ci_high": 0.03}, "target", 0.5)
-    one_seed = {**diff, "seed_ci_low": None, "seed_ci_high": None, "seeds": 1}
-    assert "one seed, so the students' own variation is not measured" in verdict(one_seed, "target", 0.5)
+    # undecided, and the seeds' interval is inside +-0.05: within noise, a verdict
+    narrow = {**diff, "diff": -0.01, "ci_high": 0.01, "seed_ci_low": -0.04, "seed_ci_high": 0.03}
+    assert "within noise" in verdict(narrow, "target", 0.5)
+    # undecided, and the seeds' interval is wider: the experiment could not see an effect of that size (the
+    # documents agree but the seeds do not, or neither does)
+    for wide in ({**diff, "ci_high": 0.01}, {**diff, "seed_ci_high": 0.03}):
+        said = verdict({**wide, "per_seed": [-0.09, 0.02, -0.02]}, "target", 0.5)
+        assert "within noise" not in said and "could not see an effect of +-0.05 nats/token" in said
+        assert "about 8 paired seeds would narrow it to that" in said
+    one_seed = {**diff, "ci_high": 0.01, "seed_ci_low": None, "seed_ci_high": None, "seeds": 1, "per_seed": [-0.05]}
+    said = verdict(one_seed, "target", 0.5)
+    assert "one seed, so the students' own variation is not measured" in said and "at least two seeds" in said
+
+
+def test_the_seeds_needed_bring_the_t_interval_inside_the_bound():
+    from miniplm.experiment.report import T_975, seeds_needed
+
+    per_seed = [-0.09, 0.02, -0.02]
+    sd = float(np.std(per_seed, ddof=1))
+    n = seeds_needed({"per_seed": per_seed})
+    assert T_975[n - 1] * sd / np.sqrt(n) <= 0.05 < T_975[n - 2] * sd / np.sqrt(n - 1)
+    assert n == 8
+    assert seeds_needed({"per_seed": [0.01, 0.012]}) == 2  # already inside
+    assert seeds_needed({"per_seed": [0.3]}) is None
+
+
+def test_data_efficiency_is_read_per_paired_seed_with_an_interval(tmp_path):
+    """Each seed's multiplier off its own two curves; the interval a t interval over their logarithms."""
+    import json
+
+    from miniplm.experiment.report import data_efficiency
+
+    def row(arm: str, seed: int, losses: list[float]) -> dict:
+        path = tmp_path / f"{arm}-{seed}.json"
+        history = [{"step": i, "tokens": 100.0 * (i + 1), "eval_loss": loss} for i, loss in enumerate(losses)]
+        path.write_text(json.dumps({"history": history}))
+        return {"arm": arm, "seed": seed, "summary_path": str(path)}
+
+    uniform = [row("uniform", s, [5.0, 4.0, 3.5, 3.2]) for s in range(3)]
+    # each seed's arm reaches the uniform arm's final 3.2 at 250, 300 and 200 tokens of 400: 1.6, 1.333 and 2.0
+    arm = [row("miniplm", 0, [4.4, 3.6, 2.8, 2.6]), row("miniplm", 1, [4.6, 3.8, 3.2, 2.9]),
+           row("miniplm", 2, [4.0, 3.2, 2.7, 2.5])]  # fmt: skip
+    read = data_efficiency(arm, uniform)
+    assert read["per_seed"] == pytest.approx([1.6, 4 / 3, 2.0]) and read["seeds_read"] == 3
+    logs = np.log([1.6, 4 / 3, 2.0])
+    half = 4.303 * np.std(logs, ddof=1) / np.sqrt(3)
+    assert (read["ci_low"], read["ci_high"]) == pytest.approx((np.exp(logs.mean() - half), np.exp(logs.mean() + half)))
+    assert read["ci_low"] < read["multiplier"] < read["ci_high"]
+    assert data_efficiency(arm, []) is None
 
 
 def test_the_seed_interval_is_a_t_interval_over_paired_seeds():

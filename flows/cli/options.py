@@ -169,7 +169,7 @@ def floats(text: str) -> list[float]:
 
 
 def run_and_report(run, json_output: bool, printer) -> None:
-    from flows.api_server import local_api_server
+    from flows.api_server import LocalServerError, local_api_server
     from miniplm.store.lock import WorkdirBusyError
     from miniplm.store.models import ModelSpecError
 
@@ -177,7 +177,7 @@ def run_and_report(run, json_output: bool, printer) -> None:
     try:
         with local_api_server():
             summary = run()
-    except (ValueError, OSError, ModelSpecError, WorkdirBusyError) as exc:
+    except (ValueError, OSError, ModelSpecError, WorkdirBusyError, LocalServerError) as exc:
         if DEBUG["on"]:
             raise
         # an OSError's own text is "[Errno 30] Read-only file system: 'path'": say the path first, as the rest do

@@ -92,8 +92,8 @@ def print_experiment(result: dict) -> None:
     main = result["main_evaluation"]
     for alpha, block in result["alphas"].items():
         table = Table(title=f"Students, alpha {alpha}: {main} loss in nats/token (lower is better), same compute")
-        for col in ("arm", "seeds", "steps", "train tokens", f"{main} loss", "± std", "vs uniform", "95% CI documents",
-                    "95% CI seeds"):  # fmt: skip
+        for col in ("arm", "seeds", "steps", "train tokens", "passes", "train loss", f"{main} loss", "± std",
+                    "vs uniform", "95% CI documents", "95% CI seeds"):  # fmt: skip
             table.add_column(col)
         for arm in block["arms"]:
             ev, diff = arm["evals"].get(main) or {}, arm["vs_uniform"].get(main)
@@ -102,6 +102,8 @@ def print_experiment(result: dict) -> None:
                 str(arm["seeds"]),
                 str(arm["steps"]),
                 f"{arm['tokens_trained']:,.0f}",
+                f"{arm['passes']:.1f}",
+                fmt(arm.get("final_train_loss")),
                 fmt(ev.get("mean")),
                 fmt(ev.get("std")),
                 f"{diff['diff']:+.4f}" if diff else "-",
@@ -111,7 +113,10 @@ def print_experiment(result: dict) -> None:
                 else "-",
             )
         out.print(table)
-    for block in result["alphas"].values():
+    for alpha, block in result["alphas"].items():
+        budget = (result.get("training_budget") or {}).get(alpha) or {}
+        if budget.get("capped"):
+            out.print(budget["note"])
         out.print(block["verdict"])
     out.print(f"report: {result['report_files']['markdown']}")
 

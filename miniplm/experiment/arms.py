@@ -317,11 +317,35 @@ def arm_data_ready(
 # --- the students --------------------------------------------------------------------------------------------------
 
 
+def training_budget(miniplm_data: ArmData, student: StudentConfig) -> dict:
+    """T and what set it: the student's configured steps, its tokens per parameter, or its passes over the Difference
+    Sampling arm's data; with a note when that data is too small for the tokens-per-parameter goal within the
+    passes allowed, so the students train fewer steps than the goal asks."""
+    train = student.train
+    parameters = count_parameters(student.arch, student.tokenizer, train.block_size + 1)  # (resolved)
+    data = miniplm_data.student_tokens
+    budget = {"steps": train.steps_for(data, train.block_size, parameters), "data_tokens": data, "capped": False}
+    if train.max_steps is None and train.tokens_per_parameter and train.max_passes:
+        goal = train.tokens_per_parameter * parameters
+        if goal > train.max_passes * data:
+            reached = train.max_passes * data / parameters
+            goal_steps = math.ceil(goal / (train.batch_size * train.block_size))
+            budget |= {
+                "capped": True,
+                "goal_tokens": goal,
+                "note": f"The pool is too small for the students' goal of {train.tokens_per_parameter:g} tokens per "
+                f"parameter: Difference Sampling's data holds {data:,} tokens, and at most {train.max_passes:g} "
+                f"passes over it allow {reached:.1f} tokens per parameter, so every arm trains {budget['steps']:,} "
+                f"steps instead of the goal's {goal_steps:,}. A smaller student, or a larger pool, would reach the "
+                "goal.",
+            }
+    return budget
+
+
 def steps_for_alpha(miniplm_data: ArmData, student: StudentConfig) -> int:
     """T: the student's configured steps, its tokens per parameter, or its passes over the Difference Sampling arm's
-    data."""
-    parameters = count_parameters(student.arch, student.tokenizer, student.train.block_size + 1)  # (resolved)
-    return student.train.steps_for(miniplm_data.student_tokens, student.train.block_size, parameters)
+    data (see training_budget)."""
+    return training_budget(miniplm_data, student)["steps"]
 
 
 def kd_allowed(manifest: RunManifest, student: StudentConfig) -> str | None:

@@ -61,7 +61,15 @@ def evaluation_losses(docs: pl.DataFrame) -> pl.DataFrame:
 
 
 # two-sided 95% Student t quantiles by degrees of freedom, for the interval over paired seeds
-T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+         11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
+         20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048,
+         29: 2.045, 30: 2.042}  # fmt: skip
+
+
+def t_975(df: int) -> float:
+    """The quantile for `df` degrees of freedom (past the table, within 0.2% of it)."""
+    return T_975.get(df, 1.96 * (1 + 1.2 / df))
 
 
 def paired_difference(docs: pl.DataFrame, arm: str, alpha: float, baseline: str, eval_set: str, samples: int,
@@ -97,7 +105,7 @@ def paired_difference(docs: pl.DataFrame, arm: str, alpha: float, baseline: str,
     mean = float(diff.sum() / n.sum())
     seed_low = seed_high = None
     if len(per_seed) > 1:
-        half = T_975.get(len(per_seed) - 1, 1.96) * float(np.std(per_seed, ddof=1)) / np.sqrt(len(per_seed))
+        half = t_975(len(per_seed) - 1) * float(np.std(per_seed, ddof=1)) / np.sqrt(len(per_seed))
         seed_low, seed_high = mean - half, mean + half
     return {
         "diff": mean,
@@ -121,6 +129,21 @@ def decided(diff: dict) -> int:
     if min(lows) > 0:
         return 1
     return 0
+
+
+NOISE_BOUND = 0.05  # nats/token: "within noise" is a verdict only when the seeds' interval is inside +-this
+
+
+def seeds_needed(diff: dict, bound: float = NOISE_BOUND) -> int | None:
+    """Paired seeds that would bring the seeds' 95% interval inside +-`bound` at the spread the seeds showed."""
+    per_seed = diff.get("per_seed") or []
+    if len(per_seed) < 2:
+        return None
+    sd = float(np.std(per_seed, ddof=1))
+    n = len(per_seed)
+    while n < 1000 and t_975(n - 1) * sd / np.sqrt(n) > bound:
+        n += 1
+    return n
 
 
 def verdict(diff: dict | None, eval_set: str, alpha: float, too_young: list[str] | None = None) -> str:
@@ -147,7 +170,16 @@ def verdict(diff: dict | None, eval_set: str, alpha: float, too_young: list[str]
         return f"alpha {alpha}: Difference Sampling beat the uniform sample on {where}: {figures}."
     if side > 0:
         return f"alpha {alpha}: Difference Sampling did worse than the uniform sample on {where}: {figures}."
-    return f"alpha {alpha}: Difference Sampling and the uniform sample are within noise on {where}: {figures}."
+    low, high = diff.get("seed_ci_low"), diff.get("seed_ci_high")
+    if low is not None and low >= -NOISE_BOUND and high <= NOISE_BOUND:
+        return f"alpha {alpha}: Difference Sampling and the uniform sample are within noise on {where}: {figures}."
+    needed = seeds_needed(diff)
+    more = f"; about {needed} paired seeds would narrow it to that" if needed else "; at least two seeds are needed"
+    return (
+        f"alpha {alpha}: Difference Sampling and the uniform sample could not be told apart on {where}, and the "
+        f"experiment could not see an effect of +-{NOISE_BOUND} nats/token: {figures}. The seeds' interval is not "
+        f"inside +-{NOISE_BOUND}{more}."
+    )
 
 
 def harness_scores(results: dict) -> dict[str, float]:
@@ -201,6 +233,29 @@ def token_multiplier(arm_curve: list[tuple[float, float]], base_curve: list[tupl
     if reached is None:
         return {"multiplier": None, "at_most": base_curve[0][0] / arm_end[0]}
     return {"multiplier": reached / arm_end[0]}
+
+
+def data_efficiency(arm_rows: list[dict], uniform_rows: list[dict]) -> dict | None:
+    """A token of the arm's data is worth `multiplier` tokens of the uniform sample's, read off the mean loss curves;
+    with each paired seed's own multiplier and a 95% t interval over them (on their logarithms: a ratio)."""
+    if not arm_rows or not uniform_rows:
+        return None
+    read = token_multiplier(mean_curve(arm_rows), mean_curve(uniform_rows))
+    if read is None:
+        return None
+    uniform_by_seed = {r["seed"]: r for r in uniform_rows}
+    per_seed = []
+    for row in arm_rows:
+        base = uniform_by_seed.get(row["seed"])
+        if base is not None:
+            one = token_multiplier(curve(row["summary_path"]), curve(base["summary_path"]))
+            per_seed.append(one.get("multiplier") if one else None)
+    values = [m for m in per_seed if m is not None and m > 0]
+    if len(values) > 1:
+        logs = np.log(values)
+        half = t_975(len(values) - 1) * float(np.std(logs, ddof=1)) / np.sqrt(len(values))
+        read |= {"ci_low": float(np.exp(logs.mean() - half)), "ci_high": float(np.exp(logs.mean() + half))}
+    return read | {"per_seed": per_seed, "seeds_read": len(values)}
 
 
 def build_report(
@@ -296,6 +351,7 @@ def build_report(
                     "nats_per_byte": bpb,
                     "too_young": bool(young),
                     "curve": mean_curve(rows),
+                    "final_train_loss": float(np.mean([r["final_train_loss"] for r in rows])),
                     "vs_uniform": {
                         name: paired_difference(docs, arm, alpha, "uniform", name, bootstrap_samples)
                         for name in ("target", "heldout")
@@ -305,11 +361,14 @@ def build_report(
                 }
             )
         by_arm = {a["arm"]: a for a in arms}
+        uniform_rows = [r for r in run_rows if r["arm"] == "uniform" and r["alpha"] == alpha]
+        for arm in arms:
+            if arm["arm"] != "uniform":
+                mine = [r for r in run_rows if r["arm"] == arm["arm"] and r["alpha"] == alpha]
+                arm["data_efficiency"] = data_efficiency(mine, uniform_rows)
         miniplm_vs_uniform = by_arm.get("miniplm", {}).get("vs_uniform", {}).get(main_set)
         too_young = [a["arm"] for a in arms if a["too_young"] and a["arm"] in ("miniplm", "uniform")]
-        multiplier = None
-        if "miniplm" in by_arm and "uniform" in by_arm:
-            multiplier = token_multiplier(by_arm["miniplm"]["curve"], by_arm["uniform"]["curve"])
+        multiplier = by_arm.get("miniplm", {}).get("data_efficiency")
         alphas[str(alpha)] = {
             "arms": arms,
             "verdict": verdict(miniplm_vs_uniform, main_set, alpha, too_young),
@@ -450,39 +509,72 @@ def _sci(value: float) -> str:
     return f"{value:.3g}"
 
 
-def _regime(report: dict, block: dict) -> list[str]:
+def _regime(report: dict, block: dict, alpha: str) -> list[str]:
     """What training regime the students were in: tokens per parameter, passes, and their loss beside what word
     counts of their own data reach, on the same tokens."""
     main = report["main_evaluation"]
-    student = report["student"]
     lines = [
-        f"Students: {student['parameters']:,} parameters ({student.get('non_embedding_parameters', 0):,} outside the "
-        f"embedding and head), vocabulary {student.get('vocab_size', 0):,} ({student.get('tokenizer_kind', '')}); "
-        f"a uniform guess over it is {_num(student.get('uniform_loss'), 3)} nats/token.",
+        *_sizes(report),
         "",
-        f"| arm | tokens / parameter | passes over its data | {main} loss | unigram of its data | bigram of its data "
-        f"| below unigram | {main} nats/byte |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| arm | tokens / parameter | passes over its data | final train loss | {main} loss | {main} - train "
+        f"| unigram of its data | bigram of its data | below unigram | {main} nats/byte | a token worth (uniform "
+        "tokens) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for arm in block["arms"]:
         ev, grams = arm["evals"].get(main, {}), arm.get("ngram", {}).get(main, {})
         below = grams["unigram"] - ev["mean"] if grams and ev else None
+        train = arm.get("final_train_loss")
+        gap = ev["mean"] - train if ev and train is not None else None
         flag = " (too young)" if arm.get("too_young") else ""
         lines.append(
-            f"| {arm['arm']}{flag} | {arm['tokens_per_parameter']:.1f} | {arm['passes']:.2f} | {_num(ev.get('mean'))} "
-            f"| {_num(grams.get('unigram'))} | {_num(grams.get('bigram'))} | {_num(below, 3)} "
-            f"| {_num(arm.get('nats_per_byte', {}).get(main))} |"
+            f"| {arm['arm']}{flag} | {arm['tokens_per_parameter']:.1f} | {arm['passes']:.2f} | {_num(train)} "
+            f"| {_num(ev.get('mean'))} | {_num(gap, 3)} | {_num(grams.get('unigram'))} | {_num(grams.get('bigram'))} "
+            f"| {_num(below, 3)} | {_num(arm.get('nats_per_byte', {}).get(main))} "
+            f"| {_efficiency(arm.get('data_efficiency')) if arm['arm'] != 'uniform' else '1'} |"
         )
+    lines += ["", "A loss far below on the training data than on the evaluation set means the students memorize their "
+              "data (many passes over it); the last column is read off the loss curves: the uniform sample's tokens "
+              "one token of the arm's data is worth, with a 95% interval over the paired seeds."]  # fmt: skip
+    budget = (report.get("training_budget") or {}).get(alpha)
+    if budget and budget.get("capped"):
+        lines += ["", budget["note"]]
     multiplier = block.get("token_multiplier")
     if multiplier and not block.get("too_young"):
-        if multiplier.get("multiplier") is not None:
-            text = f"about {multiplier['multiplier']:.2f}x"
-        elif multiplier.get("at_least"):
-            text = f"at least {multiplier['at_least']:.1f}x (reached before the first evaluation)"
-        else:
-            text = f"at most {multiplier['at_most']:.2f}x (reached before the first evaluation)"
-        lines += ["", f"Read off the loss curves on `{main}`, a token of Difference Sampling's data is worth {text} a "
-                  "token of the uniform sample's."]  # fmt: skip
+        lines += ["", f"Read off the loss curves on `{main}`, a token of Difference Sampling's data is worth "
+                  f"{_efficiency(multiplier)} tokens of the uniform sample's."]  # fmt: skip
+    return lines
+
+
+def _efficiency(read: dict | None) -> str:
+    if not read:
+        return "-"
+    if read.get("multiplier") is not None:
+        text = f"{read['multiplier']:.2f}"
+        if read.get("ci_low") is not None:
+            text += f" [{read['ci_low']:.2f}, {read['ci_high']:.2f}]"
+        return text
+    if read.get("at_least"):
+        return f"at least {read['at_least']:.1f} (reached before the first evaluation)"
+    return f"at most {read['at_most']:.2f} (reached before the first evaluation)"
+
+
+def _sizes(report: dict) -> list[str]:
+    """Student and reference side by side, outside the embedding (what the transformer itself holds)."""
+    student, ref = report["student"], report.get("reference") or {}
+    lines = [
+        f"Students: {student['parameters']:,} parameters ({student.get('non_embedding_parameters', 0):,} outside the "
+        f"embedding and head), vocabulary {student.get('vocab_size', 0):,} ({student.get('tokenizer_kind', '')}); "
+        f"a uniform guess over it is {_num(student.get('uniform_loss'), 3)} nats/token."
+    ]
+    if ref.get("non_embedding_parameters") is not None:
+        relation = "larger than" if student.get("non_embedding_parameters", 0) > ref["non_embedding_parameters"] else (
+            "no larger than")
+        lines.append(
+            f"Reference: {ref['parameters']:,} parameters ({ref['non_embedding_parameters']:,} outside the embedding "
+            f"and head): the student is {relation} the reference outside the embedding (the paper's students, 200M "
+            "and up, are all larger than its 104M reference)."
+        )
     return lines
 
 
@@ -638,7 +730,7 @@ def markdown(report: dict, images: dict[str, str]) -> str:
         sets = list(dict.fromkeys(name for arm in block["arms"] for name in arm["evals"]))
         selection = report["selections"].get(alpha)
         lines += [f"## alpha = {alpha}", "", *_kept_by_source(selection), *_reference_agreement(selection),
-                  *_regime(report, block), ""]  # fmt: skip
+                  *_regime(report, block, alpha), ""]  # fmt: skip
         if block.get("checks"):
             lines += [f"* {c}" for c in block["checks"]] + [""]
         head = ["arm", "seeds", "steps", "tokens", "FLOPs", "passes", "train s"] + sets + [f"vs uniform ({main})"]
@@ -772,17 +864,26 @@ def write_experiment_report(
         experiment_id,
         report_dir,
         student_tokenizer,
+        training_budget,
     )
     from miniplm.scoring.precision import recorded_precision
     from miniplm.store.catalog import connect, load_sql
+    from miniplm.store.models import load_tokenizer
     from miniplm.store.workdir import Workdir
     from miniplm.training.reference import reference_info
 
     wd = Workdir.open(workdir)
     eid = experiment_id(manifest, student, cfg)
     tokenizer = student_tokenizer(manifest, student)
-    reference = {k: v for k, v in reference_info(wd).items() if k != "arch"} if manifest.reference.spec == "train" \
-        else {"spec": manifest.reference.spec}  # fmt: skip
+    reference = {"spec": manifest.reference.spec}
+    if manifest.reference.spec == "train":
+        info = reference_info(wd)
+        reference = {k: v for k, v in info.items() if k != "arch"}
+        if info.get("parameters") and (info.get("arch") or {}).get("kwargs", {}).get("hidden_size"):
+            kwargs = info["arch"]["kwargs"]
+            vocab = len(load_tokenizer(manifest.teacher.path))
+            embedding = vocab * kwargs["hidden_size"] * (1 if kwargs.get("tie_word_embeddings") else 2)
+            reference["non_embedding_parameters"] = info["parameters"] - embedding
     context = {
         "experiment_id": eid,
         "workdir": str(wd.root),
@@ -813,6 +914,11 @@ def write_experiment_report(
             rel = con.sql(load_sql("reference_agreement"), params=params)
             selection["reference_agreement"] = dict(zip(rel.columns, rel.fetchall()[0], strict=True))
     context["score_bands"] = score_bands(con, [float(a) for a in selections])
+    context["training_budget"] = {
+        str(alpha): training_budget(kept.data, student)
+        for alpha in selections
+        if (kept := next((r for r in runs if r.arm == "miniplm" and r.alpha == alpha), None)) is not None
+    }
     grams = arm_ngrams(runs, Path(eval_set["path"]), context["student"]["vocab_size"])
     report = build_report(runs, evaluations, context, cfg.bootstrap_samples, harness, grams, cfg.too_young_margin)
     rows = con.execute(load_sql("score_histogram_by_source"), {"bins": 40}).fetchall()
