@@ -48,7 +48,7 @@ def checked(tmp_path_factory, models, prefect_harness):
         ),
     )
     experiment = ExperimentConfig(
-        arms=["miniplm", "uniform", "miniplm_alt_ref", "bottom", "control"],
+        arms=["miniplm", "uniform", "miniplm_strata", "miniplm_sampled", "miniplm_alt_ref", "bottom", "control"],
         seeds=1,
         control_sources=["a.jsonl"],
         learning_rates=[1e-2, 1e-4],
@@ -148,6 +148,33 @@ def test_the_checks_hold_what_they_say(checked):
     assert gap and all(g["gap"] == pytest.approx(g["teacher_logp"] - g["reference_logp"]) for g in gap)
 
 
+def test_the_mode_arms_train_on_their_own_selections(checked):
+    """miniplm_strata: the same score's top alpha of each source; miniplm_sampled: the temperature draw; each a
+    selection of its own in the `selections` view, the paper's left as it was."""
+    pipeline, experiment, report = checked
+    from miniplm.store.catalog import open_readonly
+    from miniplm.store.workdir import Workdir
+
+    con = open_readonly(Workdir.open(pipeline.workdir))
+    scored = con.sql("select scored.instance_id, scored.score, documents.source from scored join documents "
+                     "using (doc_id) where isfinite(scored.score)").pl()  # fmt: skip
+    expected = set()
+    for source in scored["source"].unique():
+        mine = scored.filter(pl.col("source") == source).sort(["score", "instance_id"], descending=[True, False])
+        expected |= set(mine.head(int(0.5 * mine.height))["instance_id"])
+    assert set(members(report, "miniplm_strata")["instance_id"]) == expected
+    modes = con.sql("select selection_id, alpha, strata, temperature, seed, n_selected from selections "
+                    "where strata = 'source' or temperature is not null order by strata").fetchall()  # fmt: skip
+    assert [(m[1], m[2], m[3], m[4]) for m in modes] == [(0.5, "none", experiment.temperature, 0),
+                                                         (0.5, "source", None, None)]  # fmt: skip
+    sampled = set(members(report, "miniplm_sampled")["instance_id"])
+    drawn = con.sql(f"select instance_id from selection_members where selection_id = '{modes[0][0]}'").fetchall()
+    assert sampled == {i for (i,) in drawn} and len(sampled) == report["selections"]["0.5"]["n_selected"]
+    assert sampled != set(scored.sort("score", descending=True).head(len(sampled))["instance_id"])
+    titles = {a["arm"]: a["title"] for a in report["alphas"]["0.5"]["arms"]}
+    assert "each source" in titles["miniplm_strata"] and "temperature" in titles["miniplm_sampled"]
+
+
 def test_the_report_states_the_regime(checked):
     _, experiment, report = checked
     block = report["alphas"]["0.5"]
@@ -170,8 +197,16 @@ def test_the_report_states_the_regime(checked):
         )
     md = Path(report["report_files"]["markdown"]).read_text()
     for words in ("tokens / parameter", "unigram of its data", "Learning rate, tuned", "Reference sizes tried",
-                  "sign check", "positive control"):  # fmt: skip
+                  "sign check", "positive control", "final train loss", "a token worth (uniform tokens)",
+                  "outside the embedding and head): the student is"):  # fmt: skip
         assert words in md
+    for arm in block["arms"]:  # every arm beside uniform: a data efficiency read off its curves
+        if arm["arm"] != "uniform":
+            assert arm["data_efficiency"] is not None and len(arm["data_efficiency"]["per_seed"]) == 1
+        train = [r["final_train_loss"] for r in report["runs"] if r["arm"] == arm["arm"]]
+        assert arm["final_train_loss"] == pytest.approx(sum(train) / len(train))
+    ref = report["reference"]
+    assert 0 < ref["non_embedding_parameters"] < ref["parameters"]
 
 
 def test_the_report_says_what_each_band_of_the_ranking_holds(checked):
