@@ -59,10 +59,9 @@ def checked(tmp_path_factory, models, prefect_harness):
 
 
 def members(report: dict, arm: str) -> pl.DataFrame:
+    """The instances an arm's students trained on (a selection's members for the miniplm arms)."""
     run = next(r for r in report["runs"] if r["arm"] == arm)
-    data_dir = Path(run["summary_path"]).parents[2] / "data"
-    key = run["data_key"]
-    return pl.read_parquet(next(data_dir.glob(f"{arm}-{key}")) / "members.parquet")
+    return pl.read_parquet(run["members_path"])
 
 
 def test_the_student_tokenizer_is_fitted_on_the_pool_alone(checked):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 
@@ -129,3 +130,13 @@ def test_the_python_api_gives_relations_and_polars_frames(workdir):
         pool = corpus.sql("select count(*) from instance_index where split = 'pool'").fetchall()[0][0]
         assert scored.height == pool > 0 and scored["score"].null_count() == pool  # prepared, not yet scored
         assert corpus.selected().height == 0  # nothing selected in a prepared-only work directory
+
+
+def test_the_scored_corpus_opens_twice_in_one_process(workdir):
+    """DuckDB shares one database per file within a process: a second open finds the configuration locked by the
+    first, and still resolves the views' relative paths."""
+    first, second = miniplm.open(workdir.root), miniplm.open(workdir.root)
+    count = first.sql("select count(*) from documents").fetchall()[0][0]
+    assert count > 0 and second.sql("select count(*) from documents").fetchall()[0][0] == count
+    with pytest.raises(duckdb.Error, match="locked"):
+        second.con.execute("set file_search_path = '/'")

@@ -300,6 +300,7 @@ def build_report(
                 "learning_rate": run.learning_rate,
                 "nats_per_byte": {r["set"]: r["sum_nll"] / n_bytes[r["set"]] for r in sums if n_bytes.get(r["set"])},
                 "data_key": run.data.key,
+                "members_path": run.data.members,
                 "evals": dict(zip(mine["set"].to_list(), mine["loss"].to_list(), strict=True)) | harness_scores(tasks),
                 "summary_path": str(Path(run.out_dir) / "summary.json"),
                 "eval_path": ev["path"],

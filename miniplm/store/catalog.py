@@ -160,10 +160,12 @@ def open_readonly(workdir: Workdir) -> duckdb.DuckDBPyConnection:
             "allow_community_extensions": False,
             "memory_limit": QUERY_MEMORY,
             "temp_directory": str(workdir.root / ".duckdb-spill"),
+            "file_search_path": str(workdir.root),  # (a connection's own setting: given to each one)
         },
     )
-    con.execute(f"set file_search_path = {_quote(str(workdir.root))}")
-    con.execute("set lock_configuration = true")  # no SET / PRAGMA can change a setting from here on
+    if not con.sql("select current_setting('lock_configuration')").fetchall()[0][0]:
+        # else an earlier open in this process locked it: DuckDB shares one database per file and configuration
+        con.execute("set lock_configuration = true")  # no SET / PRAGMA can change a setting from here on
     return con
 
 
