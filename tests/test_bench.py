@@ -96,7 +96,8 @@ def test_the_select_benchmark_times_the_papers_selection_and_both_modes(tmp_path
     assert figures["rows"] == 20000 and figures["baseline_seconds"] is None
     import duckdb
 
-    finite = duckdb.sql(f"select count(*) from '{tmp_path}/scores-20000.parquet' where isfinite(score)").fetchall()[0][0]
+    scores = f"'{tmp_path}/scores-20000.parquet'"
+    finite = duckdb.sql(f"select count(*) from {scores} where isfinite(score)").fetchall()[0][0]
     assert figures["modes"]["temperature"]["kept"] == finite // 2  # alpha 0.5 of the finite candidates
     per_source = duckdb.sql(
         f"select sum(n // 2) from (select d.source, count(*) as n from '{tmp_path}/scores-20000.parquet' s "
