@@ -24,6 +24,7 @@ from miniplm.config import (
     SplitConfig,
     StudentConfig,
     TrainConfig,
+    default_student_arch,
     small_llama,
 )
 from miniplm.store.hashing import unit_interval
@@ -140,7 +141,7 @@ def demo_experiment(workdir: str | Path) -> tuple[PipelineConfig, ExperimentConf
         ),
         student=StudentConfig(
             tokenizer="train:1024",
-            arch=small_llama(4, 64),
+            arch=default_student_arch(),
             train=TrainConfig(
                 max_steps=None,
                 tokens_per_parameter=3,  # enough for both arms' students to leave the unigram regime on so small a pool
