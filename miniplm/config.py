@@ -310,9 +310,9 @@ class SelectConfig(BaseModel):
         return fields
 
 
-# Llama's initial standard deviation (0.02) suits models thousands wide; at 64 wide it leaves every attention head
-# near uniform and the loss on a plateau that each seed leaves at its own time (std over seeds 0.16 nats/token at
-# step 300, a few seeds never catching up). 0.05 with a warm-up of a tenth of the steps: 0.03 (docs/results.md).
+# Llama's initial standard deviation (0.02) suits models thousands wide; at 64 wide the first full-rate steps dwarf
+# the initial weights and each seed leaves the start at its own pace (std over seeds 0.16 nats/token at step 300, a
+# few seeds never catching up). 0.05 with a warm-up of a tenth of the steps: 0.035 at lr 3e-3 (docs/results.md 3).
 STUDENT_INIT_STD = 0.05
 STUDENT_WARMUP_STEPS = 80  # (at most a tenth of the steps is used: a tenth of the default 800-odd)
 
