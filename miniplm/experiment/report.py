@@ -803,6 +803,28 @@ def write_report(report: dict, out_dir: Path, score_bins: list, thresholds: dict
             **{k: str(out_dir / v) for k, v in images.items()}}  # fmt: skip
 
 
+def embedding_parameters(arch_kwargs: dict, vocab: int) -> int:
+    """The input embedding's and output head's parameters (one table when tied); 0 when the width is not given."""
+    hidden = arch_kwargs.get("hidden_size")
+    return vocab * hidden * (1 if arch_kwargs.get("tie_word_embeddings", False) else 2) if hidden else 0
+
+
+def reference_context(wd, manifest) -> dict:
+    """The reference as the report states it: a trained one's figures and its size outside the embedding."""
+    from miniplm.store.models import load_tokenizer
+    from miniplm.training.reference import reference_info
+
+    if manifest.reference.spec != "train":
+        return {"spec": manifest.reference.spec}
+    info = reference_info(wd)
+    reference = {k: v for k, v in info.items() if k != "arch"}
+    kwargs = (info.get("arch") or {}).get("kwargs", {})
+    if info.get("parameters") and kwargs.get("hidden_size"):
+        vocab = len(load_tokenizer(manifest.teacher.path))
+        reference["non_embedding_parameters"] = info["parameters"] - embedding_parameters(kwargs, vocab)
+    return reference
+
+
 def student_context(student, tokenizer: str) -> dict:
     """The student's shape and vocabulary, for the report's statement of the regime."""
     from miniplm.data.student_tokenizer import tokenizer_info
@@ -811,9 +833,7 @@ def student_context(student, tokenizer: str) -> dict:
 
     vocab = len(load_tokenizer(tokenizer))
     parameters = count_parameters(student.arch, tokenizer, student.train.block_size + 1)
-    hidden = student.arch.kwargs.get("hidden_size")
-    tied = student.arch.kwargs.get("tie_word_embeddings", False)
-    embedding = vocab * hidden * (1 if tied else 2) if hidden else 0
+    embedding = embedding_parameters(student.arch.kwargs, vocab)
     info = tokenizer_info(tokenizer)
     return {
         "arch": student.arch.model_dump(),
@@ -869,22 +889,12 @@ def write_experiment_report(
     )
     from miniplm.scoring.precision import recorded_precision
     from miniplm.store.catalog import connect, load_sql
-    from miniplm.store.models import load_tokenizer
     from miniplm.store.workdir import Workdir
-    from miniplm.training.reference import reference_info
 
     wd = Workdir.open(workdir)
     eid = experiment_id(manifest, student, cfg)
     tokenizer = student_tokenizer(manifest, student)
-    reference = {"spec": manifest.reference.spec}
-    if manifest.reference.spec == "train":
-        info = reference_info(wd)
-        reference = {k: v for k, v in info.items() if k != "arch"}
-        if info.get("parameters") and (info.get("arch") or {}).get("kwargs", {}).get("hidden_size"):
-            kwargs = info["arch"]["kwargs"]
-            vocab = len(load_tokenizer(manifest.teacher.path))
-            embedding = vocab * kwargs["hidden_size"] * (1 if kwargs.get("tie_word_embeddings") else 2)
-            reference["non_embedding_parameters"] = info["parameters"] - embedding
+    reference = reference_context(wd, manifest)
     context = {
         "experiment_id": eid,
         "workdir": str(wd.root),
