@@ -72,6 +72,11 @@ def t_975(df: int) -> float:
     return T_975.get(df, 1.96 * (1 + 1.2 / df))
 
 
+def t_half_width(sd: float, n: int) -> float:
+    """Half the width of the 95% t interval of a mean over `n` values of standard deviation `sd`."""
+    return t_975(n - 1) * sd / float(np.sqrt(n))
+
+
 def paired_difference(docs: pl.DataFrame, arm: str, alpha: float, baseline: str, eval_set: str, samples: int,
                       seed: int = 0) -> dict | None:  # fmt: skip
     """Loss of `arm` minus loss of `baseline` on `eval_set` (nats/token), seed k paired with seed k, with two 95%
@@ -105,7 +110,7 @@ def paired_difference(docs: pl.DataFrame, arm: str, alpha: float, baseline: str,
     mean = float(diff.sum() / n.sum())
     seed_low = seed_high = None
     if len(per_seed) > 1:
-        half = t_975(len(per_seed) - 1) * float(np.std(per_seed, ddof=1)) / np.sqrt(len(per_seed))
+        half = t_half_width(float(np.std(per_seed, ddof=1)), len(per_seed))
         seed_low, seed_high = mean - half, mean + half
     return {
         "diff": mean,
@@ -141,7 +146,7 @@ def seeds_needed(diff: dict, bound: float = NOISE_BOUND) -> int | None:
         return None
     sd = float(np.std(per_seed, ddof=1))
     n = len(per_seed)
-    while n < 1000 and t_975(n - 1) * sd / np.sqrt(n) > bound:
+    while n < 1000 and t_half_width(sd, n) > bound:
         n += 1
     return n
 
@@ -253,7 +258,7 @@ def data_efficiency(arm_rows: list[dict], uniform_rows: list[dict]) -> dict | No
     values = [m for m in per_seed if m is not None and m > 0]
     if len(values) > 1:
         logs = np.log(values)
-        half = t_975(len(values) - 1) * float(np.std(logs, ddof=1)) / np.sqrt(len(values))
+        half = t_half_width(float(np.std(logs, ddof=1)), len(values))
         read |= {"ci_low": float(np.exp(logs.mean() - half)), "ci_high": float(np.exp(logs.mean() + half))}
     return read | {"per_seed": per_seed, "seeds_read": len(values)}
 
