@@ -12,6 +12,8 @@ import numpy as np
 import polars as pl
 import pytest
 
+from miniplm.config import ExperimentConfig
+
 # Two demo runs: the first is minutes of SmolLM2 scoring on 2 cores (about 15 on the slower machines).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2700)]
 
@@ -56,7 +58,7 @@ def test_demo_runs_then_is_all_cache_hits(demo_runs):
                                                       "too young to judge"))
     for arm in block["arms"]:  # students that learned more than the word counts of their own data
         assert arm["evals"]["target"]["mean"] < arm["ngram"]["target"]["unigram"] - 0.2
-    assert len(first["tuning"]["tried"]) == 3
+    assert [t["learning_rate"] for t in first["tuning"]["tried"]] == ExperimentConfig().learning_rates
     assert set(second["steps_run"]) <= {"resolve-model", "student-tokenizer", "eval-set", "experiment-report"}
     assert second["pipeline"]["instances_scored_teacher"] == 0 and second["pipeline"]["documents_new"] == 0
     assert second["alphas"]["0.5"]["arms"][0]["evals"] == block["arms"][0]["evals"]

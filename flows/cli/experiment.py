@@ -54,7 +54,7 @@ def experiment(
         list[str] | None, typer.Option(help="A corpus file of target-like text for the control arm; repeatable")
     ] = None,
     learning_rates: Annotated[
-        str | None, typer.Option(help="Learning rates to tune on the uniform arm, e.g. 1e-3,3e-3,1e-2")
+        str | None, typer.Option(help="Learning rates to tune on the uniform arm (1e-3,3e-3)")
     ] = None,
     student_tokenizer: Annotated[
         str | None, typer.Option(help="train:N (a BPE of N tokens fitted on the pool), a tokenizer path, or 'teacher'")

@@ -153,9 +153,7 @@ def demo_experiment(workdir: str | Path) -> tuple[PipelineConfig, ExperimentConf
             ),
         ),
     )
-    experiment = ExperimentConfig(
-        arms=["miniplm", "uniform"], seeds=2, target_paths=[target], learning_rates=[1e-3, 3e-3, 1e-2]
-    )
+    experiment = ExperimentConfig(arms=["miniplm", "uniform"], seeds=2, target_paths=[target])
     return pipeline, experiment
 
 
