@@ -375,7 +375,7 @@ class RunnerConfig(BaseModel):
     )
 
 
-ExportFormat = Literal["parquet", "jsonl", "hf", "tokens"]
+ExportFormat = Literal["parquet", "jsonl", "hf", "tokens", "megatron", "nanogpt"]
 
 
 class ExportConfig(BaseModel):
@@ -388,12 +388,21 @@ class ExportConfig(BaseModel):
     format: ExportFormat = Field(
         "parquet",
         title="Format",
-        description="parquet or jsonl (text shards), hf (a datasets folder for load_from_disk), tokens (token ids)",
+        description="parquet or jsonl (text shards), hf (a datasets folder for load_from_disk), tokens (token ids "
+        "and offsets), megatron (an indexed dataset for Megatron-Core, NeMo, GPT-NeoX), nanogpt (train.bin, val.bin "
+        "and meta.pkl for nanoGPT's train.py)",
     )
     tokenizer: str | None = Field(
         None,
         title="Tokenizer",
-        description="Format tokens only: a tokenizer path or hub id, or train:N; empty: the teacher's own ids",
+        description="Token formats only: a tokenizer path or hub id, or train:N; empty: the teacher's own ids",
+    )
+    val_fraction: float = Field(
+        0.005,
+        ge=0,
+        lt=1,
+        title="Held-out fraction",
+        description="Format nanogpt: whole documents holding this fraction of the kept instances go to val.bin",
     )
     shuffle_seed: int | None = Field(
         None, title="Shuffle seed", description="Write the instances in a seeded shuffle; empty: best first"
@@ -401,8 +410,8 @@ class ExportConfig(BaseModel):
 
     @model_validator(mode="after")
     def _tokenizer_for_tokens(self) -> ExportConfig:
-        if self.tokenizer and self.format != "tokens":
-            raise ValueError(f"tokenizer applies to format tokens only (format {self.format} holds text)")
+        if self.tokenizer and self.format not in ("tokens", "megatron", "nanogpt"):
+            raise ValueError(f"tokenizer applies to the token formats only (format {self.format} holds text)")
         return self
 
 

@@ -174,7 +174,8 @@ def export(workdir: str, manifest: RunManifest, cfg: ExportConfig) -> dict:
             f"remove it or choose another path (a run replaces only its own earlier export)"
         )
     return export_selection(
-        workdir, cfg.path, cfg.format, cfg.tokenizer, manifest.selection_id, cfg.shuffle_seed, overwrite=True
+        workdir, cfg.path, cfg.format, cfg.tokenizer, manifest.selection_id, cfg.shuffle_seed, overwrite=True,
+        val_fraction=cfg.val_fraction,
     )
 
 

@@ -119,6 +119,102 @@ def test_tokens_by_default_are_the_teachers_ids_as_scored(run):
     assert [tokens[index[i] : index[i + 1]].tolist() for i in range(len(expected))] == expected
 
 
+def by_document(rows: pl.DataFrame) -> list[pl.DataFrame]:
+    """A text export's rows grouped as the trainers' formats hold them: each document's kept instances in chunk
+    order, documents by their best instance's rank."""
+    rows = rows.with_columns(pl.col("rank").min().over("doc_id").alias("doc_rank")).sort("doc_rank", "chunk_index")
+    return [doc for _, doc in rows.group_by("doc_rank", maintain_order=True)]
+
+
+def retokenized(tok, doc: pl.DataFrame) -> list[list[int]]:
+    """A document's kept instances in `tok`, one to one sequence, the last ended by EOS."""
+    ids = [tok(t, add_special_tokens=False)["input_ids"] for t in doc["text"]]
+    ids[-1] = ids[-1] + [tok.eos_token_id]
+    return ids
+
+
+def test_megatron_core_opens_the_indexed_dataset_with_every_instance_and_document(run, models):
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    workdir, _, tmp = run
+    header = export_selection(workdir, tmp / "megatron", "megatron", tokenizer=str(models["other_tokenizer"]))
+    export_selection(workdir, tmp / "text-for-megatron", "parquet")
+    docs = by_document(pl.read_parquet(tmp / "text-for-megatron" / "*.parquet"))
+    expected = selected(workdir)
+    dataset = IndexedDataset(str(tmp / "megatron" / "data"))
+    assert len(dataset) == len(expected) == header["instances"]
+    assert len(dataset.document_indices) - 1 == len(docs) == header["tokens"]["documents"]
+    assert len(docs) < len(expected)  # some documents hold several kept instances: the grouping is tested
+    other = load_tokenizer(str(models["other_tokenizer"]))
+    want = [ids for doc in docs for ids in retokenized(other, doc)]
+    assert [dataset[i].tolist() for i in range(len(dataset))] == want
+    ends = [int(i) for i in dataset.document_indices]
+    assert ends == [0, *np.cumsum([len(doc) for doc in docs]).tolist()]
+    assert dataset.sequence_lengths.sum() == header["tokens"]["count"] and header["tokens"]["dtype"] == "uint16"
+
+
+def test_megatron_by_default_holds_the_teachers_ids_each_document_ended(run, models):
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    workdir, _, tmp = run
+    export_selection(workdir, tmp / "megatron-teacher", "megatron")
+    export_selection(workdir, tmp / "text-for-megatron-teacher", "parquet")
+    teacher = load_tokenizer(str(models["teacher"]))
+    ids = {r["instance_id"]: r["token_ids"] for r in selected(workdir).iter_rows(named=True)}
+    want = []
+    for doc in by_document(pl.read_parquet(tmp / "text-for-megatron-teacher" / "*.parquet")):
+        seqs = [list(ids[i]) for i in doc["instance_id"]]
+        if seqs[-1][-1] != teacher.eos_token_id:  # the document's own last chunk was not kept
+            seqs[-1].append(teacher.eos_token_id)
+        want.extend(seqs)
+    dataset = IndexedDataset(str(tmp / "megatron-teacher" / "data"))
+    assert [dataset[i].tolist() for i in range(len(dataset))] == want
+
+
+def test_nanogpt_bins_hold_every_document_once_split_by_whole_documents(run, models):
+    import pickle
+
+    workdir, _, tmp = run
+    other = load_tokenizer(str(models["other_tokenizer"]))
+    header = export_selection(workdir, tmp / "nanogpt", "nanogpt", tokenizer=str(models["other_tokenizer"]),
+                              val_fraction=0.2)  # fmt: skip
+    export_selection(workdir, tmp / "text-for-nanogpt", "parquet")
+    docs = by_document(pl.read_parquet(tmp / "text-for-nanogpt" / "*.parquet"))
+    # as nanoGPT's train.py reads them: flat uint16 memmaps, and meta.pkl's vocab_size
+    train = np.memmap(tmp / "nanogpt" / "train.bin", dtype=np.uint16, mode="r")
+    val = np.memmap(tmp / "nanogpt" / "val.bin", dtype=np.uint16, mode="r")
+    meta = pickle.loads((tmp / "nanogpt" / "meta.pkl").read_bytes())
+    assert meta["vocab_size"] == len(other)
+    flat = {id(doc): [t for ids in retokenized(other, doc) for t in ids] for doc in docs}
+    got_val = val.tolist()
+    in_val, in_train = [], []
+    for doc in docs:  # each document lands whole in one split, in the export's order
+        (in_val if got_val[: len(flat[id(doc)])] == flat[id(doc)] and got_val else in_train).append(doc)
+        if in_val and in_val[-1] is doc:
+            got_val = got_val[len(flat[id(doc)]) :]
+    assert got_val == [] and in_val and in_train
+    assert train.tolist() == [t for doc in in_train for t in flat[id(doc)]]
+    n_val = sum(len(doc) for doc in in_val)
+    assert header["tokens"]["split"]["instances"] == {"train": len(selected(workdir)) - n_val, "val": n_val}
+    n_heldout = round(0.2 * header["instances"])  # whole documents until the fraction is reached
+    assert n_heldout <= n_val < n_heldout + max(len(doc) for doc in in_val)
+    assert int((train == other.eos_token_id).sum() + (val == other.eos_token_id).sum()) >= len(docs)
+
+
+def test_nanogpt_refuses_a_vocabulary_its_uint16_bins_cannot_hold(run, tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    workdir, _, tmp = run
+    vocab = {f"w{i}": i for i in range(70_000)} | {"<eos>": 70_000}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="w0"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<eos>").save_pretrained(tmp_path / "wide")
+    with pytest.raises(ExportError, match="has 70,001 tokens; pass --tokenizer with a vocabulary of at most 65,536"):
+        export_selection(workdir, tmp / "too-wide", "nanogpt", tokenizer=str(tmp_path / "wide"))
+    assert not (tmp / "too-wide").exists() and not list(tmp.glob(".too-wide.*"))
+
+
 def test_a_seeded_shuffle_is_the_same_set_in_a_repeatable_order(run):
     workdir, _, tmp = run
     order = {}
@@ -200,7 +296,8 @@ def test_the_cli_writes_an_export_and_names_what_is_wrong(run):
         ("inside", {}, "inside the work directory"),
         ("y", {"format": "csv"}, "unknown format 'csv'"),
         ("z", {"format": "tokens", "tokenizer": "MISSING"}, "cannot load a tokenizer"),
-        ("w", {"format": "jsonl", "tokenizer": "teacher"}, "applies to --format tokens only"),
+        ("w", {"format": "jsonl", "tokenizer": "teacher"}, "applies to the token formats only"),
+        ("v", {"format": "nanogpt", "val_fraction": 1.0}, "--val-fraction 1.0: must be at least 0 and below 1"),
     ],
 )
 def test_what_cannot_be_exported_is_named_and_nothing_is_left(run, where, asked, says):

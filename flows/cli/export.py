@@ -18,23 +18,34 @@ def export(
     to: Annotated[Path, typer.Option("--to", help="Folder to write (it must not exist, unless --overwrite)")],
     workdir: Annotated[Path, typer.Option(help="Work directory")] = Path("miniplm-demo"),
     format: Annotated[
-        str, typer.Option("--format", help="parquet, jsonl (text shards), hf (a datasets folder) or tokens")
+        str,
+        typer.Option(
+            "--format",
+            help="parquet, jsonl (text shards), hf (a datasets folder), tokens, megatron (Megatron-Core's indexed "
+            "dataset) or nanogpt (train.bin, val.bin, meta.pkl)",
+        ),
     ] = "parquet",
     tokenizer: Annotated[
         str | None,
-        typer.Option(help="--format tokens: a tokenizer path or hub id, or train:N; default the teacher's own ids"),
+        typer.Option(help="Token formats: a tokenizer path or hub id, or train:N; default the teacher's own ids"),
     ] = None,
+    val_fraction: Annotated[
+        float, typer.Option(help="--format nanogpt: the fraction of kept instances (whole documents) in val.bin")
+    ] = 0.005,
     selection: Annotated[str | None, typer.Option(help="A selection id (default: the current selection)")] = None,
     shuffle_seed: Annotated[int | None, typer.Option(help="Write in a shuffled order (default: best first)")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace --to if it exists (once the new export is whole)")] = False,
     json_output: JsonOpt = False,
 ) -> None:
-    """Write the kept corpus where a trainer reads it: text shards, a datasets folder, or token files."""
+    """Write the kept corpus where a trainer reads it: text shards, a datasets folder, or token files (flat, or
+    Megatron-Core's and nanoGPT's own)."""
     from miniplm.selection.export import ExportError, export_selection
     from miniplm.store.models import ModelSpecError
 
     try:
-        header = export_selection(workdir, to, format, tokenizer, selection, shuffle_seed, overwrite)
+        header = export_selection(
+            workdir, to, format, tokenizer, selection, shuffle_seed, overwrite, val_fraction=val_fraction
+        )
     except (ExportError, ModelSpecError, FileNotFoundError) as exc:
         if DEBUG["on"]:
             raise

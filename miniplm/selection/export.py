@@ -1,5 +1,6 @@
 """Hand a kept corpus to a trainer (`miniplm export`): a selection's instances as text shards, a `datasets` folder,
-or token files in a trainer's tokenizer, with `export.json` saying what was written and where it came from.
+token files in a trainer's tokenizer, or the token formats Megatron-Core and nanoGPT open as they are, with
+`export.json` saying what was written and where it came from.
 
 It streams: DuckDB orders the selection (spilling to disk past its memory limit) and hands over record batches,
 each decoded and written before the next is read, so memory holds one batch whatever the selection's size. It is
@@ -31,6 +32,7 @@ from miniplm.selection.export_formats import (
     TokenFile,
 )
 from miniplm.selection.members import decode_instances, encode_instances
+from miniplm.selection.trainer_formats import MegatronIndexed, NanoGptBins
 from miniplm.store.catalog import load_sql, open_readonly
 from miniplm.store.manifest import RunManifest
 from miniplm.store.models import load_tokenizer
@@ -41,6 +43,9 @@ from miniplm.version import __version__
 BATCH_ROWS = 2048
 SHARD_ROWS = 100_000
 HEADER = "export.json"
+TOKEN_FORMATS = ("tokens", "megatron", "nanogpt")
+BY_DOCUMENT = ("megatron", "nanogpt")  # formats that mark where documents end: each document's instances together
+VAL_FRACTION = 0.005
 
 
 class ExportError(ValueError):
@@ -57,17 +62,22 @@ def export_selection(
     overwrite: bool = False,
     shard_rows: int = SHARD_ROWS,
     batch_rows: int = BATCH_ROWS,
+    val_fraction: float = VAL_FRACTION,
 ) -> dict:
     """Write a selection (the current one by default) to `to` in `format`; returns what export.json holds.
 
     Text formats (parquet, jsonl, hf) hold each instance's text as the teacher's tokens decode, best first or, with
     `shuffle_seed`, in a seeded shuffle. `tokens` holds them in `tokenizer` (default: the teacher's own ids, as
-    scored), one instance to one sequence, each ending a document with the tokenizer's EOS.
+    scored), one instance to one sequence, each ending a document with the tokenizer's EOS. `megatron` and `nanogpt`
+    hold the same ids with each document's kept instances together (documents best first or shuffled); `nanogpt`
+    puts whole documents holding `val_fraction` of the instances in `val.bin`.
     """
     if format not in FORMATS:
         raise ExportError(f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
-    if tokenizer is not None and format != "tokens":
-        raise ExportError(f"--tokenizer applies to --format tokens only (the {format} export holds text)")
+    if tokenizer is not None and format not in TOKEN_FORMATS:
+        raise ExportError(f"--tokenizer applies to the token formats only (the {format} export holds text)")
+    if not 0 <= val_fraction < 1:
+        raise ExportError(f"--val-fraction {val_fraction}: must be at least 0 and below 1")
     wd = Workdir.open(workdir)
     if not wd.manifest.exists():
         raise ExportError(f"{wd.root}: no run has finished here yet (no manifest.json); run `miniplm run` first")
@@ -84,15 +94,23 @@ def export_selection(
         for stale in target.parent.glob(f".{target.name}.partial-*"):  # a killed export's leftovers
             shutil.rmtree(stale, ignore_errors=True)
         teacher_tok = load_tokenizer(manifest.teacher.path)
-        token_tok, token_spec = _token_tokenizer(wd, manifest, tokenizer) if format == "tokens" else (None, None)
+        token_tok, token_spec = (_token_tokenizer(wd, manifest, tokenizer) if format in TOKEN_FORMATS
+                                 else (None, None))  # fmt: skip
+        vocab_size = len(token_tok or teacher_tok)
+        if format == "nanogpt" and vocab_size > 2**16:
+            raise ExportError(
+                f"--format nanogpt writes uint16 ids, and the {token_spec} tokenizer has {vocab_size:,} tokens; "
+                f"pass --tokenizer with a vocabulary of at most 65,536 (a path, a hub id, or train:N)"
+            )
+        eos = (token_tok or teacher_tok).eos_token_id
         partial = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:12]}"
         partial.mkdir(parents=True)
         start = time.perf_counter()
         writer = None
         try:
-            writer = _writer(format, partial, n_members, len(token_tok or teacher_tok), shard_rows)
-            needs_text = format != "tokens" or token_tok is not None
-            counts = _stream(con, sid, shuffle_seed, teacher_tok, token_tok, writer, n_members, batch_rows, needs_text)
+            writer = _writer(format, partial, n_members, vocab_size, eos, shard_rows)
+            query, params = _query(format, sid, shuffle_seed, n_members, val_fraction)
+            counts = _stream(con, query, params, teacher_tok, token_tok, writer, n_members, batch_rows, format)
             if counts["instances"] != n_members:
                 raise ExportError(
                     f"selection {sid} has {n_members:,} members but only {counts['instances']:,} are instances of "
@@ -114,8 +132,8 @@ def export_selection(
         "text_bytes": counts["text_bytes"],
         "order": "shuffled" if shuffle_seed is not None else "rank",
         "shuffle_seed": shuffle_seed,
-        "columns": None if format == "tokens" else TEXT_SCHEMA.names,
-        "tokens": None if format != "tokens" else _token_header(token_spec, token_tok or teacher_tok, wrote),
+        "columns": None if format in TOKEN_FORMATS else TEXT_SCHEMA.names,
+        "tokens": _token_header(token_spec, token_tok or teacher_tok, wrote) if format in TOKEN_FORMATS else None,
         "selection": selection,
         "workdir": str(wd.root),
         "workdir_id": wd.identity,
@@ -158,7 +176,11 @@ def _token_tokenizer(wd: Workdir, manifest: RunManifest, spec: str | None):
         raise ExportError(f"--tokenizer {spec}: cannot load a tokenizer ({str(exc).splitlines()[0]})") from exc
 
 
-def _writer(format: str, folder: Path, n_members: int, vocab_size: int, shard_rows: int):  # noqa: A002
+def _writer(format: str, folder: Path, n_members: int, vocab_size: int, eos: int, shard_rows: int):  # noqa: A002
+    if format == "megatron":
+        return MegatronIndexed(folder, vocab_size, eos)
+    if format == "nanogpt":
+        return NanoGptBins(folder, vocab_size, eos)
     if format == "parquet":
         return ParquetShards(folder, shard_rows)
     if format == "jsonl":
@@ -168,10 +190,19 @@ def _writer(format: str, folder: Path, n_members: int, vocab_size: int, shard_ro
     return TokenFile(folder, n_members, vocab_size)
 
 
-def _stream(con, sid: str, shuffle_seed: int | None, teacher_tok, token_tok, writer, total: int, batch_rows: int,
-            needs_text: bool) -> dict:  # fmt: skip
+def _query(format: str, sid: str, shuffle_seed: int | None, n_members: int, val_fraction: float):  # noqa: A002
+    """The query that hands a format its instances, and its parameters."""
     params = {"selection_id": sid, "shuffle": shuffle_seed is not None, "seed": shuffle_seed or 0}
-    reader = con.sql(load_sql("kept_instances"), params=params).to_arrow_reader(batch_rows)
+    if format not in BY_DOCUMENT:
+        return load_sql("kept_instances"), params
+    n_heldout = max(1, round(val_fraction * n_members)) if format == "nanogpt" and val_fraction > 0 else 0
+    return load_sql("kept_instances_by_document"), params | {"n_heldout": n_heldout, "heldout_seed": 0}
+
+
+def _stream(con, query: str, params: dict, teacher_tok, token_tok, writer, total: int, batch_rows: int,
+            format: str) -> dict:  # fmt: skip  # noqa: A002
+    reader = con.sql(query, params=params).to_arrow_reader(batch_rows)
+    needs_text = format not in TOKEN_FORMATS or token_tok is not None
     counts = {"instances": 0, "teacher_tokens": 0, "text_bytes": 0 if needs_text else None}
     with progress_bar(total, "export", "instances") as bar:
         for batch in reader:
@@ -179,9 +210,10 @@ def _stream(con, sid: str, shuffle_seed: int | None, teacher_tok, token_tok, wri
             table, sequences = pa.Table.from_batches([batch.drop_columns(["token_ids"])]), ids
             if needs_text:
                 texts, ends_doc = decode_instances(teacher_tok, ids.to_pylist())
-                table = table.append_column("text", pa.array(texts, pa.string()))
-                table = table.append_column("ends_document", pa.array(ends_doc, pa.bool_())).cast(TEXT_SCHEMA)
                 counts["text_bytes"] += sum(len(t.encode()) for t in texts)
+                if format not in TOKEN_FORMATS:
+                    table = table.append_column("text", pa.array(texts, pa.string()))
+                    table = table.append_column("ends_document", pa.array(ends_doc, pa.bool_())).cast(TEXT_SCHEMA)
                 if token_tok is not None:  # the text in another tokenizer, one instance to one sequence
                     sequences = encode_instances(token_tok, texts, ends_doc)
             writer.write(table, sequences)  # token ids as scored where no other tokenizer is asked for
@@ -192,18 +224,20 @@ def _stream(con, sid: str, shuffle_seed: int | None, teacher_tok, token_tok, wri
 
 
 def _token_header(spec: str, tok, wrote: dict) -> dict:
-    return {
+    layout = wrote.get("layout") or {
+        TOKENS_FILE: f"token ids back to back, {wrote['dtype']} little-endian (numpy.memmap)",
+        INDEX_FILE: "int64 offsets (numpy.load): sequence i is tokens[idx[i]:idx[i + 1]]",
+    }
+    header = {
         "tokenizer": spec,
         "tokenizer_path": getattr(tok, "name_or_path", None),
         "vocab_size": len(tok),
         "eos_token_id": tok.eos_token_id,
         "dtype": wrote["dtype"],
         "count": wrote["tokens"],
-        "files": {
-            TOKENS_FILE: f"token ids back to back, {wrote['dtype']} little-endian (numpy.memmap)",
-            INDEX_FILE: "int64 offsets (numpy.load): sequence i is tokens[idx[i]:idx[i + 1]]",
-        },
+        "files": layout,
     }
+    return header | {key: wrote[key] for key in ("documents", "split") if key in wrote}
 
 
 def _publish(partial: Path, target: Path) -> None:

@@ -1,0 +1,143 @@
+"""The kept corpus in the token formats large trainers open as they are, with document ends marked:
+
+- `megatron`: an indexed dataset, `PREFIX.bin` (token ids back to back) and `PREFIX.idx` (Megatron-Core's
+  `IndexedDataset` index: a header, the sequences' lengths and byte offsets, and the sequence indices where
+  documents end), one sequence per kept instance. Megatron-Core, NeMo and GPT-NeoX read it.
+- `nanogpt`: `train.bin` and `val.bin`, flat uint16 token ids with each document ended by the tokenizer's
+  end-of-text token, and `meta.pkl` holding `vocab_size`, as nanoGPT's `train.py` reads a `data/NAME` folder.
+
+Both take the instances grouped by document (`kept_instances_by_document.sql`): each document's kept instances in
+chunk order, `last_of_document` where they end; a document whose own last chunk was not kept still ends with EOS,
+so no two documents run together. Memory holds one batch: the index's arrays go to scratch files as they grow.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+MEGATRON_PREFIX = "data"
+NANOGPT_FILES = ("train.bin", "val.bin", "meta.pkl")
+# Megatron-Core's own index header, version and dtype codes (megatron.core.datasets.indexed_dataset.DType)
+_MEGATRON_HEADER = b"MMIDIDX\x00\x00"
+_MEGATRON_DTYPE_CODES = {np.dtype(np.uint16): 8, np.dtype(np.int32): 4}
+_COPY_ROWS = 1 << 20
+
+
+def megatron_dtype(vocab_size: int) -> np.dtype:
+    """The dtype Megatron-Core's own preprocessing picks for a vocabulary: uint16 below 65,500 ids, else int32."""
+    return np.dtype(np.uint16) if vocab_size < 65500 else np.dtype(np.int32)
+
+
+def documents_ended(table: pa.Table, sequences, eos: int) -> list[np.ndarray]:
+    """Each instance's ids, with EOS appended where its document's kept instances end and it has none."""
+    ends = table.column("last_of_document").to_pylist()
+    if isinstance(sequences, pa.Array):
+        sequences = sequences.to_numpy(zero_copy_only=False)
+    out = []
+    for ids, end in zip(sequences, ends, strict=True):
+        ids = np.asarray(ids, dtype=np.int64)
+        if end and (ids.size == 0 or ids[-1] != eos):
+            ids = np.append(ids, eos)
+        out.append(ids)
+    return out
+
+
+def _checked(ids: np.ndarray, dtype: np.dtype) -> bytes:
+    if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(dtype).max):
+        raise ValueError(f"token ids outside 0..{np.iinfo(dtype).max}, what {dtype.name} holds")
+    return ids.astype(dtype).tobytes()
+
+
+class MegatronIndexed:
+    def __init__(self, folder: Path, vocab_size: int, eos: int) -> None:
+        self.folder, self.eos, self.dtype = folder, eos, megatron_dtype(vocab_size)
+        self._bin = open(folder / f"{MEGATRON_PREFIX}.bin", "wb")  # noqa: SIM115 -- held across batches
+        self._lengths = open(folder / ".lengths", "wb")  # noqa: SIM115 -- scratch, merged into the index on close
+        self._doc_ends = open(folder / ".doc_ends", "wb")  # noqa: SIM115
+        self.sequences, self.documents, self.tokens = 0, 0, 0
+
+    def write(self, table: pa.Table, sequences) -> None:
+        ends = table.column("last_of_document").to_pylist()
+        batch = documents_ended(table, sequences, self.eos)
+        for ids in batch:
+            self._bin.write(_checked(ids, self.dtype))
+        lengths = np.fromiter((len(ids) for ids in batch), dtype=np.int32, count=len(batch))
+        self._lengths.write(lengths.tobytes())
+        doc_ends = self.sequences + 1 + np.flatnonzero(ends)  # a document ends after these sequences
+        self._doc_ends.write(doc_ends.astype(np.int64).tobytes())
+        self.sequences += len(batch)
+        self.documents += len(doc_ends)
+        self.tokens += int(lengths.sum(dtype=np.int64))
+
+    def close(self) -> dict:
+        self._bin.close()
+        self._lengths.close()
+        self._doc_ends.close()
+        lengths_path, doc_ends_path = self.folder / ".lengths", self.folder / ".doc_ends"
+        with open(self.folder / f"{MEGATRON_PREFIX}.idx", "wb") as idx:
+            idx.write(_MEGATRON_HEADER + struct.pack("<Q", 1) + struct.pack("<B", _MEGATRON_DTYPE_CODES[self.dtype]))
+            idx.write(struct.pack("<Q", self.sequences) + struct.pack("<Q", self.documents + 1))
+            lengths = np.memmap(lengths_path, dtype=np.int32, mode="r") if self.sequences else np.zeros(0, np.int32)
+            for lo in range(0, self.sequences, _COPY_ROWS):
+                idx.write(np.asarray(lengths[lo : lo + _COPY_ROWS]).tobytes())
+            offset = 0  # byte offsets of each sequence in the .bin: the lengths' running sum, chunk by chunk
+            for lo in range(0, self.sequences, _COPY_ROWS):
+                chunk = np.asarray(lengths[lo : lo + _COPY_ROWS], dtype=np.int64) * self.dtype.itemsize
+                starts = offset + np.concatenate([[0], np.cumsum(chunk)[:-1]])
+                idx.write(starts.astype(np.int64).tobytes())
+                offset += int(chunk.sum())
+            del lengths
+            idx.write(np.zeros(1, np.int64).tobytes())  # document indices start at sequence 0
+            idx.write(doc_ends_path.read_bytes() if self.documents else b"")
+        lengths_path.unlink()
+        doc_ends_path.unlink()
+        files = [f"{MEGATRON_PREFIX}.bin", f"{MEGATRON_PREFIX}.idx"]
+        layout = {
+            files[0]: f"token ids back to back, {self.dtype.name}",
+            files[1]: f"Megatron-Core's IndexedDataset index (version 1): IndexedDataset('FOLDER/{MEGATRON_PREFIX}')",
+        }
+        return {"files": files, "dtype": self.dtype.name, "tokens": self.tokens, "documents": self.documents,
+                "layout": layout}  # fmt: skip
+
+    def abort(self) -> None:
+        for handle in (self._bin, self._lengths, self._doc_ends):
+            handle.close()
+
+
+class NanoGptBins:
+    def __init__(self, folder: Path, vocab_size: int, eos: int) -> None:
+        if vocab_size > 2**16:
+            raise ValueError(f"a vocabulary of {vocab_size:,} tokens does not fit nanoGPT's uint16 bins")
+        self.folder, self.eos, self.vocab_size = folder, eos, vocab_size
+        self._train = open(folder / "train.bin", "wb")  # noqa: SIM115 -- held across batches
+        self._val = open(folder / "val.bin", "wb")  # noqa: SIM115
+        self.tokens = {"train": 0, "val": 0}
+        self.instances = {"train": 0, "val": 0}
+
+    def write(self, table: pa.Table, sequences) -> None:
+        heldout = table.column("heldout").to_pylist()
+        for ids, val in zip(documents_ended(table, sequences, self.eos), heldout, strict=True):
+            split = "val" if val else "train"
+            (self._val if val else self._train).write(_checked(ids, np.dtype(np.uint16)))
+            self.tokens[split] += len(ids)
+            self.instances[split] += 1
+
+    def close(self) -> dict:
+        self._train.close()
+        self._val.close()
+        with open(self.folder / "meta.pkl", "wb") as meta:  # what nanoGPT's train.py reads to size its model
+            pickle.dump({"vocab_size": self.vocab_size}, meta)
+        return {"files": list(NANOGPT_FILES), "dtype": "uint16", "tokens": sum(self.tokens.values()),
+                "split": {"tokens": self.tokens, "instances": self.instances},
+                "layout": {"train.bin": "uint16 token ids, each document ended by the end-of-text token",
+                           "val.bin": "the same, for the held-out documents",
+                           "meta.pkl": "{'vocab_size': N}, read by nanoGPT's train.py"}}  # fmt: skip
+
+    def abort(self) -> None:
+        self._train.close()
+        self._val.close()
