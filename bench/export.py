@@ -1,4 +1,5 @@
-"""Export speed: `miniplm export` of a large selection in every format, against a plain DuckDB COPY of the same rows.
+"""Export speed: `miniplm export` of a large selection in every format (the trainers' megatron, nanogpt, litdata too),
+against a plain DuckDB COPY of the same rows.
 
     python bench/export.py --instances 200000 --tokens 256
 
@@ -128,7 +129,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=200_000)
     parser.add_argument("--tokens", type=int, default=256, help="teacher tokens per instance")
-    parser.add_argument("--formats", default="parquet,jsonl,hf,tokens,tokens-retokenized")
+    parser.add_argument("--formats", default="parquet,jsonl,hf,tokens,tokens-retokenized,megatron,nanogpt,litdata")
     args = parser.parse_args()
     teacher = resolve_model("demo:smollm2-135m").path
     tmp = Path(tempfile.mkdtemp(prefix="miniplm-bench-export-"))

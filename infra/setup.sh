@@ -18,6 +18,10 @@ if ! python -c "import miniplm, prefect, pytest" 2>/dev/null || [ pyproject.toml
     say "installing miniplm and its dependencies (Prefect, transformers, DuckDB, polars, ...; about 2 minutes)"
     start=$SECONDS
     pip install --quiet --disable-pip-version-check -e ".[dev]"
+    # litdata (the tests read `--format litdata` with it) asks for torchvision, which pip would take from the
+    # registry built for another torch than the local CPU build (it then fails to import): its other needs only
+    pip install --quiet --disable-pip-version-check --no-deps "litdata>=0.2.50,<0.3"
+    pip install --quiet --disable-pip-version-check boto3 filelock lightning-utilities obstore tifffile
     touch .venv/.miniplm-installed
     say "installed in $((SECONDS - start)) s"
 fi

@@ -375,7 +375,7 @@ class RunnerConfig(BaseModel):
     )
 
 
-ExportFormat = Literal["parquet", "jsonl", "hf", "tokens", "megatron", "nanogpt"]
+ExportFormat = Literal["parquet", "jsonl", "hf", "tokens", "megatron", "nanogpt", "litdata"]
 
 
 class ExportConfig(BaseModel):
@@ -390,7 +390,7 @@ class ExportConfig(BaseModel):
         title="Format",
         description="parquet or jsonl (text shards), hf (a datasets folder for load_from_disk), tokens (token ids "
         "and offsets), megatron (an indexed dataset for Megatron-Core, NeMo, GPT-NeoX), nanogpt (train.bin, val.bin "
-        "and meta.pkl for nanoGPT's train.py)",
+        "and meta.pkl for nanoGPT's train.py), litdata (an optimized dataset of tokens for litgpt)",
     )
     tokenizer: str | None = Field(
         None,
@@ -404,13 +404,19 @@ class ExportConfig(BaseModel):
         title="Held-out fraction",
         description="Format nanogpt: whole documents holding this fraction of the kept instances go to val.bin",
     )
+    block_size: int = Field(
+        2049,
+        ge=1,
+        title="Block size",
+        description="Format litdata: the TokensLoader block size the training reads with (context + 1)",
+    )
     shuffle_seed: int | None = Field(
         None, title="Shuffle seed", description="Write the instances in a seeded shuffle; empty: best first"
     )
 
     @model_validator(mode="after")
     def _tokenizer_for_tokens(self) -> ExportConfig:
-        if self.tokenizer and self.format not in ("tokens", "megatron", "nanogpt"):
+        if self.tokenizer and self.format not in ("tokens", "megatron", "nanogpt", "litdata"):
             raise ValueError(f"tokenizer applies to the token formats only (format {self.format} holds text)")
         return self
 

@@ -175,7 +175,7 @@ def export(workdir: str, manifest: RunManifest, cfg: ExportConfig) -> dict:
         )
     return export_selection(
         workdir, cfg.path, cfg.format, cfg.tokenizer, manifest.selection_id, cfg.shuffle_seed, overwrite=True,
-        val_fraction=cfg.val_fraction,
+        val_fraction=cfg.val_fraction, block_size=cfg.block_size,
     )
 
 

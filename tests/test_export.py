@@ -201,6 +201,26 @@ def test_nanogpt_bins_hold_every_document_once_split_by_whole_documents(run, mod
     assert int((train == other.eos_token_id).sum() + (val == other.eos_token_id).sum()) >= len(docs)
 
 
+def test_litdata_streams_every_kept_token_back_in_order_once(run, models, monkeypatch):
+    from litdata import StreamingDataset, TokensLoader
+
+    from miniplm.selection import trainer_formats
+
+    workdir, _, tmp = run
+    monkeypatch.setattr(trainer_formats, "LITDATA_CHUNK_TOKENS", 300)  # several chunks, as a large corpus has
+    header = export_selection(workdir, tmp / "litdata", "litdata", tokenizer=str(models["other_tokenizer"]),
+                              block_size=64)  # fmt: skip
+    export_selection(workdir, tmp / "text-for-litdata", "parquet")
+    other = load_tokenizer(str(models["other_tokenizer"]))
+    docs = by_document(pl.read_parquet(tmp / "text-for-litdata" / "*.parquet"))
+    want = [t for doc in docs for ids in retokenized(other, doc) for t in ids]
+    assert header["tokens"]["count"] == len(want) and len(list((tmp / "litdata").glob("chunk-*.bin"))) > 2
+    for block in (64, 1):  # as litgpt reads it, and token by token
+        dataset = StreamingDataset(str(tmp / "litdata"), item_loader=TokensLoader(block_size=block), shuffle=False)
+        got = [t for item in dataset for t in item.tolist()]
+        assert got == want[: len(want) // block * block]  # every whole block, in order, once
+
+
 def test_nanogpt_refuses_a_vocabulary_its_uint16_bins_cannot_hold(run, tmp_path):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast

@@ -22,7 +22,7 @@ def export(
         typer.Option(
             "--format",
             help="parquet, jsonl (text shards), hf (a datasets folder), tokens, megatron (Megatron-Core's indexed "
-            "dataset) or nanogpt (train.bin, val.bin, meta.pkl)",
+            "dataset), nanogpt (train.bin, val.bin, meta.pkl) or litdata (litgpt's optimized tokens)",
         ),
     ] = "parquet",
     tokenizer: Annotated[
@@ -32,6 +32,9 @@ def export(
     val_fraction: Annotated[
         float, typer.Option(help="--format nanogpt: the fraction of kept instances (whole documents) in val.bin")
     ] = 0.005,
+    block_size: Annotated[
+        int, typer.Option(help="--format litdata: the TokensLoader block size training reads with (context + 1)")
+    ] = 2049,
     selection: Annotated[str | None, typer.Option(help="A selection id (default: the current selection)")] = None,
     shuffle_seed: Annotated[int | None, typer.Option(help="Write in a shuffled order (default: best first)")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace --to if it exists (once the new export is whole)")] = False,
@@ -43,9 +46,8 @@ def export(
     from miniplm.store.models import ModelSpecError
 
     try:
-        header = export_selection(
-            workdir, to, format, tokenizer, selection, shuffle_seed, overwrite, val_fraction=val_fraction
-        )
+        asked = {"val_fraction": val_fraction, "block_size": block_size}
+        header = export_selection(workdir, to, format, tokenizer, selection, shuffle_seed, overwrite, **asked)
     except (ExportError, ModelSpecError, FileNotFoundError) as exc:
         if DEBUG["on"]:
             raise

@@ -32,7 +32,7 @@ from miniplm.selection.export_formats import (
     TokenFile,
 )
 from miniplm.selection.members import decode_instances, encode_instances
-from miniplm.selection.trainer_formats import MegatronIndexed, NanoGptBins
+from miniplm.selection.trainer_formats import LitdataTokens, MegatronIndexed, NanoGptBins
 from miniplm.store.catalog import load_sql, open_readonly
 from miniplm.store.manifest import RunManifest
 from miniplm.store.models import load_tokenizer
@@ -43,9 +43,11 @@ from miniplm.version import __version__
 BATCH_ROWS = 2048
 SHARD_ROWS = 100_000
 HEADER = "export.json"
-TOKEN_FORMATS = ("tokens", "megatron", "nanogpt")
-BY_DOCUMENT = ("megatron", "nanogpt")  # formats that mark where documents end: each document's instances together
+TOKEN_FORMATS = ("tokens", "megatron", "nanogpt", "litdata")
+# formats that mark where documents end: each document's kept instances together, ended by EOS
+BY_DOCUMENT = ("megatron", "nanogpt", "litdata")
 VAL_FRACTION = 0.005
+BLOCK_SIZE = 2049  # litgpt's: a 2,048-token context and the next token to predict
 
 
 class ExportError(ValueError):
@@ -63,6 +65,7 @@ def export_selection(
     shard_rows: int = SHARD_ROWS,
     batch_rows: int = BATCH_ROWS,
     val_fraction: float = VAL_FRACTION,
+    block_size: int = BLOCK_SIZE,
 ) -> dict:
     """Write a selection (the current one by default) to `to` in `format`; returns what export.json holds.
 
@@ -70,7 +73,8 @@ def export_selection(
     `shuffle_seed`, in a seeded shuffle. `tokens` holds them in `tokenizer` (default: the teacher's own ids, as
     scored), one instance to one sequence, each ending a document with the tokenizer's EOS. `megatron` and `nanogpt`
     hold the same ids with each document's kept instances together (documents best first or shuffled); `nanogpt`
-    puts whole documents holding `val_fraction` of the instances in `val.bin`.
+    puts whole documents holding `val_fraction` of the instances in `val.bin`; `litdata` writes items of
+    `block_size` tokens.
     """
     if format not in FORMATS:
         raise ExportError(f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
@@ -78,6 +82,8 @@ def export_selection(
         raise ExportError(f"--tokenizer applies to the token formats only (the {format} export holds text)")
     if not 0 <= val_fraction < 1:
         raise ExportError(f"--val-fraction {val_fraction}: must be at least 0 and below 1")
+    if block_size < 1:
+        raise ExportError(f"--block-size {block_size}: must be at least 1")
     wd = Workdir.open(workdir)
     if not wd.manifest.exists():
         raise ExportError(f"{wd.root}: no run has finished here yet (no manifest.json); run `miniplm run` first")
@@ -108,7 +114,7 @@ def export_selection(
         start = time.perf_counter()
         writer = None
         try:
-            writer = _writer(format, partial, n_members, vocab_size, eos, shard_rows)
+            writer = _writer(format, partial, n_members, vocab_size, eos, shard_rows, block_size)
             query, params = _query(format, sid, shuffle_seed, n_members, val_fraction)
             counts = _stream(con, query, params, teacher_tok, token_tok, writer, n_members, batch_rows, format)
             if counts["instances"] != n_members:
@@ -176,7 +182,10 @@ def _token_tokenizer(wd: Workdir, manifest: RunManifest, spec: str | None):
         raise ExportError(f"--tokenizer {spec}: cannot load a tokenizer ({str(exc).splitlines()[0]})") from exc
 
 
-def _writer(format: str, folder: Path, n_members: int, vocab_size: int, eos: int, shard_rows: int):  # noqa: A002
+def _writer(format: str, folder: Path, n_members: int, vocab_size: int, eos: int, shard_rows: int,
+            block_size: int):  # fmt: skip  # noqa: A002
+    if format == "litdata":
+        return LitdataTokens(folder, eos, block_size)
     if format == "megatron":
         return MegatronIndexed(folder, vocab_size, eos)
     if format == "nanogpt":
@@ -237,7 +246,7 @@ def _token_header(spec: str, tok, wrote: dict) -> dict:
         "count": wrote["tokens"],
         "files": layout,
     }
-    return header | {key: wrote[key] for key in ("documents", "split") if key in wrote}
+    return header | {key: wrote[key] for key in ("documents", "split", "block_size") if key in wrote}
 
 
 def _publish(partial: Path, target: Path) -> None:

@@ -5,6 +5,10 @@
   documents end), one sequence per kept instance. Megatron-Core, NeMo and GPT-NeoX read it.
 - `nanogpt`: `train.bin` and `val.bin`, flat uint16 token ids with each document ended by the tokenizer's
   end-of-text token, and `meta.pkl` holding `vocab_size`, as nanoGPT's `train.py` reads a `data/NAME` folder.
+- `litdata`: an optimized litdata dataset of int32 tokens, what litgpt's pre-training streams with
+  `StreamingDataset(item_loader=TokensLoader(block_size))`. That loader cuts each chunk into whole blocks and drops
+  a chunk's tail, so the stream is written in items of exactly `block_size` tokens and chunks of whole items: every
+  token comes back but the last partial block's.
 
 Both take the instances grouped by document (`kept_instances_by_document.sql`): each document's kept instances in
 chunk order, `last_of_document` where they end; a document whose own last chunk was not kept still ends with EOS,
@@ -26,6 +30,7 @@ NANOGPT_FILES = ("train.bin", "val.bin", "meta.pkl")
 _MEGATRON_HEADER = b"MMIDIDX\x00\x00"
 _MEGATRON_DTYPE_CODES = {np.dtype(np.uint16): 8, np.dtype(np.int32): 4}
 _COPY_ROWS = 1 << 20
+LITDATA_CHUNK_TOKENS = 16 * 2**20  # 64 MB chunks of int32 ids
 
 
 def megatron_dtype(vocab_size: int) -> np.dtype:
@@ -107,6 +112,50 @@ class MegatronIndexed:
     def abort(self) -> None:
         for handle in (self._bin, self._lengths, self._doc_ends):
             handle.close()
+
+
+class LitdataTokens:
+    def __init__(self, folder: Path, eos: int, block_size: int) -> None:
+        from litdata.streaming.item_loader import TokensLoader
+        from litdata.streaming.writer import BinaryWriter
+
+        self.eos, self.block_size = eos, block_size
+        blocks_per_chunk = max(1, LITDATA_CHUNK_TOKENS // block_size)
+        self._writer = BinaryWriter(str(folder), chunk_size=blocks_per_chunk * block_size, item_loader=TokensLoader())
+        self._pending = np.zeros(0, np.int32)  # less than a block, carried into the next batch
+        self.items, self.tokens = 0, 0
+
+    def write(self, table: pa.Table, sequences) -> None:
+        import torch
+
+        batch = documents_ended(table, sequences, self.eos)
+        stream = np.concatenate([self._pending, *(np.asarray(ids, np.int64) for ids in batch)])
+        if stream.size and (stream.min() < 0 or stream.max() > np.iinfo(np.int32).max):
+            raise ValueError("token ids outside what int32 holds")
+        whole = stream.size // self.block_size * self.block_size
+        for lo in range(0, whole, self.block_size):
+            self._writer.add_item(self.items, torch.from_numpy(stream[lo : lo + self.block_size].astype(np.int32)))
+            self.items += 1
+        self._pending = stream[whole:].astype(np.int32)
+        self.tokens += sum(len(ids) for ids in batch)
+
+    def close(self) -> dict:
+        import torch
+
+        if self._pending.size:  # the last partial block
+            self._writer.add_item(self.items, torch.from_numpy(self._pending))
+            self.items += 1
+        self._writer.done()
+        self._writer.merge()
+        files = sorted(p.name for p in Path(self._writer._cache_dir).iterdir())
+        return {"files": files, "dtype": "int32", "tokens": self.tokens, "block_size": self.block_size,
+                "layout": {"index.json": "litdata's index of the chunks",
+                           "chunk-*.bin": f"int32 token ids, items of {self.block_size} tokens, each document ended "
+                           "by EOS: StreamingDataset(FOLDER, item_loader=TokensLoader(block_size="
+                           f"{self.block_size}))"}}  # fmt: skip
+
+    def abort(self) -> None:
+        self._pending = np.zeros(0, np.int32)
 
 
 class NanoGptBins:
