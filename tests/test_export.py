@@ -280,6 +280,10 @@ def test_the_pipeline_exports_at_its_end_when_asked_and_again_only_for_a_new_sel
     assert rows["instance_id"].to_list() == selected(workdir)["instance_id"].to_list()
     again = miniplm_pipeline(asked)
     assert "export" in again["steps_cached"] and again["export"]["instances"] == len(rows)
+    megatron = miniplm_pipeline(without_students(config(tmp, models, paths), path=str(tmp / "from-pipeline-megatron"),
+                                                format="megatron"))  # fmt: skip
+    assert megatron["export"]["format"] == "megatron" and megatron["export"]["instances"] == len(rows)
+    assert {"data.bin", "data.idx", "export.json"} <= {p.name for p in (tmp / "from-pipeline-megatron").iterdir()}
     (tmp / "users-own").mkdir()
     (tmp / "users-own" / "notes.txt").write_text("mine")
     with pytest.raises(ExportError, match="is not an export of this work directory"):

@@ -39,6 +39,10 @@ def test_every_field_of_the_form_has_a_title_and_a_description():
     assert definitions["ReferenceConfig"]["properties"]["mode"]["enum"] == ["train", "given"]
     for model in ("ScoreConfig", "TrainConfig"):
         assert {"auto", "cpu", "cuda", "cuda:1"} <= set(definitions[model]["properties"]["device"]["enum"])
+    export = definitions["ExportConfig"]["properties"]  # the trainers' formats are choices of the form too
+    assert export["format"]["enum"] == ["parquet", "jsonl", "hf", "tokens", "megatron", "nanogpt", "litdata"]
+    assert export["val_fraction"]["minimum"] == 0 and export["val_fraction"]["exclusiveMaximum"] == 1
+    assert export["block_size"]["minimum"] == 1
 
 
 def test_the_experiment_form_has_its_own_section():
