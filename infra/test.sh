@@ -4,13 +4,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash infra/setup.sh
 . .venv/bin/activate
-# The UI test drives Debian's chromium (a browser download is not possible on the project's machines).
-if ! command -v chromium >/dev/null; then
+# Debian's packages the slow tests use: chromium (the UI test; a browser download is not possible on the project's
+# machines) and postgresql (the Prefect server on PostgreSQL under a Ray fan-out).
+need=()
+command -v chromium >/dev/null || need+=(chromium)
+ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
+if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        echo "[test] installing Debian's chromium for the browser test"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+        echo "[test] installing Debian's ${need[*]} for the slow tests"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
     else
-        echo "[test] the browser test needs chromium: sudo apt-get install chromium" >&2
+        echo "[test] the slow tests need: sudo apt-get install ${need[*]}" >&2
     fi
 fi
 export MINIPLM_TEST_HOME=${MINIPLM_TEST_HOME:-$(mktemp -d)}

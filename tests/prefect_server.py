@@ -47,10 +47,26 @@ def stop(proc: subprocess.Popen, sig: int) -> None:
 
 
 @contextmanager
-def prefect_server(tmp_path: Path) -> Iterator[tuple[dict, list[subprocess.Popen]]]:
-    """Start `prefect server start` on a free loopback port; yields the environment that reaches it and a list to
-    which callers add their own processes (stopped first, with SIGINT, before the server: once the server is gone,
-    serve ignores SIGTERM)."""
+def postgres_database(folder: Path) -> Iterator[str]:
+    """A local PostgreSQL (infra/postgres.sh, Debian's package) on a free port; yields its URL for Prefect, and
+    removes it with its data after."""
+    port = str(free_port())
+    started = subprocess.run(["bash", "infra/postgres.sh", "start", str(folder), port], cwd=ROOT, capture_output=True,
+                             text=True, timeout=180)  # fmt: skip
+    if started.returncode != 0:  # never skipped: a test that needs PostgreSQL fails without it
+        pytest.fail(f"PostgreSQL did not start:\n{started.stderr}")
+    try:
+        yield started.stdout.strip().splitlines()[-1]
+    finally:
+        subprocess.run(["bash", "infra/postgres.sh", "remove", str(folder), port], cwd=ROOT, capture_output=True,
+                       timeout=180, check=False)  # fmt: skip
+
+
+@contextmanager
+def prefect_server(tmp_path: Path, database_url: str | None = None) -> Iterator[tuple[dict, list[subprocess.Popen]]]:
+    """Start `prefect server start` on a free loopback port (its state in SQLite, or in the database at
+    `database_url`); yields the environment that reaches it and a list to which callers add their own processes
+    (stopped first, with SIGINT, before the server: once the server is gone, serve ignores SIGTERM)."""
     port = free_port()
     env = {
         **os.environ,
@@ -61,6 +77,8 @@ def prefect_server(tmp_path: Path) -> Iterator[tuple[dict, list[subprocess.Popen
         "PREFECT_WORKER_QUERY_SECONDS": "1",
         "PREFECT_WORKER_PREFETCH_SECONDS": "1",
     }
+    if database_url:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
     cmd = [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     server = start(cmd, env, tmp_path / "server.log")
     clients: list[subprocess.Popen] = []

@@ -1,5 +1,8 @@
 """The pipeline's scoring on a real Ray cluster (a head and a second node, CPU only) gives what the local runner
-gives: the same partitions, the same scores, the same selection. Minutes (a cluster starts), so marked slow."""
+gives: the same partitions, the same scores, the same selection; and a fan-out of many partitions at once reports
+every task run to a Prefect server on PostgreSQL. Minutes (a cluster starts), so marked slow."""
+
+import subprocess
 
 import pytest
 
@@ -16,6 +19,8 @@ from miniplm.config import (
 )
 from miniplm.store.catalog import open_readonly
 from miniplm.store.workdir import Workdir
+from tests.fanout import fanout_config, run_fanout
+from tests.prefect_server import postgres_database
 from tests.ray_cluster import start_cluster
 from tests.tiny import corpus_texts, write_jsonl
 
@@ -24,7 +29,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    cluster = start_cluster(worker_nodes=1, cpus_per_node=1)
+    cluster = start_cluster(worker_nodes=1, cpus_per_node=2)
     yield cluster
     import ray
 
@@ -91,3 +96,24 @@ def test_ray_runner_scores_exactly_as_the_local_runner(tmp_path, models, ray_clu
     # a second run on the cluster finds everything scored
     again = miniplm_pipeline(on_ray)
     assert again["instances_scored_teacher"] == again["instances_scored_reference"] == 0
+
+
+
+def test_a_fan_out_of_many_partitions_reports_every_task_run_to_prefect_on_postgresql(tmp_path, models, ray_cluster):
+    # half a CPU per task: eight scoring tasks at once on the two nodes, each reporting its states to the server
+    cfg = fanout_config(tmp_path, models["teacher"], ray_cluster.address, documents=160, cpus_per_task=0.5)
+    with postgres_database(tmp_path / "postgres") as url:
+        run = run_fanout(tmp_path / "run", cfg, ray_cluster.temp_dir, url)
+        # the server's state is in PostgreSQL: its own tables hold the runs
+        rows = subprocess.run(["psql", url.replace("+asyncpg", ""), "-tAc", "select count(*) from task_run"],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run["returncode"] == 0, run["stderr_tail"]
+    summary = run["summary"]
+    partitions = sum(summary["score_partitions"].values())
+    assert summary["score_partitions"]["teacher"] >= 64
+    assert len(run["task_runs"]) == partitions and all(r["state_type"] == "COMPLETED" for r in run["task_runs"])
+    assert rows.returncode == 0 and int(rows.stdout.strip()) >= partitions, rows.stderr
+    con = open_readonly(Workdir.open(cfg.workdir))  # nothing scored twice, nothing left out
+    total, distinct = con.sql("select count(*), count(distinct instance_id) from scored").fetchall()[0]
+    assert total == distinct == summary["instances_scored_teacher"] == summary["instances_scored_reference"] > 0
+    assert run["locked"] == {}
