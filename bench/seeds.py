@@ -87,7 +87,7 @@ def plot(arms: dict, path: Path) -> None:
             slow = value - median > MAX_ABOVE_MEDIAN
             ax.plot(steps, losses, lw=1.6 if slow else 0.9, color="tab:red" if slow else None,
                     label=f"seed {seed}: target {value:.3f}")  # fmt: skip
-        ax.set_title(f"{arm}: training loss by seed (red: > {MAX_ABOVE_MEDIAN} above the median target loss)")
+        ax.set_title(f"{arm}: training loss by seed\n(red: more than {MAX_ABOVE_MEDIAN} above the median target loss)")
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("training loss (nats/token, mean of 20 steps)")
