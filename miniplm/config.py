@@ -315,6 +315,9 @@ class SelectConfig(BaseModel):
 # few seeds never catching up). 0.05 with a warm-up of a tenth of the steps: 0.035 at lr 3e-3 (docs/results.md 3).
 STUDENT_INIT_STD = 0.05
 STUDENT_WARMUP_STEPS = 80  # (at most a tenth of the steps is used: a tenth of the default 800-odd)
+# Past about a dozen passes over its data the default student's target loss rises again (bench/passes.py: at 33
+# passes it bottomed near 12 and ended 1.6 nats above the 2-pass student; at 8 it was still falling)
+STUDENT_MAX_PASSES = 8.0
 
 
 def default_student_arch() -> ModelArchConfig:
@@ -324,7 +327,7 @@ def default_student_arch() -> ModelArchConfig:
 
 
 def default_student_train() -> TrainConfig:
-    return TrainConfig(block_size=256, batch_size=16, warmup_steps=STUDENT_WARMUP_STEPS)
+    return TrainConfig(block_size=256, batch_size=16, warmup_steps=STUDENT_WARMUP_STEPS, max_passes=STUDENT_MAX_PASSES)
 
 
 class StudentConfig(BaseModel):

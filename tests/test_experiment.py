@@ -256,3 +256,6 @@ def test_a_pool_too_small_for_the_tokens_per_parameter_goal_trains_fewer_steps_a
                                                "data_tokens": 10 * parameters, "capped": False}  # fmt: skip
     no_cap = student.model_copy(update={"train": train.model_copy(update={"max_passes": None})})
     assert training_budget(small, no_cap)["steps"] == math.ceil(10 * parameters / 128)
+    # the default student is capped (bench/passes.py), also when a config names only some of its train settings
+    named = StudentConfig.model_validate({"train": {"max_steps": None, "tokens_per_parameter": 10}})
+    assert named.train.max_passes == StudentConfig().train.max_passes == 8
