@@ -400,7 +400,8 @@ def plan_runs(
                     run.steps,
                     seed,
                     student.arch.model_dump(),
-                    student.train.model_dump(exclude={"max_steps", "seed", "device", "eval_interval"}),
+                    # max_passes only ever lowers T, which is in the key (and runs keyed before it existed stay valid)
+                    student.train.model_dump(exclude={"max_steps", "seed", "device", "eval_interval", "max_passes"}),
                     tokenizer_fingerprint(tokenizer),
                     manifest.teacher.fingerprint if arm == "kd" else None,
                     run.kd_ratio,
@@ -463,6 +464,7 @@ def train_run(workdir: str, run: StudentRun, student: StudentConfig, eval_tokens
             "seed": run.seed,
             "learning_rate": run.learning_rate,
             "eval_interval": math.ceil(run.steps / CURVE_EVALS),
+            "max_passes": None,  # T is fixed above; the cap that chose it is not part of what trains
         }
     )
     summary = train_lm(
