@@ -67,12 +67,14 @@ def by_key(con: duckdb.DuckDBPyConnection, cfg: SelectConfig, out: Path, sid: st
         params = keys | {"budget_tokens": cfg.budget_tokens, "selection_id": sid}
         return write_members(con, load_sql("select_by_key_budget"), params, out)
     stratum_thresholds(con, keys, cfg.alpha)
-    return write_members(con, load_sql("select_by_key"), keys | {"selection_id": sid}, out)
+    kept = write_members(con, load_sql("select_by_key"), {"selection_id": sid}, out)
+    con.execute("drop table stratum_keys")
+    return kept
 
 
 def stratum_thresholds(con: duckdb.DuckDBPyConnection, keys: dict, alpha: float) -> None:
-    """The `stratum_thresholds` table: per stratum, the floor(alpha * n)-th highest key and how many tied at it
-    fit. Each stratum's keys are sorted alone, as the paper's selection sorts the scores alone (a window over every
+    """The `stratum_keys` table (every candidate's key and stratum) and the `stratum_thresholds` table: per
+    stratum, the floor(alpha * n)-th highest key and how many tied at it fit. Each stratum's keys are sorted alone, as the paper's selection sorts the scores alone (a window over every
     candidate's row ran out of DuckDB's memory at 100M)."""
     con.execute(load_sql("stratum_keys"), keys)
     con.execute(load_sql("stratum_thresholds"))
@@ -85,7 +87,6 @@ def stratum_thresholds(con: duckdb.DuckDBPyConnection, keys: dict, alpha: float)
         above = con.execute(load_sql("stratum_count_above"), at | {"threshold": threshold}).fetchall()[0][0]
         row = at | {"n": n, "k": k, "threshold": threshold, "ties": k - above}
         con.execute(load_sql("insert_stratum_threshold"), row)
-    con.execute("drop table stratum_keys")
 
 
 def uniform_sample(con: duckdb.DuckDBPyConnection, k: int, seed: int, out: Path, sid: str) -> dict:

@@ -1,7 +1,8 @@
 -- A selection beyond the paper's: in each stratum, the candidates whose key is above the stratum's threshold and
--- the first $ties tied at it by instance_id (stratum_thresholds.sql), so each keeps exactly its k.
+-- the first $ties tied at it by instance_id (stratum_thresholds.sql), so each keeps exactly its k. The keys are the
+-- ones stratum_keys.sql computed for the thresholds (the Gumbel noise's md5 and the sources' join once, not again).
 with keys as (
-    select * from ranking_keys($temperature, $seed, $by_source)
+    select * from stratum_keys
 ),
 
 above as (
