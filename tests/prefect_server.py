@@ -66,7 +66,14 @@ def postgres_database(folder: Path) -> Iterator[str]:
 def prefect_server(tmp_path: Path, database_url: str | None = None) -> Iterator[tuple[dict, list[subprocess.Popen]]]:
     """Start `prefect server start` on a free loopback port (its state in SQLite, or in the database at
     `database_url`); yields the environment that reaches it and a list to which callers add their own processes
-    (stopped first, with SIGINT, before the server: once the server is gone, serve ignores SIGTERM)."""
+    (stopped first, with SIGINT, before the server: once the server is gone, serve ignores SIGTERM).
+
+    MINIPLM_TEST_PREFECT_DATABASE=postgresql puts every such server's state in a local PostgreSQL of its own, so the
+    tests that start one (the browser's, the deployments') run on PostgreSQL as they do on SQLite."""
+    if database_url is None and os.environ.get("MINIPLM_TEST_PREFECT_DATABASE") == "postgresql":
+        with postgres_database(tmp_path / "postgres") as url, prefect_server(tmp_path, url) as server:
+            yield server
+        return
     port = free_port()
     env = {
         **os.environ,
