@@ -1,6 +1,6 @@
 """Hand a kept corpus to a trainer (`miniplm export`): a selection's instances as text shards, a `datasets` folder,
-token files in a trainer's tokenizer, or the token formats Megatron-Core and nanoGPT open as they are, with
-`export.json` saying what was written and where it came from.
+token files in a trainer's tokenizer, or the token formats Megatron-Core, nanoGPT and litdata (litgpt) open as they
+are, with `export.json` saying what was written and where it came from.
 
 It streams: DuckDB orders the selection (spilling to disk past its memory limit) and hands over record batches,
 each decoded and written before the next is read, so memory holds one batch whatever the selection's size. It is
@@ -71,8 +71,9 @@ def export_selection(
 
     Text formats (parquet, jsonl, hf) hold each instance's text as the teacher's tokens decode, best first or, with
     `shuffle_seed`, in a seeded shuffle. `tokens` holds them in `tokenizer` (default: the teacher's own ids, as
-    scored), one instance to one sequence, each ending a document with the tokenizer's EOS. `megatron` and `nanogpt`
-    hold the same ids with each document's kept instances together (documents best first or shuffled); `nanogpt`
+    scored), one instance to one sequence, each ending a document with the tokenizer's EOS. `megatron`, `nanogpt` and
+    `litdata` hold the same ids with each document's kept instances together (documents best first or shuffled,
+    each ended by EOS); `nanogpt`
     puts whole documents holding `val_fraction` of the instances in `val.bin`; `litdata` writes items of
     `block_size` tokens.
     """

@@ -74,8 +74,9 @@ def by_key(con: duckdb.DuckDBPyConnection, cfg: SelectConfig, out: Path, sid: st
 
 def stratum_thresholds(con: duckdb.DuckDBPyConnection, keys: dict, alpha: float) -> None:
     """The `stratum_keys` table (every candidate's key and stratum) and the `stratum_thresholds` table: per
-    stratum, the floor(alpha * n)-th highest key and how many tied at it fit. Each stratum's keys are sorted alone, as the paper's selection sorts the scores alone (a window over every
-    candidate's row ran out of DuckDB's memory at 100M)."""
+    stratum, the floor(alpha * n)-th highest key and how many tied at it fit. Each stratum's keys are sorted alone,
+    as the paper's selection sorts the scores alone (a window over every candidate's row ran out of DuckDB's memory
+    at 100M)."""
     con.execute(load_sql("stratum_keys"), keys)
     con.execute(load_sql("stratum_thresholds"))
     for stratum, n in con.execute(load_sql("stratum_counts")).fetchall():
