@@ -400,8 +400,11 @@ def plan_runs(
                     run.steps,
                     seed,
                     student.arch.model_dump(),
-                    # max_passes only ever lowers T, which is in the key (and runs keyed before it existed stay valid)
-                    student.train.model_dump(exclude={"max_steps", "seed", "device", "eval_interval", "max_passes"}),
+                    # max_passes only ever lowers T, which is in the key: held at None, as the runs keyed before
+                    # its default became 8 had it, so they stay valid
+                    student.train.model_copy(update={"max_passes": None}).model_dump(
+                        exclude={"max_steps", "seed", "device", "eval_interval"}
+                    ),
                     tokenizer_fingerprint(tokenizer),
                     manifest.teacher.fingerprint if arm == "kd" else None,
                     run.kd_ratio,
