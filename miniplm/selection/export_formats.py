@@ -41,6 +41,13 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
 
 
+def ids_as(flat: np.ndarray, dtype: np.dtype) -> bytes:
+    """Token ids as `dtype` bytes, refused when one does not fit (a tokenizer larger than the format holds)."""
+    if flat.size and (flat.min() < 0 or flat.max() > np.iinfo(dtype).max):
+        raise ValueError(f"token ids outside 0..{np.iinfo(dtype).max}, what {dtype.name} holds")
+    return flat.astype(dtype).tobytes()
+
+
 def part(folder: Path, i: int, suffix: str) -> Path:
     return folder / f"part-{i:05d}.{suffix}"
 
@@ -164,9 +171,7 @@ class TokenFile:
         else:
             lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
             flat = np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences] or [np.zeros(0, np.int64)])
-        if flat.size and (flat.min() < 0 or flat.max() > np.iinfo(self.dtype).max):
-            raise ValueError(f"token ids outside 0..{np.iinfo(self.dtype).max}, what {self.dtype.name} holds")
-        self._tokens.write(flat.astype(self.dtype).tobytes())
+        self._tokens.write(ids_as(flat, self.dtype))
         self._index[self.written + 1 : self.written + 1 + len(sequences)] = self.n_tokens + np.cumsum(lengths)
         self.written += len(sequences)
         self.n_tokens += int(lengths.sum())

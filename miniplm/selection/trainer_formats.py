@@ -10,7 +10,7 @@
   a chunk's tail, so the stream is written in items of exactly `block_size` tokens and chunks of whole items: every
   token comes back but the last partial block's.
 
-Both take the instances grouped by document (`kept_instances_by_document.sql`): each document's kept instances in
+All three take the instances grouped by document (`kept_instances_by_document.sql`): each document's kept instances in
 chunk order, `last_of_document` where they end; a document whose own last chunk was not kept still ends with EOS,
 so no two documents run together. Memory holds one batch: the index's arrays go to scratch files as they grow.
 """
@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+
+from miniplm.selection.export_formats import ids_as
 
 MEGATRON_PREFIX = "data"
 NANOGPT_FILES = ("train.bin", "val.bin", "meta.pkl")
@@ -52,12 +54,6 @@ def documents_ended(table: pa.Table, sequences, eos: int) -> list[np.ndarray]:
     return out
 
 
-def _checked(ids: np.ndarray, dtype: np.dtype) -> bytes:
-    if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(dtype).max):
-        raise ValueError(f"token ids outside 0..{np.iinfo(dtype).max}, what {dtype.name} holds")
-    return ids.astype(dtype).tobytes()
-
-
 class MegatronIndexed:
     def __init__(self, folder: Path, vocab_size: int, eos: int) -> None:
         self.folder, self.eos, self.dtype = folder, eos, megatron_dtype(vocab_size)
@@ -69,8 +65,7 @@ class MegatronIndexed:
     def write(self, table: pa.Table, sequences) -> None:
         ends = table.column("last_of_document").to_pylist()
         batch = documents_ended(table, sequences, self.eos)
-        for ids in batch:
-            self._bin.write(_checked(ids, self.dtype))
+        self._bin.write(ids_as(np.concatenate(batch or [np.zeros(0, np.int64)]), self.dtype))  # one write a batch
         lengths = np.fromiter((len(ids) for ids in batch), dtype=np.int32, count=len(batch))
         self._lengths.write(lengths.tobytes())
         doc_ends = self.sequences + 1 + np.flatnonzero(ends)  # a document ends after these sequences
@@ -130,13 +125,12 @@ class LitdataTokens:
 
         batch = documents_ended(table, sequences, self.eos)
         stream = np.concatenate([self._pending, *(np.asarray(ids, np.int64) for ids in batch)])
-        if stream.size and (stream.min() < 0 or stream.max() > np.iinfo(np.int32).max):
-            raise ValueError("token ids outside what int32 holds")
+        stream = np.frombuffer(ids_as(stream, np.dtype(np.int32)), dtype=np.int32)  # checked and converted once
         whole = stream.size // self.block_size * self.block_size
         for lo in range(0, whole, self.block_size):
-            self._writer.add_item(self.items, torch.from_numpy(stream[lo : lo + self.block_size].astype(np.int32)))
+            self._writer.add_item(self.items, torch.from_numpy(stream[lo : lo + self.block_size].copy()))
             self.items += 1
-        self._pending = stream[whole:].astype(np.int32)
+        self._pending = stream[whole:].copy()
         self.tokens += sum(len(ids) for ids in batch)
 
     def close(self) -> dict:
@@ -172,7 +166,7 @@ class NanoGptBins:
         heldout = table.column("heldout").to_pylist()
         for ids, val in zip(documents_ended(table, sequences, self.eos), heldout, strict=True):
             split = "val" if val else "train"
-            (self._val if val else self._train).write(_checked(ids, np.dtype(np.uint16)))
+            (self._val if val else self._train).write(ids_as(ids, np.dtype(np.uint16)))
             self.tokens[split] += len(ids)
             self.instances[split] += 1
 
