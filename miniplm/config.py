@@ -306,7 +306,8 @@ class SelectConfig(BaseModel):
         if self.strata != "none":
             fields["strata"] = self.strata
         if self.temperature is not None:
-            fields |= {"temperature": self.temperature, "seed": self.seed}
+            # the noise's hash is part of the draw: another hash is another selection
+            fields |= {"temperature": self.temperature, "seed": self.seed, "noise": "splitmix64"}
         return fields
 
 

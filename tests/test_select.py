@@ -140,9 +140,14 @@ def members(wd, manifest, record) -> list[str]:
 
 
 def gumbel_key(instance_id: str, score: float, temperature: float, seed: int) -> float:
-    """The Gumbel top-k key recomputed in plain Python: score / T + Gumbel noise from md5(instance_id, seed)."""
-    digest = hashlib.md5(f"{instance_id}:gumbel:{seed}".encode()).digest()
-    u = ((int.from_bytes(digest[:8], "little") >> 11) + 0.5) / 2**53
+    """The Gumbel top-k key recomputed in plain Python: score / T + Gumbel noise from splitmix64's finalizer of the
+    instance id's first 64 bits xor the seed's md5."""
+    seed_bits = int.from_bytes(hashlib.md5(f":gumbel:{seed}".encode()).digest()[:8], "little")
+    z = int(instance_id[:16], 16) ^ seed_bits
+    for shift, multiplier in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
+        z = ((z ^ (z >> shift)) * multiplier) % 2**64
+    z ^= z >> 31
+    u = ((z >> 11) + 0.5) / 2**53
     return score / temperature - math.log(-math.log(u))
 
 
