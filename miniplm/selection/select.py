@@ -67,27 +67,31 @@ def by_key(con: duckdb.DuckDBPyConnection, cfg: SelectConfig, out: Path, sid: st
         params = keys | {"budget_tokens": cfg.budget_tokens, "selection_id": sid}
         return write_members(con, load_sql("select_by_key_budget"), params, out)
     stratum_thresholds(con, keys, cfg.alpha)
-    kept = write_members(con, load_sql("select_by_key"), {"selection_id": sid}, out)
+    kept = write_members(con, load_sql("select_by_key"), keys | {"selection_id": sid}, out)
     con.execute("drop table stratum_keys")
     return kept
 
 
 def stratum_thresholds(con: duckdb.DuckDBPyConnection, keys: dict, alpha: float) -> None:
-    """The `stratum_keys` table (every candidate's key and stratum) and the `stratum_thresholds` table: per
-    stratum, the floor(alpha * n)-th highest key and how many tied at it fit. Each stratum's keys are sorted alone,
-    as the paper's selection sorts the scores alone (a window over every candidate's row ran out of DuckDB's memory
-    at 100M)."""
+    """The `stratum_keys` table (every candidate's stratum and key) and the `stratum_thresholds` table: per stratum,
+    the floor(alpha * n)-th highest key, how many tied at it fit, and the last tied id that does. Each stratum's keys
+    are sorted alone, as the paper's selection sorts the scores alone."""
     con.execute(load_sql("stratum_keys"), keys)
     con.execute(load_sql("stratum_thresholds"))
+    cut_keys = []  # thresholds where only some of the tied candidates fit
     for stratum, n in con.execute(load_sql("stratum_counts")).fetchall():
         k = math.floor(alpha * n)
         if k == 0:
             continue
         at = {"stratum": stratum}
         threshold = con.execute(load_sql("stratum_kth_key"), at | {"k": k}).fetchall()[0][0]
-        above = con.execute(load_sql("stratum_count_above"), at | {"threshold": threshold}).fetchall()[0][0]
-        row = at | {"n": n, "k": k, "threshold": threshold, "ties": k - above}
-        con.execute(load_sql("insert_stratum_threshold"), row)
+        at |= {"threshold": threshold}
+        above, tied = con.execute(load_sql("stratum_around_threshold"), at).fetchall()[0]
+        con.execute(load_sql("insert_stratum_threshold"), at | {"n": n, "k": k, "tied": tied, "ties": k - above})
+        if k - above < tied:
+            cut_keys.append(threshold)
+    if cut_keys:
+        con.execute(load_sql("stratum_last_tied"), keys | {"tied_keys": cut_keys})
 
 
 def uniform_sample(con: duckdb.DuckDBPyConnection, k: int, seed: int, out: Path, sid: str) -> dict:
