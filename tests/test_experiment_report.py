@@ -4,7 +4,8 @@ judge students too young to tell data apart."""
 import numpy as np
 import pytest
 
-from miniplm.experiment.report import sensitivity_checks, token_multiplier, verdict
+from miniplm.experiment.report.assemble import sensitivity_checks
+from miniplm.experiment.report.statistics import token_multiplier, verdict
 
 
 def test_token_multiplier_reads_the_curves_both_ways():
@@ -44,7 +45,7 @@ def test_a_verdict_needs_students_that_learned_and_both_intervals():
 
 
 def test_the_seeds_needed_bring_the_t_interval_inside_the_bound():
-    from miniplm.experiment.report import T_975, seeds_needed
+    from miniplm.experiment.report.statistics import T_975, seeds_needed
 
     per_seed = [-0.09, 0.02, -0.02]
     sd = float(np.std(per_seed, ddof=1))
@@ -59,7 +60,7 @@ def test_data_efficiency_is_read_per_paired_seed_with_an_interval(tmp_path):
     """Each seed's multiplier off its own two curves; the interval a t interval over their logarithms."""
     import json
 
-    from miniplm.experiment.report import data_efficiency
+    from miniplm.experiment.report.statistics import data_efficiency
 
     def row(arm: str, seed: int, losses: list[float]) -> dict:
         path = tmp_path / f"{arm}-{seed}.json"
@@ -84,7 +85,7 @@ def test_the_seed_interval_is_a_t_interval_over_paired_seeds():
     import numpy as np
     import polars as pl
 
-    from miniplm.experiment.report import paired_difference
+    from miniplm.experiment.report.statistics import paired_difference
 
     rows = []
     for seed, shift in enumerate((0.1, -0.3, 0.2)):
