@@ -259,3 +259,35 @@ def test_a_pool_too_small_for_the_tokens_per_parameter_goal_trains_fewer_steps_a
     # the default student is capped (bench/passes.py), also when a config names only some of its train settings
     named = StudentConfig.model_validate({"train": {"max_steps": None, "tokens_per_parameter": 10}})
     assert named.train.max_passes == StudentConfig().train.max_passes == 8
+
+
+def test_the_experiment_id_hashes_what_it_always_did():
+    """The experiment's id (and every cache keyed on it) survives the manifest's one property for the scored corpus."""
+    from miniplm.experiment.arms import experiment_id
+    from miniplm.store.hashing import stable_hash
+    from miniplm.store.manifest import ModelRef, RunManifest, SourceRef
+
+    manifest = RunManifest(
+        sources=[SourceRef(spec="b", source_key="kb"), SourceRef(spec="a", source_key="ka")],
+        instance_spec="spec",
+        split=SplitConfig(),
+        split_key="split",
+        teacher=ModelRef(spec="t", path="t", fingerprint="T"),
+        reference=ModelRef(spec="r", path="r", fingerprint="R"),
+        score_variant="variant",
+    )
+    student, cfg = StudentConfig(), ExperimentConfig()
+    before = stable_hash(
+        "experiment-v1",
+        "T",
+        "R",
+        "variant",
+        "spec",
+        "split",
+        ["ka", "kb"],
+        student.model_dump(exclude={"enabled", "uniform_baseline"}),
+        cfg.model_dump(exclude={"temperature"}),
+    )[:16]
+    assert experiment_id(manifest, student, cfg) == before
+    other = manifest.model_copy(update={"score_variant": "other"})
+    assert experiment_id(other, student, cfg) != before

@@ -113,12 +113,7 @@ def alternative_reference_model(workdir: str, manifest: RunManifest) -> ModelRef
 def experiment_id(manifest: RunManifest, student: StudentConfig, cfg: ExperimentConfig) -> str:
     return stable_hash(
         "experiment-v1",
-        manifest.teacher.fingerprint,
-        manifest.reference.fingerprint,
-        manifest.score_variant,
-        manifest.instance_spec,
-        manifest.split_key,
-        sorted(manifest.source_keys),
+        *manifest.scored_corpus,
         student.model_dump(exclude={"enabled", "uniform_baseline"}),
         # the sampled arm's temperature names only the experiments that have the arm
         cfg.model_dump(exclude=set() if "miniplm_sampled" in cfg.arms else {"temperature"}),

@@ -102,16 +102,7 @@ def uniform_sample(con: duckdb.DuckDBPyConnection, k: int, seed: int, out: Path,
 def selection_id(manifest: RunManifest, cfg: SelectConfig) -> str:
     # the paper's selection hashes what it always did: its ids (and every cache keyed on them) survive the modes
     paper = cfg.model_dump(exclude={"strata", "temperature", "seed"})
-    return stable_hash(
-        "selection-v2",
-        paper | cfg.mode_fields(),
-        manifest.teacher.fingerprint,
-        manifest.reference.fingerprint,
-        manifest.score_variant,
-        manifest.instance_spec,
-        manifest.split_key,
-        sorted(manifest.source_keys),
-    )[:16]
+    return stable_hash("selection-v2", paper | cfg.mode_fields(), *manifest.scored_corpus)[:16]
 
 
 def recorded(workdir: Workdir, sid: str) -> bool:

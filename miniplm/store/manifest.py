@@ -40,3 +40,16 @@ class RunManifest(BaseModel):
     @property
     def source_keys(self) -> list[str]:
         return [s.source_key for s in self.sources]
+
+    @property
+    def scored_corpus(self) -> tuple:
+        """What the scored candidates depend on (the models, the scores' precision, the instances, the split, the
+        sources), in the order the selection's and the experiment's ids hash them: change it and every id changes."""
+        return (
+            self.teacher.fingerprint,
+            self.reference.fingerprint if self.reference else None,
+            self.score_variant,
+            self.instance_spec,
+            self.split_key,
+            sorted(self.source_keys),
+        )
