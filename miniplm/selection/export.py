@@ -158,7 +158,7 @@ def export_selection(
 def _selection(con, wd: Workdir, selection_id: str | None) -> dict:
     if not selection_id:
         raise ExportError(f"{wd.root}: no selection yet; run `miniplm run` first")
-    rows = con.sql("select * from selections where selection_id = $id", params={"id": selection_id}).to_arrow_table()
+    rows = con.sql(load_sql("selection_record"), params={"id": selection_id}).to_arrow_table()
     if rows.num_rows == 0:
         raise ExportError(
             f"{wd.root}: no selection {selection_id!r}; "
@@ -168,8 +168,7 @@ def _selection(con, wd: Workdir, selection_id: str | None) -> dict:
 
 
 def _member_count(con, selection_id: str) -> int:
-    query = "select count(*) from selection_members where selection_id = $id"
-    return int(con.sql(query, params={"id": selection_id}).fetchall()[0][0])
+    return int(con.sql(load_sql("count_selection_members"), params={"id": selection_id}).fetchall()[0][0])
 
 
 def _token_tokenizer(wd: Workdir, manifest: RunManifest, spec: str | None):

@@ -90,7 +90,7 @@ def write_report(workdir: str | Path) -> Path:
     con = open_readonly(wd)
     out = wd.root / "report"
     summary = read_json(wd.summary) if wd.summary.exists() else {}
-    accounting = con.sql("select * from accounting").to_arrow_table().to_pylist()
+    accounting = con.sql(load_sql("accounting_rows")).to_arrow_table().to_pylist()
     bins = score_histogram(con)
     threshold = summary.get("threshold")
     png = plot_histogram(bins, threshold, wd.histogram_png)

@@ -1,0 +1,4 @@
+-- How many members one selection has.
+select count(*)
+from selection_members
+where selection_id = $id;
