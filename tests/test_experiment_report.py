@@ -23,6 +23,8 @@ def test_token_multiplier_reads_the_curves_both_ways():
 
 
 def test_a_verdict_needs_students_that_learned_and_both_intervals():
+    from miniplm.experiment.report.statistics import T_975
+
     diff = {"diff": -0.05, "ci_low": -0.08, "ci_high": -0.02, "seed_ci_low": -0.09, "seed_ci_high": -0.01,
             "seeds": 3, "documents": 300}  # fmt: skip
     assert "beat the uniform sample" in verdict(diff, "target", 0.5)
@@ -39,6 +41,16 @@ def test_a_verdict_needs_students_that_learned_and_both_intervals():
         said = verdict({**wide, "per_seed": [-0.09, 0.02, -0.02]}, "target", 0.5)
         assert "within noise" not in said and "could not see an effect of +-0.05 nats/token" in said
         assert "about 8 paired seeds would narrow it to that" in said
+    # undecided, the seeds' interval narrower than +-0.05 but holding zero (an effect of that size would have shown):
+    # not "could not see", but how many seeds would decide the difference seen
+    per_seed = [-0.09, -0.05, -0.03, -0.02, -0.0025]
+    mean, sd = abs(float(np.mean(per_seed))), float(np.std(per_seed, ddof=1))
+    decide = next(n for n in range(2, 100) if T_975[n - 1] * sd / np.sqrt(n) < mean)
+    assert decide == 6
+    close = {**diff, "diff": -0.0385, "seed_ci_low": -0.0797, "seed_ci_high": 0.0027, "seeds": 5, "per_seed": per_seed}
+    said = verdict(close, "target", 0.5)
+    assert "not yet told apart" in said and "could not see" not in said and "within noise" not in said
+    assert f"about {decide} paired seeds would decide it" in said
     one_seed = {**diff, "ci_high": 0.01, "seed_ci_low": None, "seed_ci_high": None, "seeds": 1, "per_seed": [-0.05]}
     said = verdict(one_seed, "target", 0.5)
     assert "one seed, so the students' own variation is not measured" in said and "at least two seeds" in said

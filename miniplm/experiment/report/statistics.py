@@ -102,6 +102,17 @@ def seeds_needed(diff: dict, bound: float = NOISE_BOUND) -> int | None:
     return n
 
 
+def seeds_to_decide(diff: dict) -> int | None:
+    """Paired seeds whose 95% interval would exclude zero, were the seeds' mean difference and spread as seen."""
+    per_seed = diff.get("per_seed") or []
+    if len(per_seed) < 2 or float(np.mean(per_seed)) == 0:
+        return None
+    mean, sd, n = abs(float(np.mean(per_seed))), float(np.std(per_seed, ddof=1)), len(per_seed)
+    while n < 1000 and t_half_width(sd, n) >= mean:
+        n += 1
+    return n
+
+
 def verdict(diff: dict | None, eval_set: str, alpha: float, too_young: list[str] | None = None) -> str:
     if too_young:
         return (
@@ -129,6 +140,15 @@ def verdict(diff: dict | None, eval_set: str, alpha: float, too_young: list[str]
     low, high = diff.get("seed_ci_low"), diff.get("seed_ci_high")
     if low is not None and low >= -NOISE_BOUND and high <= NOISE_BOUND:
         return f"alpha {alpha}: Difference Sampling and the uniform sample are within noise on {where}: {figures}."
+    if low is not None and low <= 0 <= high and (high - low) / 2 <= NOISE_BOUND:
+        # an effect of the bound's size would have shown: what is missing is a decision on the one seen
+        needed = seeds_to_decide(diff)
+        return (
+            f"alpha {alpha}: Difference Sampling and the uniform sample are not yet told apart on {where}: "
+            f"{figures}. The seeds' interval is narrower than +-{NOISE_BOUND} (an effect of that size would have "
+            f"shown) but holds zero; at the mean difference and spread seen, about {needed} paired seeds would decide "
+            "it."
+        )
     needed = seeds_needed(diff)
     more = f"; about {needed} paired seeds would narrow it to that" if needed else "; at least two seeds are needed"
     return (
