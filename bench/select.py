@@ -29,6 +29,7 @@ import duckdb
 
 from miniplm.config import SelectConfig
 from miniplm.selection.select import by_key, candidate_counts, top_fraction
+from miniplm.store.catalog import load_sql
 
 DOC_INSTANCES = 4  # instances of one document
 MODES = {"strata": SelectConfig(strata="source"), "temperature": SelectConfig(temperature=0.5)}
@@ -78,6 +79,7 @@ def connect(scores: Path, documents: Path, memory_limit: str, tmp: Path) -> duck
     con.execute(f"set temp_directory = '{tmp}'")
     con.execute("set preserve_insertion_order = false")
     con.execute(f"create view scored as select * from read_parquet('{scores}')")
+    con.execute(load_sql("views/candidates"))  # the product's view of the finite scores
     con.execute(f"create view documents as select * from read_parquet('{documents}')")
     return con
 

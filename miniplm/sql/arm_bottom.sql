@@ -5,7 +5,6 @@ select
     instance_id,
     score,
     n_tokens
-from scored
-where isfinite(score)
+from candidates
 order by score asc, instance_id asc
 limit $k;

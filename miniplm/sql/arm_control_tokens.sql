@@ -1,15 +1,13 @@
 -- The positive control: a seeded random sample of the candidates of the control sources only ($sources, file
 -- names or paths of target-like text), holding about $tokens tokens (the Difference Sampling arm's).
-with candidates as (
+with control as (
     select
-        scored.instance_id,
-        scored.score,
-        scored.n_tokens
-    from scored
+        candidates.instance_id,
+        candidates.score,
+        candidates.n_tokens
+    from candidates
     inner join documents using (doc_id)
-    where
-        isfinite(scored.score)
-        and (list_contains($sources, documents.source) or list_contains($sources, parse_filename(documents.source)))
+    where list_contains($sources, documents.source) or list_contains($sources, parse_filename(documents.source))
 ),
 
 ordered as (
@@ -17,7 +15,7 @@ ordered as (
         *,
         sum(n_tokens) over (order by md5(instance_id || ':control:' || $seed), instance_id rows unbounded preceding)
             as tokens_so_far
-    from candidates
+    from control
 ),
 
 final as (

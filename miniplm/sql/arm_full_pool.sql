@@ -4,5 +4,4 @@ select
     instance_id,
     score,
     n_tokens
-from scored
-where isfinite(score);
+from candidates;

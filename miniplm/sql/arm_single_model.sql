@@ -1,21 +1,20 @@
 -- Single-model selection (perplexity filtering): the candidates ranked by one model's mean log-prob alone
 -- ($model: 'teacher' or 'reference'), highest first (lowest perplexity), and ranks $lo < rank <= $hi kept
 -- (the low-, middle- or high-perplexity band).
-with candidates as (
+with by_model as (
     select
         instance_id,
         score,
         n_tokens,
         case when $model = 'teacher' then teacher_logp else ref_logp end as logp
-    from scored
-    where isfinite(score)
+    from candidates
 ),
 
 ranked as (
     select
         *,
         row_number() over (order by logp desc, instance_id) as rank
-    from candidates
+    from by_model
 ),
 
 final as (

@@ -1,15 +1,6 @@
 -- The uniform arm: a seeded random sample of the candidates holding about $tokens tokens (the Difference
 -- Sampling arm's), drawn afresh per $seed: candidates in a seeded random order, up to the last that still fits.
-with candidates as (
-    select
-        instance_id,
-        score,
-        n_tokens
-    from scored
-    where isfinite(score)
-),
-
-ordered as (
+with ordered as (
     select
         *,
         sum(n_tokens) over (order by md5(instance_id || ':' || $seed), instance_id rows unbounded preceding)

@@ -1,4 +1,4 @@
 -- How many candidates score strictly above $threshold (all kept; the rest of the k come from ties at it).
 select count(*)
-from scored
-where isfinite(score) and score > $threshold;
+from candidates
+where score > $threshold;

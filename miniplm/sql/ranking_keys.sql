@@ -15,17 +15,7 @@ create or replace temp macro splitmix64(z) as xor(
 );
 
 create or replace temp macro ranking_keys(temperature, seed, by_source) as table
-with candidates as (
-    select
-        instance_id,
-        doc_id,
-        score,
-        n_tokens
-    from scored
-    where isfinite(score)
-),
-
-keyed as (
+with keyed as (
     select
         instance_id,
         doc_id,

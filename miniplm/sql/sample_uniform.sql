@@ -1,14 +1,5 @@
 -- The baseline: a seeded uniform sample of $k candidates, the same size as a selection.
-with candidates as (
-    select
-        instance_id,
-        score,
-        n_tokens
-    from scored
-    where isfinite(score)
-),
-
-final as (
+with final as (
     select * from candidates
     order by md5(instance_id || ':' || $seed), instance_id
     limit $k

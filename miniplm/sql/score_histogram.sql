@@ -1,7 +1,6 @@
 -- The candidates' finite scores in $bins equal-width bins from the lowest to the highest score.
 with finite as (
-    select score from scored
-    where isfinite(score)
+    select score from candidates
 ),
 
 bounds as (

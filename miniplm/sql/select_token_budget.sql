@@ -1,14 +1,5 @@
 -- Difference Sampling with a token budget: the best candidates by score while their tokens fit $budget_tokens.
-with candidates as (
-    select
-        instance_id,
-        score,
-        n_tokens
-    from scored
-    where isfinite(score)
-),
-
-ranked as (
+with ranked as (
     select
         instance_id,
         score,

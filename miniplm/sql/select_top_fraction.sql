@@ -1,16 +1,7 @@
 -- Difference Sampling: the $k best candidates by score = mean teacher log-prob - mean reference log-prob,
 -- ordered by score DESC, instance_id ASC. $threshold is the $k-th highest score (score_threshold.sql) and
 -- $ties how many candidates scoring exactly $threshold still fit; no full sort of the candidates is needed.
-with candidates as (
-    select
-        instance_id,
-        score,
-        n_tokens
-    from scored
-    where isfinite(score)
-),
-
-above as (
+with above as (
     select * from candidates
     where score > $threshold
 ),

@@ -37,6 +37,7 @@ VIEWS = (
     "instances",
     "scores",
     "scored",
+    "candidates",
     "selections",
     "selection_members",
     "selected",
