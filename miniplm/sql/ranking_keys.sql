@@ -7,11 +7,10 @@
 -- itself. The stratum is the candidate's source, or one for all.
 create or replace temp macro wrapping_mul64(a, b) as ((a::uhugeint * b::uhugeint) & 18446744073709551615::uhugeint)::ubigint;
 
-create or replace temp macro xorshift_mul(z, shift, m) as wrapping_mul64(xor(z, z >> shift), m);
+create or replace temp macro xorshift(z, shift) as xor(z, z >> shift);
 
-create or replace temp macro splitmix64(z) as xor(
-    xorshift_mul(xorshift_mul(z, 30, 13787848793156543929), 27, 10723151780598845931),
-    xorshift_mul(xorshift_mul(z, 30, 13787848793156543929), 27, 10723151780598845931) >> 31
+create or replace temp macro splitmix64(z) as xorshift(
+    wrapping_mul64(xorshift(wrapping_mul64(xorshift(z, 30), 13787848793156543929), 27), 10723151780598845931), 31
 );
 
 create or replace temp macro ranking_keys(temperature, seed, by_source) as table
