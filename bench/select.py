@@ -2,11 +2,12 @@
 
     python bench/select.py --rows 100000000 [--modes top,strata,temperature]
 
-Uses the product's selection (miniplm.selection.select and its SQL files) over a `scored` view and a `documents`
-view (four instances a document, eight sources of uneven size), under a DuckDB memory limit: the paper's top alpha,
-the top alpha of each source (`strata`), and the temperature draw (`temperature`, Gumbel top-k); against the
-reference code's approach (torch.sort of all scores in memory). Last line: one JSON object with rows, seconds (the
-paper's selection), each mode's seconds and its ratio to the paper's, peak_rss_mb, baseline_seconds.
+Uses the product's selection (miniplm.selection.select and its SQL files) over a `scored` view read from one Parquet
+file (four instances a document, eight sources of uneven size; the product's view carries each candidate's source as
+this file does), under a DuckDB memory limit: the paper's top alpha, the top alpha of each source (`strata`), and the
+temperature draw (`temperature`, Gumbel top-k); against the reference code's approach (torch.sort of all scores in
+memory). Last line: one JSON object with rows, seconds (the paper's selection), each mode's seconds and its ratio to
+the paper's, peak_rss_mb, baseline_seconds.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def peak_rss_mb() -> float:
 
 def make_scores(path: Path, rows: int) -> None:
     """Instance ids like the pipeline's (32 hex chars), scores with ties and a few non-finite values, each instance's
-    document (DOC_INSTANCES a document)."""
+    document (DOC_INSTANCES a document) and source (one of eight, of uneven size)."""
     con = duckdb.connect()
     con.execute("set memory_limit = '2GB'")
     con.execute(f"""
@@ -51,50 +52,37 @@ def make_scores(path: Path, rows: int) -> None:
                 md5('doc' || (i // {DOC_INSTANCES})::varchar) as doc_id,
                 case when i % 1000003 = 0 then 'nan'::double
                      else round(sin(i * 0.7) * 3 + cos(i * 1.3), 4) end as score,
-                (16 + i % 1009)::integer as n_tokens
+                (16 + i % 1009)::integer as n_tokens,
+                'source-' || (floor(log2(1 + (i // {DOC_INSTANCES}) % 255)))::integer::varchar as source
             from range({rows}) t(i)
         ) to '{path}' (format parquet, compression zstd, row_group_size 1000000)
     """)
     con.close()
 
 
-def make_documents(path: Path, rows: int) -> None:
-    """The documents of make_scores's instances, each in one of eight sources of uneven size."""
-    con = duckdb.connect()
-    con.execute("set memory_limit = '2GB'")
-    con.execute(f"""
-        copy (
-            select
-                md5('doc' || d::varchar) as doc_id,
-                'source-' || (floor(log2(1 + d % 255)))::integer::varchar as source
-            from range({-(-rows // DOC_INSTANCES)}) t(d)
-        ) to '{path}' (format parquet, compression zstd, row_group_size 1000000)
-    """)
-    con.close()
-
-
-def connect(scores: Path, documents: Path, memory_limit: str, tmp: Path) -> duckdb.DuckDBPyConnection:
+def connect(scores: Path, memory_limit: str, tmp: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute(f"set memory_limit = '{memory_limit}'")
     con.execute(f"set temp_directory = '{tmp}'")
     con.execute("set preserve_insertion_order = false")
     con.execute(f"create view scored as select * from read_parquet('{scores}')")
     con.execute(load_sql("views/candidates"))  # the product's view of the finite scores
-    con.execute(f"create view documents as select * from read_parquet('{documents}')")
+    # the product's table of the run's sources (make_scores's eight)
+    con.execute("create table sources as select i as source_order, 'source-' || i as source from range(8) t(i)")
     return con
 
 
-def rank_mode(scores: Path, documents: Path, out: Path, cfg: SelectConfig, memory_limit: str, tmp: Path) -> dict:
+def rank_mode(scores: Path, out: Path, cfg: SelectConfig, memory_limit: str, tmp: Path) -> dict:
     """A mode beyond the paper's, by the product's own function and SQL files."""
-    con = connect(scores, documents, memory_limit, tmp)
+    con = connect(scores, memory_limit, tmp)
     kept = by_key(con, cfg, out, "bench")
     con.close()
     return kept
 
 
-def rank_with_duckdb(scores: Path, documents: Path, out: Path, alpha: float, memory_limit: str, tmp: Path) -> dict:
+def rank_with_duckdb(scores: Path, out: Path, alpha: float, memory_limit: str, tmp: Path) -> dict:
     """The product's selection functions over a `scored` view of the synthetic shard."""
-    con = connect(scores, documents, memory_limit, tmp)
+    con = connect(scores, memory_limit, tmp)
     counts = candidate_counts(con)
     kept = top_fraction(con, alpha, out, "bench", counts["n_finite"])
     con.close()
@@ -131,19 +119,17 @@ def main() -> None:
 
     work = Path(args.dir or tempfile.mkdtemp(prefix="miniplm-bench-select-"))
     work.mkdir(parents=True, exist_ok=True)
-    scores = work / f"scores-{args.rows}.parquet"
-    documents = work / f"documents-{args.rows}.parquet"
-    if not scores.exists() or not documents.exists():
+    scores = work / f"scored-{args.rows}.parquet"
+    if not scores.exists():
         start = time.perf_counter()
         make_scores(scores, args.rows)
-        make_documents(documents, args.rows)
         print(
             f"wrote {args.rows} synthetic scores in {time.perf_counter() - start:.1f} s "
             f"({scores.stat().st_size / 1e6:.0f} MB)",
             flush=True,
         )
     start = time.perf_counter()
-    result = rank_with_duckdb(scores, documents, work / "kept.parquet", args.alpha, args.memory_limit, work / "spill")
+    result = rank_with_duckdb(scores, work / "kept.parquet", args.alpha, args.memory_limit, work / "spill")
     seconds = time.perf_counter() - start
     rss = peak_rss_mb()
     print(
@@ -157,7 +143,7 @@ def main() -> None:
     for name in [m for m in args.modes.split(",") if m in MODES]:
         cfg = MODES[name].model_copy(update={"alpha": args.alpha})
         start = time.perf_counter()
-        kept = rank_mode(scores, documents, work / f"kept-{name}.parquet", cfg, args.memory_limit, work / "spill")
+        kept = rank_mode(scores, work / f"kept-{name}.parquet", cfg, args.memory_limit, work / "spill")
         modes[name] = {"seconds": round(time.perf_counter() - start, 2), "kept": kept["n_selected"]}
         modes[name]["vs_top_alpha"] = round(modes[name]["seconds"] / seconds, 2)
         print(f"{name}: kept {kept['n_selected']} in {modes[name]['seconds']:.1f} s "

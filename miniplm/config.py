@@ -304,7 +304,8 @@ class SelectConfig(BaseModel):
         stay what they were before the modes existed)."""
         fields: dict = {}
         if self.strata != "none":
-            fields["strata"] = self.strata
+            # a source is an input as listed (a folder of files is one); strata by each document's file came before
+            fields |= {"strata": self.strata, "stratum": "input"}
         if self.temperature is not None:
             # the noise's hash is part of the draw: another hash is another selection
             fields |= {"temperature": self.temperature, "seed": self.seed, "noise": "splitmix64"}

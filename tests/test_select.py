@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -23,41 +24,64 @@ VARIANT = "float32-s3"
 
 
 def build_scored_workdir(
-    tmp_path, teacher: list[float], reference: list[float], splits: list[str], sources: list[str] | None = None
+    tmp_path,
+    teacher: list[float],
+    reference: list[float],
+    splits: list[str],
+    sources: list[str] | None = None,
+    files: list[str] | None = None,
 ) -> tuple:
-    """A work directory with one input, one instance per document (of the given source names, default all "s"), and
-    the given mean log-probs."""
+    """A work directory with one instance per document and the given mean log-probs: the documents in one input
+    (SOURCE), or in one input per source name given (in order of first appearance), each document's file named by
+    `files` (default: its input's name)."""
     wd = Workdir.create(tmp_path / "wd")
     n = len(teacher)
     ids = [f"{i:04d}" for i in range(n)]
     docs = [f"d{i:04d}" for i in range(n)]
+    names = sources or ["s"] * n
+    files = files or names
     split_cfg = SplitConfig()
-    documents = {
-        "doc_id": docs,
-        "text": [f"text {i}" for i in range(n)],
-        "source": sources or ["s"] * n,
-        "row": list(range(n)),
-        "n_chars": [6] * n,
-        "truncated": [False] * n,
-    }
-    write_parquet(pa.table(documents, schema=schemas.DOCUMENT), wd.documents(SOURCE, 0))
-    instances = {
-        "instance_id": ids,
-        "doc_id": docs,
-        "chunk_index": [0] * n,
-        "n_tokens": [10 + i % 7 for i in range(n)],
-        "token_ids": [[1, 2]] * n,
-    }
-    write_parquet(pa.table(instances, schema=schemas.INSTANCE), wd.instances(SPEC, SOURCE, 0))
     key = split_key(split_cfg)
-    write_parquet(pa.table({"doc_id": docs, "split": splits}, schema=schemas.SPLIT), wd.splits(key, SOURCE, 0))
-    for fp, values in (("T", teacher), ("R", reference)):
-        scores = {"instance_id": ids, "n_predicted": [9] * n, "sum_logp": [v * 9 for v in values], "mean_logp": values}
-        write_parquet(
-            pa.table(scores, schema=schemas.SCORE), wd.partition_scores_dir(fp, VARIANT, SOURCE, 0) / "a.parquet"
-        )
+    inputs = {name: (SOURCE if sources is None else f"key-{name}") for name in dict.fromkeys(names)}
+    for name, source_key in inputs.items():
+        rows = [i for i in range(n) if names[i] == name]
+
+        def column(values: list, rows: list[int] = rows) -> list:
+            return [values[i] for i in rows]
+
+        documents = {
+            "doc_id": column(docs),
+            "text": [f"text {i}" for i in rows],
+            "source": column(files),
+            "row": rows,
+            "n_chars": [6] * len(rows),
+            "truncated": [False] * len(rows),
+        }
+        write_parquet(pa.table(documents, schema=schemas.DOCUMENT), wd.documents(source_key, 0))
+        instances = {
+            "instance_id": column(ids),
+            "doc_id": column(docs),
+            "chunk_index": [0] * len(rows),
+            "n_tokens": [10 + i % 7 for i in rows],
+            "token_ids": [[1, 2]] * len(rows),
+        }
+        write_parquet(pa.table(instances, schema=schemas.INSTANCE), wd.instances(SPEC, source_key, 0))
+        split_table = pa.table({"doc_id": column(docs), "split": column(splits)}, schema=schemas.SPLIT)
+        write_parquet(split_table, wd.splits(key, source_key, 0))
+        for fp, values in (("T", teacher), ("R", reference)):
+            mine = column(values)
+            scores = {
+                "instance_id": column(ids),
+                "n_predicted": [9] * len(rows),
+                "sum_logp": [v * 9 for v in mine],
+                "mean_logp": mine,
+            }
+            write_parquet(
+                pa.table(scores, schema=schemas.SCORE),
+                wd.partition_scores_dir(fp, VARIANT, source_key, 0) / "a.parquet",
+            )
     manifest = RunManifest(
-        sources=[SourceRef(spec="s", source_key=SOURCE, parts=1)],
+        sources=[SourceRef(spec=name, source_key=k, parts=1) for name, k in inputs.items()],
         instance_spec=SPEC,
         split=split_cfg,
         split_key=key,
@@ -167,6 +191,41 @@ def test_strata_keep_the_top_alpha_of_each_source(tmp_path, alpha):
         paper = members(wd, manifest, run_selection(wd, manifest, SelectConfig(alpha=alpha)))
         share = {src: sum(finite[i][1] == src for i in paper) / len(paper) for src in ("code", "html")}
         assert share["code"] > 0.45 and share["html"] < 0.2
+
+
+def test_the_scored_view_names_each_candidates_input_the_first_listed_that_holds_it(tmp_path):
+    """A document in two inputs belongs to the first listed (as in the documents view), here the one whose key sorts
+    last, so neither the shard's name nor the input's key decides."""
+    wd, manifest, _ = build_scored_workdir(tmp_path, [-1.0] * 4, [-2.0] * 4, ["pool"] * 4, ["y", "y", "x", "x"])
+    key = manifest.split_key
+    for shard, copy in (
+        (wd.documents("key-x", 0), wd.documents("key-y", 1)),
+        (wd.instances(SPEC, "key-x", 0), wd.instances(SPEC, "key-y", 1)),
+        (wd.splits(key, "key-x", 0), wd.splits(key, "key-y", 1)),
+    ):
+        table = pq.read_table(shard)
+        write_parquet(table.filter(pc.equal(table["doc_id"], "d0002")), copy)
+    con = connect(wd, manifest)
+    assert con.sql("select instance_id, source from scored order by instance_id").fetchall() == [
+        ("0000", "y"), ("0001", "y"), ("0002", "y"), ("0003", "x")
+    ]  # fmt: skip
+    first = con.sql("select sources.source from documents join sources using (source_key) where doc_id = 'd0002'")
+    assert first.fetchall() == [("y",)]
+
+
+def test_a_source_is_an_input_as_listed_not_each_file_of_it(tmp_path):
+    """A folder of files is one source: with one input, the strata keep what the paper's ranking keeps, whichever
+    files its documents came from."""
+    n = 60
+    files = ["a.jsonl" if i % 3 else "b.jsonl" for i in range(n)]
+    noise = np.random.default_rng(2).normal(-3, 1, n).round(2)
+    teacher = [float(t) + (2.0 if f == "b.jsonl" else 0.0) for t, f in zip(noise, files, strict=True)]
+    wd, manifest, _ = build_scored_workdir(tmp_path, teacher, [-4.0] * n, ["pool"] * n, files=files)
+    paper = members(wd, manifest, run_selection(wd, manifest, SelectConfig(alpha=0.3)))
+    strata = members(wd, manifest, run_selection(wd, manifest, SelectConfig(alpha=0.3, strata="source")))
+    assert sorted(strata) == sorted(paper)
+    # per file it would not be: b.jsonl holds a third of the documents and most of the best
+    assert sum(files[int(i)] == "b.jsonl" for i in paper) > len(paper) / 2
 
 
 @pytest.mark.parametrize("strata", ["none", "source"])

@@ -78,18 +78,14 @@ def stratum_thresholds(con: duckdb.DuckDBPyConnection, keys: dict, alpha: float)
     are sorted alone, as the paper's selection sorts the scores alone."""
     con.execute(load_sql("stratum_keys"), keys)
     con.execute(load_sql("stratum_thresholds"))
-    cut_keys = []  # thresholds where only some of the tied candidates fit
     for stratum, n in con.execute(load_sql("stratum_counts")).fetchall():
         k = math.floor(alpha * n)
         if k == 0:
             continue
-        at = {"stratum": stratum}
-        threshold = con.execute(load_sql("stratum_kth_key"), at | {"k": k}).fetchall()[0][0]
-        at |= {"threshold": threshold}
-        above, tied = con.execute(load_sql("stratum_around_threshold"), at).fetchall()[0]
-        con.execute(load_sql("insert_stratum_threshold"), at | {"n": n, "k": k, "tied": tied, "ties": k - above})
-        if k - above < tied:
-            cut_keys.append(threshold)
+        threshold = con.execute(load_sql("stratum_kth_key"), {"stratum": stratum, "k": k}).fetchall()[0][0]
+        con.execute(load_sql("insert_stratum_threshold"), {"stratum": stratum, "n": n, "k": k, "threshold": threshold})
+    con.execute(load_sql("stratum_ties"))
+    cut_keys = [key for (key,) in con.execute(load_sql("strata_cut_at_a_tie")).fetchall()]
     if cut_keys:
         con.execute(load_sql("stratum_last_tied"), keys | {"tied_keys": cut_keys})
 

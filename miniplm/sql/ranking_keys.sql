@@ -4,7 +4,8 @@
 -- 53 bits of splitmix64(the instance id's first 64 bits xor the seed's md5): a draw depends on the seed and the
 -- instances, never on row order. The instance id is already a hash (hex); splitmix64's finalizer spreads a seed's
 -- change over every bit at a sixth of the cost of an md5 a row (100M rows). Without a temperature the key is the score
--- itself. The stratum is the candidate's source, or one for all.
+-- itself. The stratum is the candidate's source (the input it came from, as listed: the scored view carries it, so no
+-- join to the documents is needed), numbered by the run's list of sources, or one for all.
 create or replace temp macro wrapping_mul64(a, b) as ((a::uhugeint * b::uhugeint) & 18446744073709551615::uhugeint)::ubigint;
 
 create or replace temp macro xorshift(z, shift) as xor(z, z >> shift);
@@ -17,9 +18,9 @@ create or replace temp macro ranking_keys(temperature, seed, by_source) as table
 with keyed as (
     select
         instance_id,
-        doc_id,
         score,
         n_tokens,
+        source,
         case
             when temperature is null then score
             else score / temperature - ln(-ln(
@@ -37,20 +38,21 @@ one_stratum as (
         score,
         n_tokens,
         key,
-        '' as stratum
+        0::uinteger as stratum
     from keyed
     where not by_source
 ),
 
 by_source as (
+    -- the source's place in the run's list, not its name: 100M (stratum, key) rows then fit the memory limit
     select
         keyed.instance_id,
         keyed.score,
         keyed.n_tokens,
         keyed.key,
-        documents.source as stratum
+        sources.source_order::uinteger as stratum
     from keyed
-    inner join documents using (doc_id)
+    inner join sources using (source)
     where by_source
 ),
 

@@ -1,6 +1,6 @@
 -- For every stratum where only some of the candidates tied at its threshold fit: the last of them kept, by
--- instance_id. $tied_keys (those strata's thresholds) reaches the candidates' scan, so only the tied rows are keyed
--- and joined to their sources, in one pass for every stratum.
+-- instance_id. $tied_keys (those strata's thresholds) reaches the candidates' scan, so only the tied rows are keyed,
+-- in one pass for every stratum.
 update stratum_thresholds
 set last_tied_id = cut.instance_id
 from (

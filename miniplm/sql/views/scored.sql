@@ -4,7 +4,8 @@ with candidates as (
     select
         instance_id,
         doc_id,
-        n_tokens
+        n_tokens,
+        source
     from instance_index
     where split = 'pool'
 ),
@@ -38,7 +39,8 @@ final as (
         teacher.mean_logp - reference.mean_logp as score,
         teacher.n_predicted,
         teacher.sum_logp as teacher_sum_logp,
-        reference.sum_logp as ref_sum_logp
+        reference.sum_logp as ref_sum_logp,
+        candidates.source
     from candidates
     left join teacher using (instance_id)
     left join reference using (instance_id)
