@@ -36,6 +36,7 @@ from miniplm.store.hashing import stable_hash
 from miniplm.store.manifest import ModelRef, RunManifest, SourceRef
 from miniplm.store.models import check_context, check_same_tokenizer, resolve_model
 from miniplm.store.shards import read_json, write_json
+from miniplm.store.step_outputs import produces
 from miniplm.store.workdir import Workdir
 from miniplm.training.reference import (
     check_quality,
@@ -58,6 +59,7 @@ def plan_sources(cfg: CorpusConfig) -> list[SourceRef]:
     return sources
 
 
+@produces(lambda workdir, source: corpus.ingested(Workdir.open(workdir), source.source_key))
 def ingest_source(workdir: str, source: SourceRef, cfg: CorpusConfig) -> dict:
     """Read one source into document and quarantine shards; returns its counts and number of shards."""
     return asdict(corpus.ingest(source.spec, Workdir.open(workdir), cfg, source.source_key))
@@ -77,18 +79,29 @@ def require_documents(ingested: list[dict]) -> None:
         )
 
 
+def _instance_shards(workdir: str, sources: list[SourceRef], spec: str) -> list[tuple[Path, Path]]:
+    """(documents shard, its instances shard) for every part of every source."""
+    wd = Workdir.open(workdir)
+    return [(wd.documents(key, part), wd.instances(spec, key, part)) for key, part in _parts(sources)]
+
+
+def _split_shards(workdir: str, sources: list[SourceRef], key: str) -> list[tuple[Path, Path]]:
+    """(documents shard, its split shard) for every part of every source."""
+    wd = Workdir.open(workdir)
+    return [(wd.documents(source_key, part), wd.splits(key, source_key, part)) for source_key, part in _parts(sources)]
+
+
+@produces(lambda workdir, sources, spec: all(out.exists() for _, out in _instance_shards(workdir, sources, spec)))
 def tokenize_sources(workdir: str, sources: list[SourceRef], tokenizer_path: str, max_len: int, spec: str) -> dict:
     """Cut every document shard into an instances shard (a process per shard when there are several)."""
-    wd = Workdir.open(workdir)
-    jobs = [(wd.documents(key, part), wd.instances(spec, key, part)) for key, part in _parts(sources)]
-    return asdict(tokenize_parts(jobs, tokenizer_path, max_len, spec))
+    return asdict(tokenize_parts(_instance_shards(workdir, sources, spec), tokenizer_path, max_len, spec))
 
 
+@produces(lambda workdir, sources, key: all(out.exists() for _, out in _split_shards(workdir, sources, key)))
 def split_sources(workdir: str, sources: list[SourceRef], cfg: SplitConfig, key: str) -> dict:
-    wd = Workdir.open(workdir)
     totals = {"reference": 0, "heldout": 0, "pool": 0}
-    for source_key, part in _parts(sources):
-        counts = write_splits(wd.documents(source_key, part), wd.splits(key, source_key, part), cfg)
+    for documents, splits in _split_shards(workdir, sources, key):
+        counts = write_splits(documents, splits, cfg)
         totals = {k: totals[k] + counts[k] for k in totals}
     return totals
 
@@ -108,6 +121,10 @@ def make_manifest(workdir: str, manifest: RunManifest) -> RunManifest:
     return manifest
 
 
+# a given reference is fingerprinted again every run (its file may have been replaced); its quality is kept
+@produces(
+    lambda workdir, manifest, cfg: cfg.spec == "train" and kept_reference_fits(Workdir.open(workdir), manifest, cfg)
+)
 def obtain_reference(workdir: str, manifest: RunManifest, cfg: ReferenceConfig, max_len: int) -> ModelRef:
     """Train the reference on D_ref (or take the one given), check its tokenizer, context and quality."""
     wd = Workdir.open(workdir)
@@ -137,6 +154,7 @@ def reference_report(workdir: str, manifest: RunManifest) -> dict:
     return {k: v for k, v in info.items() if k != "arch"}
 
 
+@produces(lambda workdir: bool(recorded_precision(Workdir.open(workdir))))
 def decide_precision(workdir: str, manifest: RunManifest, cfg: ScoreConfig, gpus: bool) -> dict:
     """The run's scoring dtype and what it was chosen from (also kept as WORKDIR/precision.json)."""
     return record_precision(workdir, choose_precision(workdir, manifest, cfg, gpus))
@@ -154,6 +172,7 @@ def score(workdir: str, manifest: RunManifest, model: ModelRef, partition: Parti
     return score_partition(Workdir.open(workdir), manifest, model, partition, cfg)
 
 
+@produces(lambda workdir, manifest, cfg: recorded(Workdir.open(workdir), selection_id(manifest, cfg)))
 def select(workdir: str, manifest: RunManifest, cfg: SelectConfig) -> dict:
     return run_selection(Workdir.open(workdir), manifest, cfg)
 
@@ -165,6 +184,13 @@ def _own_export(workdir: str, cfg: ExportConfig) -> dict | None:
     return written if written.get("workdir_id") == Workdir.open(workdir).identity else None
 
 
+def _exported(workdir: str, manifest: RunManifest, cfg: ExportConfig) -> bool:
+    """The export at cfg.path is this work directory's, of this selection."""
+    written = _own_export(workdir, cfg)
+    return written is not None and written["selection"].get("selection_id") == manifest.selection_id
+
+
+@produces(_exported)
 def export(workdir: str, manifest: RunManifest, cfg: ExportConfig) -> dict:
     """The run's selection where a trainer reads it; the last run's export is replaced once this one is whole, and
     nothing else ever is (a folder of the user's own at `cfg.path` stops the step)."""
@@ -185,6 +211,11 @@ def _student_dirs(wd: Workdir, cfg: StudentConfig, sid: str) -> dict[str, Path]:
     return {name: wd.student_dir(f"{name}-{sid}") for name in names}
 
 
+@produces(
+    lambda workdir, selection, cfg: all(
+        map(trained, _student_dirs(Workdir.open(workdir), cfg, selection["selection_id"]).values())
+    )
+)
 def train_students(workdir: str, manifest: RunManifest, selection: dict, cfg: StudentConfig, seed: int) -> dict:
     """The same student on the kept data and on a uniform sample of the same size; held-out loss for both."""
     wd = Workdir.open(workdir)
@@ -281,48 +312,6 @@ def summarize(workdir: str, manifest: RunManifest, selection: dict, counts: dict
     summary["histogram_png"] = str(plot_histogram(score_histogram(con), selection["threshold"], wd.histogram_png))
     write_json(summary, wd.summary)
     return summary
-
-
-# Whether a step's outputs exist as its last run left them, from the same arguments as the step: the one truth
-# behind "done". The library's steps check the same before skipping work; tasks/ trust a cache entry only while
-# this holds, so a deleted output folder is made again rather than pointed at.
-
-
-def ingest_ready(workdir: str, source: SourceRef, cfg: CorpusConfig) -> bool:
-    return corpus.ingested(Workdir.open(workdir), source.source_key)
-
-
-def tokenize_ready(workdir: str, sources: list[SourceRef], tokenizer_path: str, max_len: int, spec: str) -> bool:
-    wd = Workdir.open(workdir)
-    return all(wd.instances(spec, key, part).exists() for key, part in _parts(sources))
-
-
-def split_ready(workdir: str, sources: list[SourceRef], cfg: SplitConfig, key: str) -> bool:
-    wd = Workdir.open(workdir)
-    return all(wd.splits(key, source_key, part).exists() for source_key, part in _parts(sources))
-
-
-def reference_ready(workdir: str, manifest: RunManifest, cfg: ReferenceConfig, max_len: int) -> bool:
-    # a given reference is fingerprinted again every run (its file may have been replaced); its quality is kept
-    return cfg.spec == "train" and kept_reference_fits(Workdir.open(workdir), manifest, cfg)
-
-
-def precision_ready(workdir: str, manifest: RunManifest, cfg: ScoreConfig, gpus: bool, machine: list) -> bool:
-    return bool(recorded_precision(Workdir.open(workdir)))
-
-
-def select_ready(workdir: str, manifest: RunManifest, cfg: SelectConfig) -> bool:
-    return recorded(Workdir.open(workdir), selection_id(manifest, cfg))
-
-
-def export_ready(workdir: str, manifest: RunManifest, cfg: ExportConfig) -> bool:
-    """The export at cfg.path is this work directory's, of this selection."""
-    written = _own_export(workdir, cfg)
-    return written is not None and written["selection"].get("selection_id") == manifest.selection_id
-
-
-def students_ready(workdir: str, manifest: RunManifest, selection: dict, cfg: StudentConfig, seed: int) -> bool:
-    return all(map(trained, _student_dirs(Workdir.open(workdir), cfg, selection["selection_id"]).values()))
 
 
 def score_bins(workdir: str, manifest: RunManifest) -> list[tuple[float, float, int]]:

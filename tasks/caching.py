@@ -3,7 +3,8 @@
 A key hashes: the task's own source, the miniplm library's code and SQL, the task's parameters (which
 carry content fingerprints of inputs and models, never bulk data), and the work directory's identity.
 A key cannot see whether the files a cached result points at still exist, so a cached step is trusted only while
-its outputs do (`trusted_while`, checked by the library's own test of "done" before the task runs).
+its outputs do (`trusted_while_done`: the library step's own declaration of its outputs, `miniplm.store.step_outputs`,
+checked before the task runs).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pydantic import BaseModel
 
 from miniplm.progress import report_progress_to
 from miniplm.store.hashing import code_fingerprint, stable_hash
+from miniplm.store.step_outputs import arguments, outputs_there
 from miniplm.store.workdir import Workdir
 
 # Errors that a retry cannot fix: bad input, a missing or corrupt model, a weak reference, a missing file.
@@ -71,12 +73,13 @@ def step_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     return stable_hash("miniplm-step", context.task.name, source, code_fingerprint(), identity, _plain(parameters))
 
 
-def trusted_while(ready: Callable[..., bool]) -> Callable[[Task], Task]:
-    """Mark a cached task: its cache entry is trusted only while `ready` (called with the task's arguments) finds the
-    outputs it points at; otherwise the task runs again and refreshes the entry (see `run_step`)."""
+def trusted_while_done(step: Callable[..., Any]) -> Callable[[Task], Task]:
+    """Mark a cached task: its cache entry is trusted only while the library `step` it wraps finds its outputs there
+    (the step's `@produces`, asked with the task's arguments); otherwise the task runs again and refreshes the entry
+    (see `run_step`)."""
 
     def mark(task: Task) -> Task:
-        task.outputs_ready = ready
+        task.library_step = step
         return task
 
     return mark
@@ -84,8 +87,8 @@ def trusted_while(ready: Callable[..., bool]) -> Callable[[Task], Task]:
 
 def refreshed_if_gone(task: Task, *args: Any, **kwargs: Any) -> Task:
     """The task, told to run again and refresh its cache entry where the outputs that entry points at are gone."""
-    ready = getattr(task, "outputs_ready", None)
-    if ready is not None and not ready(*args, **kwargs):
+    step = getattr(task, "library_step", None)
+    if step is not None and not outputs_there(step, arguments(task.fn, args, kwargs)):
         return task.with_options(refresh_cache=True)
     return task
 

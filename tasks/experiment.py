@@ -14,7 +14,7 @@ from miniplm.experiment.arms import ArmData, ArmOptions, StudentRun
 from miniplm.experiment.report import write_experiment_report
 from miniplm.scoring.devices import use_claimed_gpu
 from miniplm.store.manifest import RunManifest
-from tasks.caching import CACHED, RETRIES, progress_artifact, step_cache_key, trusted_while
+from tasks.caching import CACHED, RETRIES, progress_artifact, step_cache_key, trusted_while_done
 
 
 @task(name="student-tokenizer", cache_policy=NO_CACHE)
@@ -29,7 +29,7 @@ def eval_set(workdir: str, manifest: RunManifest, student: StudentConfig, cfg: E
     return lib.prepare_eval_set(workdir, manifest, student, cfg)
 
 
-@trusted_while(lib.arm_data_ready)
+@trusted_while_done(lib.arm_data)
 @task(name="arm-data", cache_key_fn=step_cache_key, **CACHED, task_run_name="data {arm} a={alpha} seed {seed}")
 def arm_data(
     workdir: str,
@@ -45,7 +45,7 @@ def arm_data(
     return lib.arm_data(workdir, manifest, arm, alpha, seed, selection, student, options)
 
 
-@trusted_while(lib.run_trained)
+@trusted_while_done(lib.train_run)
 @task(
     name="train-student",
     cache_key_fn=step_cache_key,
@@ -60,7 +60,7 @@ def train_run(workdir: str, run: StudentRun, student: StudentConfig, eval_tokens
         return lib.train_run(workdir, run, student, eval_tokens)
 
 
-@trusted_while(lib.run_evaluated)
+@trusted_while_done(lib.evaluate_run)
 @task(
     name="evaluate-student",
     cache_key_fn=step_cache_key,
@@ -72,7 +72,7 @@ def evaluate_run(workdir: str, run: StudentRun, student: StudentConfig, eval_set
     return lib.evaluate_run(workdir, run, student, eval_set)
 
 
-@trusted_while(lib.harness_ready)
+@trusted_while_done(lib.harness_run)
 @task(
     name="lm-eval",
     cache_key_fn=step_cache_key,

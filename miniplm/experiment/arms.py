@@ -33,6 +33,7 @@ from miniplm.store.hashing import stable_hash
 from miniplm.store.manifest import ModelRef, RunManifest
 from miniplm.store.models import load_tokenizer, model_fingerprint, tokenizer_fingerprint
 from miniplm.store.shards import read_json, write_json
+from miniplm.store.step_outputs import produces
 from miniplm.store.workdir import Workdir
 from miniplm.training.evaluate import capped, evaluate_student, read_target_documents, write_eval_set
 from miniplm.training.kd import flop_matched_steps
@@ -246,6 +247,13 @@ def mode_selection(arm: str, alpha: float, seed: int | None, options: ArmOptions
     return SelectConfig(alpha=alpha, temperature=options.temperature, seed=seed or 0)
 
 
+def _arm_data_written(workdir: str, manifest: RunManifest, arm: str, alpha: float, seed: int | None, selection: dict,
+                      student: StudentConfig, options: ArmOptions) -> bool:  # fmt: skip
+    out_dir = _arm_dir(Workdir.open(workdir), manifest, arm, alpha, seed, selection, student, options)[2]
+    return any(out_dir.glob("tokens-*.json"))
+
+
+@produces(_arm_data_written)
 def arm_data(
     workdir: str,
     manifest: RunManifest,
@@ -293,20 +301,6 @@ def _arm_dir(wd: Workdir, manifest: RunManifest, arm: str, alpha: float, seed: i
     tokenizer = student_tokenizer(manifest, student)
     key = arm_data_key(data_arm, alpha, seed, selection, options, tokenizer, pool_key(manifest))
     return data_arm, key, experiments_root(wd) / "data" / f"{data_arm}-{key}"
-
-
-def arm_data_ready(
-    workdir: str,
-    manifest: RunManifest,
-    arm: str,
-    alpha: float,
-    seed: int | None,
-    selection: dict,
-    student: StudentConfig,
-    options: ArmOptions,
-) -> bool:
-    out_dir = _arm_dir(Workdir.open(workdir), manifest, arm, alpha, seed, selection, student, options)[2]
-    return any(out_dir.glob("tokens-*.json"))
 
 
 # --- the students --------------------------------------------------------------------------------------------------
@@ -453,6 +447,7 @@ def pick_learning_rate(runs: list[StudentRun], evaluations: list[dict]) -> dict:
     return {"tried": [t | {"chosen": t is best} for t in tried], "learning_rate": best["learning_rate"]}
 
 
+@produces(lambda run: trained(Path(run.out_dir)))
 def train_run(workdir: str, run: StudentRun, student: StudentConfig, eval_tokens: str | None) -> dict:
     """Train one student; its summary (with its loss history, evaluated on `eval_tokens` at each quarter of the
     steps) is `out_dir/summary.json`."""
@@ -482,20 +477,17 @@ def train_run(workdir: str, run: StudentRun, student: StudentConfig, eval_tokens
     return {k: v for k, v in summary.items() if k not in {"history", "run_key"}} | {"gpu": claimed_gpu()}
 
 
-def run_trained(workdir: str, run: StudentRun, student: StudentConfig, eval_tokens: str | None) -> bool:
-    return trained(Path(run.out_dir))
+def _evaluation_file(run: StudentRun, eval_set: dict) -> Path:
+    return Path(run.out_dir) / f"eval-{Path(eval_set['path']).name}.parquet"
 
 
+@produces(lambda run, eval_set: _evaluation_file(run, eval_set).exists())
 def evaluate_run(workdir: str, run: StudentRun, student: StudentConfig, eval_set: dict) -> dict:
     """Per-document losses of the trained student on the evaluation set (`out_dir/eval-<set>.parquet`)."""
-    out = Path(run.out_dir) / f"eval-{Path(eval_set['path']).name}.parquet"
+    out = _evaluation_file(run, eval_set)
     return evaluate_student(
         Path(run.out_dir) / "model", Path(eval_set["path"]), student.train.block_size, student.train.device, out
     )
-
-
-def run_evaluated(workdir: str, run: StudentRun, student: StudentConfig, eval_set: dict) -> bool:
-    return (Path(run.out_dir) / f"eval-{Path(eval_set['path']).name}.parquet").exists()
 
 
 def _harness_file(run: StudentRun, cfg: ExperimentConfig) -> Path:
@@ -503,6 +495,7 @@ def _harness_file(run: StudentRun, cfg: ExperimentConfig) -> Path:
     return Path(run.out_dir) / f"lm-eval-{key}.json"
 
 
+@produces(lambda run, cfg: _harness_file(run, cfg).exists())
 def harness_run(workdir: str, run: StudentRun, student: StudentConfig, cfg: ExperimentConfig) -> dict:
     """The student on the lm-evaluation-harness tasks: {task: {metric: value}} or {task: {"unavailable": why}}."""
     from miniplm.training.harness import evaluate_tasks
@@ -514,10 +507,6 @@ def harness_run(workdir: str, run: StudentRun, student: StudentConfig, cfg: Expe
                              student.train.block_size, student.train.device)  # fmt: skip
     write_json(results, out)
     return results
-
-
-def harness_ready(workdir: str, run: StudentRun, student: StudentConfig, cfg: ExperimentConfig) -> bool:
-    return _harness_file(run, cfg).exists()
 
 
 def flops(parameters: int, tokens: int, teacher_parameters: int | None) -> float:

