@@ -14,7 +14,7 @@ from flows.pipeline import miniplm_pipeline
 from flows.runners import scoring_gpus
 from flows.scoring import score_with
 from flows.steplog import StepLog, figures, say
-from flows.students import train_students
+from flows.students import train_runs
 from miniplm.config import ExperimentConfig, PipelineConfig, SelectConfig
 from miniplm.experiment import arms as lib
 from miniplm.steps import previous_manifest
@@ -99,7 +99,7 @@ def _experiment(config: PipelineConfig, experiment: ExperimentConfig, workdir: s
     tuning = None
     if experiment.learning_rates and "uniform" in arms:
         sweep = lib.plan_tuning(workdir, manifest, student, experiment, data, train_steps)
-        train_students(step, workdir, sweep, [lib.with_learning_rate(student, run.learning_rate) for run in sweep],
+        train_runs(step, workdir, sweep, [lib.with_learning_rate(student, run.learning_rate) for run in sweep],
                        eval_set["curve_path"], config.runner)  # fmt: skip
         evaluated = [step(tasks.evaluate_run, workdir, run, student, eval_set) for run in sweep]
         tuning = lib.pick_learning_rate(sweep, evaluated)
@@ -112,7 +112,7 @@ def _experiment(config: PipelineConfig, experiment: ExperimentConfig, workdir: s
     runs = lib.plan_runs(workdir, manifest, student, chosen, data, train_steps)
     say(f"{len(runs)} students to train ({experiment.seeds} seeds x {len(arms)} arms x {len(experiment.alphas)} "
         f"alphas; runs that train alike train once); steps per alpha: {train_steps}")  # fmt: skip
-    train_students(step, workdir, runs, student, eval_set["curve_path"], config.runner)  # one per GPU where several
+    train_runs(step, workdir, runs, student, eval_set["curve_path"], config.runner)  # one per GPU where several
     evaluations = [step(tasks.evaluate_run, workdir, run, student, eval_set) for run in runs]
     harness = [step(tasks.harness_run, workdir, run, student, experiment) if experiment.lm_eval_tasks else {}
                for run in runs]  # fmt: skip

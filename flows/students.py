@@ -39,7 +39,7 @@ def miniplm_students(
     return done
 
 
-def train_students(
+def train_runs(
     step: StepLog, workdir: str, runs: list[StudentRun], student: StudentConfig | list[StudentConfig],
     eval_tokens: str | None, runner: RunnerConfig,
 ) -> list[dict]:  # fmt: skip

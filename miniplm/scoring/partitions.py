@@ -135,9 +135,9 @@ def plan_partitions(
     con = connect(workdir, manifest)
     params = {"model_fp": model.fingerprint, "variant": variant, "partition_tokens": tokens_per_partition}
     plan_root.parent.mkdir(parents=True, exist_ok=True)
-    layout = "format parquet, partition_by (source_key, part, bucket)"  # one folder per partition
-    (written,) = con.execute(f"copy ({load_sql('plan_partitions')}) to '{plan_root}' ({layout})", params).fetchone()
-    if written == 0:
+    plan = con.sql(load_sql("plan_partitions"), params=params)
+    plan.write_parquet(str(plan_root), partition_by=["source_key", "part", "bucket"])  # one folder per partition
+    if not any(plan_root.rglob("*.parquet")):
         return []
     rows = con.sql(load_sql("partitions_of_plan"), params={"plan_files": f"{plan_root}/*/*/*/*.parquet"}).fetchall()
     return [

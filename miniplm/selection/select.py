@@ -35,7 +35,7 @@ def write_members(con: duckdb.DuckDBPyConnection, sql: str, params: dict, out: P
     """Stream a member query into a Parquet shard (temporary name, then rename) and return its figures."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_name(out)
-    con.execute(f"copy ({sql}) to '{tmp}' (format parquet, compression zstd)", params)
+    con.sql(sql, params=params).write_parquet(str(tmp), compression="zstd")
     os.replace(tmp, out)
     n, tokens, lowest = con.execute(load_sql("members_summary"), {"path": str(out)}).fetchall()[0]
     return {"n_selected": n, "selected_tokens": int(tokens), "threshold": lowest}

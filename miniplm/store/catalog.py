@@ -119,9 +119,9 @@ def connect(workdir: Workdir, manifest: RunManifest | None) -> duckdb.DuckDBPyCo
             "memory_limit": QUERY_MEMORY,
             "temp_directory": str(workdir.root / ".duckdb-spill"),
             "preserve_insertion_order": False,
+            "file_search_path": str(workdir.root),
         }
     )
-    con.execute(f"set file_search_path = {_quote(str(workdir.root))}")
     con.execute(render_views(workdir, manifest))
     return con
 
@@ -134,9 +134,8 @@ def publish_catalog(workdir: Workdir, manifest: RunManifest) -> Path:
     views_tmp.write_text(sql)
     os.replace(views_tmp, workdir.views_sql)
     db_tmp = temporary_name(workdir.catalog)
-    con = duckdb.connect(str(db_tmp))
+    con = duckdb.connect(str(db_tmp), config={"file_search_path": str(workdir.root)})
     try:
-        con.execute(f"set file_search_path = {_quote(str(workdir.root))}")
         con.execute(sql)
     finally:
         con.close()
