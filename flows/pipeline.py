@@ -67,7 +67,7 @@ def _pipeline(config: PipelineConfig, workdir: str) -> dict:
 
     # 8 select in DuckDB: score DESC, instance_id ASC, keep floor(alpha * N)
     selection = step(steps.select, workdir, manifest, config.select)
-    manifest = steps.manifest(workdir, manifest.model_copy(update={"selection_id": selection["selection_id"]}))
+    manifest = steps.manifest(workdir, manifest.model_copy(update={"selection_id": selection.selection_id}))
 
     # 9 students: the kept data vs a uniform sample of the same size, same compute
     students = None

@@ -30,7 +30,14 @@ from miniplm.scoring.precision import record_precision, recorded_precision
 from miniplm.selection.export import HEADER, ExportError, export_selection
 from miniplm.selection.members import export_members
 from miniplm.selection.report import extreme_instances, plot_histogram, score_histogram
-from miniplm.selection.select import recorded, run_selection, selection_id, uniform_sample, write_members
+from miniplm.selection.select import (
+    SelectionRecord,
+    recorded,
+    run_selection,
+    selection_id,
+    uniform_sample,
+    write_members,
+)
 from miniplm.store.catalog import connect, load_sql, publish_catalog
 from miniplm.store.hashing import stable_hash
 from miniplm.store.manifest import ModelRef, RunManifest, SourceRef
@@ -173,7 +180,7 @@ def score(workdir: str, manifest: RunManifest, model: ModelRef, partition: Parti
 
 
 @produces(lambda workdir, manifest, cfg: recorded(Workdir.open(workdir), selection_id(manifest, cfg)))
-def select(workdir: str, manifest: RunManifest, cfg: SelectConfig) -> dict:
+def select(workdir: str, manifest: RunManifest, cfg: SelectConfig) -> SelectionRecord:
     return run_selection(Workdir.open(workdir), manifest, cfg)
 
 
@@ -200,8 +207,15 @@ def export(workdir: str, manifest: RunManifest, cfg: ExportConfig) -> dict:
             f"remove it or choose another path (a run replaces only its own earlier export)"
         )
     return export_selection(
-        workdir, cfg.path, cfg.format, cfg.tokenizer, manifest.selection_id, cfg.shuffle_seed, overwrite=True,
-        val_fraction=cfg.val_fraction, block_size=cfg.block_size,
+        workdir,
+        cfg.path,
+        cfg.format,
+        cfg.tokenizer,
+        manifest.selection_id,
+        cfg.shuffle_seed,
+        overwrite=True,
+        val_fraction=cfg.val_fraction,
+        block_size=cfg.block_size,
     )
 
 
@@ -213,22 +227,24 @@ def _student_dirs(wd: Workdir, cfg: StudentConfig, sid: str) -> dict[str, Path]:
 
 @produces(
     lambda workdir, selection, cfg: all(
-        map(trained, _student_dirs(Workdir.open(workdir), cfg, selection["selection_id"]).values())
+        map(trained, _student_dirs(Workdir.open(workdir), cfg, selection.selection_id).values())
     )
 )
-def train_students(workdir: str, manifest: RunManifest, selection: dict, cfg: StudentConfig, seed: int) -> dict:
+def train_students(
+    workdir: str, manifest: RunManifest, selection: SelectionRecord, cfg: StudentConfig, seed: int
+) -> dict:
     """The same student on the kept data and on a uniform sample of the same size; held-out loss for both."""
     wd = Workdir.open(workdir)
     con = connect(wd, manifest)
     tokenizer = resolve_student_tokenizer(wd, manifest, cfg.tokenizer)
-    sid = selection["selection_id"]
+    sid = selection.selection_id
     # (members, export directory) per training set; the uniform sample is drawn once and kept beside its export
     sets = {"miniplm": (wd.selected(sid), wd.export_dir(sid))}
     if cfg.uniform_baseline:
         uniform_dir = wd.export_dir(f"uniform-{sid}-s{seed}")
         sets["uniform"] = (uniform_dir / "members.parquet", uniform_dir)
         if not sets["uniform"][0].exists():
-            uniform_sample(con, selection["n_selected"], seed, sets["uniform"][0], uniform_dir.name)
+            uniform_sample(con, selection.n_selected, seed, sets["uniform"][0], uniform_dir.name)
     # the held-out set changes with the corpus, so its export is named by the live sources too
     heldout_key = stable_hash(manifest.split_key, manifest.instance_spec, sorted(manifest.source_keys))[:16]
     heldout_dir = wd.export_dir(f"heldout-{heldout_key}")
@@ -258,7 +274,9 @@ def train_students(workdir: str, manifest: RunManifest, selection: dict, cfg: St
     return results
 
 
-def summarize(workdir: str, manifest: RunManifest, selection: dict, counts: dict, students: dict | None) -> dict:
+def summarize(
+    workdir: str, manifest: RunManifest, selection: SelectionRecord, counts: dict, students: dict | None
+) -> dict:
     """The run's figures: counts that add up, score quantiles, extreme instances, the reference's quality, student
     losses."""
     wd = Workdir.open(workdir)
@@ -274,16 +292,16 @@ def summarize(workdir: str, manifest: RunManifest, selection: dict, counts: dict
         "instances_total": totals[1],
         "quarantined": totals[2],
         **counts,
-        "candidates": selection["n_candidates"],
-        "selected": selection["n_selected"],
-        "selected_tokens": selection["selected_tokens"],
-        "nonfinite": selection["n_nonfinite"],
-        "unscored": selection["n_unscored"],
-        "threshold": selection["threshold"],
-        "selection_id": selection["selection_id"],
-        "alpha": selection["alpha"],
-        "strata": selection.get("strata") or "none",  # (a selection recorded before the modes has neither)
-        "temperature": selection.get("temperature"),
+        "candidates": selection.n_candidates,
+        "selected": selection.n_selected,
+        "selected_tokens": selection.selected_tokens,
+        "nonfinite": selection.n_nonfinite,
+        "unscored": selection.n_unscored,
+        "threshold": selection.threshold,
+        "selection_id": selection.selection_id,
+        "alpha": selection.alpha,
+        "strata": selection.strata or "none",  # (a selection recorded before the modes has neither)
+        "temperature": selection.temperature,
         "score_variant": manifest.score_variant,
         "score_quantiles": quantiles,
         "score_min": dist[2],
@@ -309,7 +327,7 @@ def summarize(workdir: str, manifest: RunManifest, selection: dict, counts: dict
     summary = json.loads(json.dumps(summary, default=str))  # plain JSON types (NaN-safe below)
     summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
     # the score histogram as a picture beside the run, with the selection's threshold (`miniplm report` adds a page)
-    summary["histogram_png"] = str(plot_histogram(score_histogram(con), selection["threshold"], wd.histogram_png))
+    summary["histogram_png"] = str(plot_histogram(score_histogram(con), selection.threshold, wd.histogram_png))
     write_json(summary, wd.summary)
     return summary
 

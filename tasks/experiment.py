@@ -13,6 +13,7 @@ from miniplm.experiment import arms as lib
 from miniplm.experiment.arms import ArmData, ArmOptions, StudentRun
 from miniplm.experiment.report import write_experiment_report
 from miniplm.scoring.devices import use_claimed_gpu
+from miniplm.selection.select import SelectionRecord
 from miniplm.store.manifest import RunManifest
 from tasks.caching import CACHED, RETRIES, progress_artifact, step_cache_key, trusted_while_done
 
@@ -37,7 +38,7 @@ def arm_data(
     arm: str,
     alpha: float,
     seed: int | None,
-    selection: dict,
+    selection: SelectionRecord,
     student: StudentConfig,
     options: ArmOptions,
 ) -> ArmData:
@@ -93,7 +94,7 @@ def report(
     runs: list[StudentRun],
     evaluations: list[dict],
     eval_set: dict,
-    selections: dict[float, dict],
+    selections: dict[float, SelectionRecord],
     harness: list[dict],
     tuning: dict | None = None,
     skipped: dict[str, str] | None = None,

@@ -26,6 +26,7 @@ from miniplm.data.instances import instance_spec as _instance_spec
 from miniplm.scoring.devices import claimed_gpu, use_claimed_gpu
 from miniplm.scoring.partitions import Partition
 from miniplm.selection.report import histogram_markdown, lineage, stage_counts
+from miniplm.selection.select import SelectionRecord
 from miniplm.store.manifest import ModelRef, RunManifest, SourceRef
 from miniplm.store.models import DEMO_TEACHER, check_context, demo_gguf_path, fetch_demo_gguf, resolve_model
 from tasks.caching import CACHED, RETRIES, progress_artifact, step_cache_key, trusted_while_done
@@ -144,11 +145,13 @@ def _worker() -> str:
 
 @trusted_while_done(steps.select)
 @task(name="select", cache_key_fn=step_cache_key, **CACHED)
-def select(workdir: str, manifest: RunManifest, cfg: SelectConfig) -> dict:
+def select(workdir: str, manifest: RunManifest, cfg: SelectConfig) -> SelectionRecord:
     """Rank in DuckDB by teacher minus reference mean log-prob and keep the top fraction."""
     record = steps.select(workdir, manifest, cfg)
     create_table_artifact(
-        key="selection", table=[{k: str(v) for k, v in record.items()}], description="Difference Sampling selection"
+        key="selection",
+        table=[{k: str(v) for k, v in record.model_dump().items()}],
+        description="Difference Sampling selection",
     )
     return record
 
@@ -171,14 +174,18 @@ def export(workdir: str, manifest: RunManifest, cfg: ExportConfig) -> dict:
 
 @trusted_while_done(steps.train_students)
 @task(name="train-students", cache_key_fn=step_cache_key, **CACHED, **RETRIES)
-def train_students(workdir: str, manifest: RunManifest, selection: dict, cfg: StudentConfig, seed: int) -> dict:
+def train_students(
+    workdir: str, manifest: RunManifest, selection: SelectionRecord, cfg: StudentConfig, seed: int
+) -> dict:
     """Train the student on the kept data and on a uniform sample of the same size."""
     with progress_artifact("train-students", "train students"):
         return steps.train_students(workdir, manifest, selection, cfg, seed)
 
 
 @task(name="summary", cache_policy=NO_CACHE)
-def summary(workdir: str, manifest: RunManifest, selection: dict, counts: dict, students: dict | None) -> dict:
+def summary(
+    workdir: str, manifest: RunManifest, selection: SelectionRecord, counts: dict, students: dict | None
+) -> dict:
     result = steps.summarize(workdir, manifest, selection, counts, students)
     q = result["score_quantiles"]
     rows = "\n".join(f"| {k} | {v} |" for k, v in result.items() if isinstance(v, int | float | str))

@@ -106,14 +106,14 @@ def test_selection_matches_a_plain_sort(tmp_path, alpha):
     scores = {i: t - r for i, t, r, s in zip(ids, teacher, reference, splits, strict=True) if s == "pool"}
     finite = {i: s for i, s in scores.items() if math.isfinite(s)}
     expected = sorted(finite, key=lambda i: (-finite[i], i))[: math.floor(alpha * len(finite))]
-    con = connect(wd, manifest.model_copy(update={"selection_id": record["selection_id"]}))
+    con = connect(wd, manifest.model_copy(update={"selection_id": record.selection_id}))
     got = con.sql("select instance_id, rank, score from selected order by rank").fetchall()
     assert [g[0] for g in got] == expected
     assert [g[1] for g in got] == list(range(1, len(expected) + 1))
-    assert record["n_selected"] == len(expected)
-    assert record["n_nonfinite"] == len(scores) - len(finite) == 4
-    assert record["n_candidates"] == len(scores)
-    assert record["threshold"] == pytest.approx(min(finite[i] for i in expected))
+    assert record.n_selected == len(expected)
+    assert record.n_nonfinite == len(scores) - len(finite) == 4
+    assert record.n_candidates == len(scores)
+    assert record.threshold == pytest.approx(min(finite[i] for i in expected))
     assert not set(expected) & {i for i, s in zip(ids, splits, strict=True) if s != "pool"}
     # the record is in the selections view, with its parameters and fingerprints
     row = con.sql("select alpha, teacher_fp, reference_fp, n_selected from selections").fetchall()
@@ -124,10 +124,10 @@ def test_repeating_a_selection_records_it_once(tmp_path):
     wd, manifest, _ = build_scored_workdir(tmp_path, [-1.0, -2.0, -3.0, -4.0], [-2.0] * 4, ["pool"] * 4)
     first = run_selection(wd, manifest, SelectConfig(alpha=0.5))
     second = run_selection(wd, manifest, SelectConfig(alpha=0.5))
-    assert first["selection_id"] == second["selection_id"]
-    assert first["created_at"] == second["created_at"]
+    assert first.selection_id == second.selection_id
+    assert first.created_at == second.created_at
     other = run_selection(wd, manifest, SelectConfig(alpha=0.75))
-    assert other["selection_id"] != first["selection_id"] and other["n_selected"] == 3
+    assert other.selection_id != first.selection_id and other.n_selected == 3
     assert connect(wd, manifest).sql("select count(*) from selections").fetchall() == [(2,)]
 
 
@@ -135,8 +135,8 @@ def test_token_budget_keeps_the_best_that_fit(tmp_path):
     teacher = [-1.0, -1.5, -2.0, -2.5, -3.0]
     wd, manifest, ids = build_scored_workdir(tmp_path, teacher, [-3.0] * 5, ["pool"] * 5)
     record = run_selection(wd, manifest, SelectConfig(budget_tokens=32))  # n_tokens are 10, 11, 12, 13, 14
-    assert record["method"] == "token_budget"
-    assert record["n_selected"] == 2 and record["selected_tokens"] == 21
+    assert record.method == "token_budget"
+    assert record.n_selected == 2 and record.selected_tokens == 21
 
 
 def scores_by_source(tmp_path, n: int = 600) -> tuple:
@@ -159,7 +159,7 @@ def scores_by_source(tmp_path, n: int = 600) -> tuple:
 
 
 def members(wd, manifest, record) -> list[str]:
-    con = connect(wd, manifest.model_copy(update={"selection_id": record["selection_id"]}))
+    con = connect(wd, manifest.model_copy(update={"selection_id": record.selection_id}))
     return [r[0] for r in con.sql("select instance_id from selected order by rank").fetchall()]
 
 
@@ -185,8 +185,8 @@ def test_strata_keep_the_top_alpha_of_each_source(tmp_path, alpha):
         expected += mine[: math.floor(alpha * len(mine))]
     got = members(wd, manifest, record)
     assert sorted(got) == sorted(expected) and len(got) == len(set(got))
-    assert record["n_selected"] == len(expected) and record["strata"] == "source" and record["temperature"] is None
-    assert record["n_nonfinite"] == 2
+    assert record.n_selected == len(expected) and record.strata == "source" and record.temperature is None
+    assert record.n_nonfinite == 2
     if alpha < 1:  # the paper's global ranking keeps the sources unevenly; the strata keep each its share
         paper = members(wd, manifest, run_selection(wd, manifest, SelectConfig(alpha=alpha)))
         share = {src: sum(finite[i][1] == src for i in paper) / len(paper) for src in ("code", "html")}
@@ -241,7 +241,7 @@ def test_temperature_draws_the_gumbel_top_k_recomputed_in_python(tmp_path, strat
         expected += sorted(mine, key=lambda i: (-keys[i], i))[: math.floor(alpha * len(mine))]
     got = members(wd, manifest, record)
     assert sorted(got) == sorted(expected)
-    assert (record["temperature"], record["seed"], record["strata"]) == (temperature, seed, strata)
+    assert (record.temperature, record.seed, record.strata) == (temperature, seed, strata)
     # not the best alone: a draw reaches below the paper's threshold
     paper = set(members(wd, manifest, run_selection(wd, manifest, SelectConfig(alpha=alpha, strata=strata))))
     assert set(got) != paper and len(got) == len(paper)
@@ -316,4 +316,16 @@ def test_a_token_budget_within_strata_shares_it_by_the_sources_tokens(tmp_path):
             used += tokens[i]
             expected.append(i)
     assert sorted(members(wd, manifest, record)) == sorted(expected)
-    assert record["method"] == "token_budget" and record["selected_tokens"] <= budget
+    assert record.method == "token_budget" and record.selected_tokens <= budget
+
+
+def test_a_selection_record_hashes_in_a_tasks_cache_key_as_the_plain_dict_it_was(tmp_path):
+    """The record became a typed model; the tasks that take it (train-students, arm-data, summary) key their cache
+    on it, so it must hash as the dict it replaced (time as str() renders it), fresh and read back."""
+    from tasks.caching import _plain
+
+    wd, manifest, _ = build_scored_workdir(tmp_path, [-1.0, -2.0, -3.0, -4.0], [-2.0] * 4, ["pool"] * 4)
+    fresh = run_selection(wd, manifest, SelectConfig(alpha=0.5))
+    again = run_selection(wd, manifest, SelectConfig(alpha=0.5))  # read back from its Parquet record
+    as_dict = pq.read_table(wd.selection(fresh.selection_id)).to_pylist()[0]
+    assert stable_hash(_plain(fresh)) == stable_hash(_plain(again)) == stable_hash(as_dict)

@@ -50,5 +50,5 @@ def test_a_selection_is_done_once_recorded_and_its_task_runs_again_when_its_file
     assert refreshed_if_gone(step_tasks.select, *args).refresh_cache
     record = steps.select(*args)
     assert done(steps.select, *args) and not refreshed_if_gone(step_tasks.select, *args).refresh_cache
-    wd.selected(record["selection_id"]).unlink()
+    wd.selected(record.selection_id).unlink()
     assert not done(steps.select, *args) and refreshed_if_gone(step_tasks.select, *args).refresh_cache

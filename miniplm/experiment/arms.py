@@ -27,7 +27,7 @@ from miniplm.data.corpus import source_fingerprint
 from miniplm.data.student_tokenizer import TEACHER, resolve_student_tokenizer
 from miniplm.scoring.devices import claimed_gpu
 from miniplm.selection.members import export_members
-from miniplm.selection.select import run_selection, write_members
+from miniplm.selection.select import SelectionRecord, run_selection, write_members
 from miniplm.store.catalog import connect, load_sql
 from miniplm.store.hashing import stable_hash
 from miniplm.store.manifest import ModelRef, RunManifest
@@ -187,28 +187,28 @@ def prepare_eval_set(workdir: str, manifest: RunManifest, student: StudentConfig
 # --- each arm's data ---------------------------------------------------------------------------------------------
 
 
-def _members(wd: Workdir, manifest: RunManifest, arm: str, alpha: float, seed: int | None, selection: dict,
+def _members(wd: Workdir, manifest: RunManifest, arm: str, alpha: float, seed: int | None, selection: SelectionRecord,
              options: ArmOptions, out: Path) -> None:  # fmt: skip
     con = connect(wd, manifest)
     sid = out.parent.name
     if arm == "uniform":
-        params = {"tokens": selection["selected_tokens"], "seed": str(seed), "selection_id": sid}
+        params = {"tokens": selection.selected_tokens, "seed": str(seed), "selection_id": sid}
         write_members(con, load_sql("arm_uniform_tokens"), params, out)
     elif arm == "control":
-        params = {"tokens": selection["selected_tokens"], "seed": str(seed), "selection_id": sid,
+        params = {"tokens": selection.selected_tokens, "seed": str(seed), "selection_id": sid,
                   "sources": options.control_sources}  # fmt: skip
         write_members(con, load_sql("arm_control_tokens"), params, out)
     elif arm == "bottom":
-        write_members(con, load_sql("arm_bottom"), {"k": selection["n_selected"], "selection_id": sid}, out)
+        write_members(con, load_sql("arm_bottom"), {"k": selection.n_selected, "selection_id": sid}, out)
     elif arm == "miniplm_alt_ref":
-        params = {"k": selection["n_selected"], "selection_id": sid, "teacher_fp": manifest.teacher.fingerprint,
+        params = {"k": selection.n_selected, "selection_id": sid, "teacher_fp": manifest.teacher.fingerprint,
                   "alt_fp": options.alt_reference_fp, "variant": manifest.score_variant}  # fmt: skip
         write_members(con, load_sql("arm_alt_reference"), params, out)
     elif arm in POOL_ARMS:
         write_members(con, load_sql("arm_full_pool"), {"selection_id": sid}, out)
     else:  # teacher_ppl, reference_ppl: as many candidates as Difference Sampling keeps, from one band
         n = con.execute(load_sql("count_candidates")).fetchall()[0][0]
-        k = selection["n_selected"]
+        k = selection.n_selected
         lo = {"low": 0, "mid": (n - k) // 2, "high": n - k}[options.band]
         params = {"model": arm.removesuffix("_ppl"), "lo": lo, "hi": lo + k, "selection_id": sid}
         write_members(con, load_sql("arm_single_model"), params, out)
@@ -220,13 +220,13 @@ def pool_key(manifest: RunManifest) -> str:
     return stable_hash(sorted(manifest.source_keys), manifest.split_key, manifest.instance_spec, models)
 
 
-def arm_data_key(arm: str, alpha: float, seed: int | None, selection: dict, options: ArmOptions,
+def arm_data_key(arm: str, alpha: float, seed: int | None, selection: SelectionRecord, options: ArmOptions,
                  tokenizer: str, pool: str) -> str:  # fmt: skip
     what = {"arm": arm, "tokenizer": tokenizer_fingerprint(tokenizer)}
     if arm in POOL_ARMS:  # the whole pool is the same at every alpha: its students train once for a sweep
         what["pool"] = pool
     else:
-        what |= {"selection": selection["selection_id"], "alpha": alpha}
+        what |= {"selection": selection.selection_id, "alpha": alpha}
     if arm in SEEDED_DATA:
         what["seed"] = seed
     if arm.endswith("_ppl"):
@@ -247,8 +247,8 @@ def mode_selection(arm: str, alpha: float, seed: int | None, options: ArmOptions
     return SelectConfig(alpha=alpha, temperature=options.temperature, seed=seed or 0)
 
 
-def _arm_data_written(workdir: str, manifest: RunManifest, arm: str, alpha: float, seed: int | None, selection: dict,
-                      student: StudentConfig, options: ArmOptions) -> bool:  # fmt: skip
+def _arm_data_written(workdir: str, manifest: RunManifest, arm: str, alpha: float, seed: int | None,
+                      selection: SelectionRecord, student: StudentConfig, options: ArmOptions) -> bool:  # fmt: skip
     out_dir = _arm_dir(Workdir.open(workdir), manifest, arm, alpha, seed, selection, student, options)[2]
     return any(out_dir.glob("tokens-*.json"))
 
@@ -260,7 +260,7 @@ def arm_data(
     arm: str,
     alpha: float,
     seed: int | None,
-    selection: dict,
+    selection: SelectionRecord,
     student: StudentConfig,
     options: ArmOptions,
 ) -> ArmData:
@@ -270,9 +270,9 @@ def arm_data(
     tokenizer = student_tokenizer(manifest, student)
     data_arm, key, out_dir = _arm_dir(wd, manifest, arm, alpha, seed, selection, student, options)
     if arm == "miniplm":
-        members = wd.selected(selection["selection_id"])
+        members = wd.selected(selection.selection_id)
     elif arm in MODE_ARMS:  # a selection of its own, recorded beside the paper's (the `selections` view)
-        members = wd.selected(run_selection(wd, manifest, mode_selection(arm, alpha, seed, options))["selection_id"])
+        members = wd.selected(run_selection(wd, manifest, mode_selection(arm, alpha, seed, options)).selection_id)
     else:
         members = out_dir / "members.parquet"
     if not members.exists():
@@ -295,7 +295,7 @@ def arm_data(
     )
 
 
-def _arm_dir(wd: Workdir, manifest: RunManifest, arm: str, alpha: float, seed: int | None, selection: dict,
+def _arm_dir(wd: Workdir, manifest: RunManifest, arm: str, alpha: float, seed: int | None, selection: SelectionRecord,
              student: StudentConfig, options: ArmOptions) -> tuple[str, str, Path]:  # fmt: skip
     data_arm = "full" if arm in POOL_ARMS else arm  # KD trains on the pool too: the same data
     tokenizer = student_tokenizer(manifest, student)

@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, field_serializer
 
 from miniplm.config import SelectConfig
 from miniplm.store import schemas
@@ -24,6 +25,38 @@ from miniplm.store.hashing import stable_hash
 from miniplm.store.manifest import RunManifest
 from miniplm.store.shards import temporary_name, write_parquet
 from miniplm.store.workdir import Workdir
+
+
+class SelectionRecord(BaseModel):
+    """One selection as recorded (`selections/<id>.parquet`, a row of the `selections` view): what determined it and
+    what it kept."""
+
+    # An infinite threshold stays a number; the time reads as str() does: a task's cache key hashed the record as a
+    # plain dict before it was a model, and hashes the same (tests/test_select.py).
+    model_config = ConfigDict(ser_json_inf_nan="constants")
+
+    selection_id: str
+    method: str
+    alpha: float | None
+    budget_tokens: int | None
+    teacher: str
+    teacher_fp: str
+    reference: str | None
+    reference_fp: str | None
+    n_candidates: int
+    n_selected: int
+    n_nonfinite: int
+    n_unscored: int
+    threshold: float | None
+    selected_tokens: int
+    strata: str | None = None  # (a selection recorded before the modes has none of these three)
+    temperature: float | None = None
+    seed: int | None = None
+    created_at: datetime
+
+    @field_serializer("created_at", when_used="json")
+    def _as_str(self, created_at: datetime) -> str:
+        return str(created_at)
 
 
 def candidate_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -105,12 +138,16 @@ def recorded(workdir: Workdir, sid: str) -> bool:
     return workdir.selection(sid).exists() and workdir.selected(sid).exists()
 
 
-def run_selection(workdir: Workdir, manifest: RunManifest, cfg: SelectConfig) -> dict:
+def read_record(workdir: Workdir, sid: str) -> SelectionRecord:
+    return SelectionRecord(**pq.read_table(workdir.selection(sid)).to_pylist()[0])
+
+
+def run_selection(workdir: Workdir, manifest: RunManifest, cfg: SelectConfig) -> SelectionRecord:
     """Rank, keep, and record. Returns the selection's record."""
     sid = selection_id(manifest, cfg)
     record_path, members_path = workdir.selection(sid), workdir.selected(sid)
     if recorded(workdir, sid):
-        return pq.read_table(record_path).to_pylist()[0]
+        return read_record(workdir, sid)
     con = connect(workdir, manifest)
     counts = candidate_counts(con)
     method = "token_budget" if cfg.budget_tokens is not None else "top_fraction"
@@ -120,25 +157,26 @@ def run_selection(workdir: Workdir, manifest: RunManifest, cfg: SelectConfig) ->
         kept = token_budget(con, cfg.budget_tokens, members_path, sid)
     else:
         kept = top_fraction(con, cfg.alpha, members_path, sid, counts["n_finite"])
-    record = {
-        "selection_id": sid,
-        "method": method,
-        "alpha": cfg.alpha if cfg.budget_tokens is None else None,
-        "budget_tokens": cfg.budget_tokens,
-        "teacher": manifest.teacher.spec,
-        "teacher_fp": manifest.teacher.fingerprint,
-        "reference": manifest.reference.spec,
-        "reference_fp": manifest.reference.fingerprint,
-        "n_candidates": counts["n_finite"] + counts["n_nonfinite"] + counts["n_unscored"],
-        "n_selected": kept["n_selected"],
-        "n_nonfinite": counts["n_nonfinite"],
-        "n_unscored": counts["n_unscored"],
-        "threshold": kept["threshold"],
-        "selected_tokens": kept["selected_tokens"],
-        "strata": cfg.strata,
-        "temperature": cfg.temperature,
-        "seed": cfg.seed if cfg.temperature is not None else None,
-        "created_at": datetime.now(UTC).replace(tzinfo=None),
-    }
-    write_parquet(pa.Table.from_pylist([record], schema=schemas.SELECTION), record_path)  # last: marks completion
+    record = SelectionRecord(
+        selection_id=sid,
+        method=method,
+        alpha=cfg.alpha if cfg.budget_tokens is None else None,
+        budget_tokens=cfg.budget_tokens,
+        teacher=manifest.teacher.spec,
+        teacher_fp=manifest.teacher.fingerprint,
+        reference=manifest.reference.spec,
+        reference_fp=manifest.reference.fingerprint,
+        n_candidates=counts["n_finite"] + counts["n_nonfinite"] + counts["n_unscored"],
+        n_selected=kept["n_selected"],
+        n_nonfinite=counts["n_nonfinite"],
+        n_unscored=counts["n_unscored"],
+        threshold=kept["threshold"],
+        selected_tokens=kept["selected_tokens"],
+        strata=cfg.strata,
+        temperature=cfg.temperature,
+        seed=cfg.seed if cfg.temperature is not None else None,
+        created_at=datetime.now(UTC).replace(tzinfo=None),
+    )
+    table = pa.Table.from_pylist([record.model_dump()], schema=schemas.SELECTION)
+    write_parquet(table, record_path)  # last: marks completion
     return record

@@ -12,6 +12,7 @@ from miniplm.experiment.arms import StudentRun
 from miniplm.experiment.report.assemble import build_report, score_bands
 from miniplm.experiment.report.markdown import markdown
 from miniplm.experiment.report.plots import plot_loss_curves, plot_main_loss, plot_scores_by_source
+from miniplm.selection.select import SelectionRecord
 from miniplm.store.shards import write_json
 
 
@@ -98,7 +99,7 @@ def write_experiment_report(
     runs: list[StudentRun],
     evaluations: list[dict],
     eval_set: dict,
-    selections: dict[float, dict],
+    selections: dict[float, SelectionRecord],
     harness: list[dict] | None = None,
     tuning: dict | None = None,
     skipped_arms: dict[str, str] | None = None,
@@ -121,6 +122,7 @@ def write_experiment_report(
     eid = experiment_id(manifest, student, cfg)
     tokenizer = student_tokenizer(manifest, student)
     reference = reference_context(wd, manifest)
+    reported = {alpha: s.model_dump() for alpha, s in selections.items()}  # the report's copies, with what each kept
     context = {
         "experiment_id": eid,
         "workdir": str(wd.root),
@@ -132,7 +134,7 @@ def write_experiment_report(
         },
         "reference": reference,
         "student": student_context(student, tokenizer),
-        "selections": {str(a): s for a, s in selections.items()},
+        "selections": {str(a): s for a, s in reported.items()},
         "eval_set": eval_set,
         "tuning": tuning,
         "skipped_arms": skipped_arms or {},
@@ -140,7 +142,7 @@ def write_experiment_report(
     }
     con = connect(wd, manifest)
     alt = alternative_reference_model(workdir, manifest)
-    for alpha, selection in selections.items():
+    for alpha, selection in reported.items():
         members = str(wd.selected(selection["selection_id"]))
         rel = con.sql(load_sql("kept_by_source"), params={"members_path": members})
         selection["by_source"] = [dict(zip(rel.columns, r, strict=True)) for r in rel.fetchall()]
@@ -160,6 +162,6 @@ def write_experiment_report(
     report = build_report(runs, evaluations, context, cfg.bootstrap_samples, harness, grams, cfg.too_young_margin)
     rows = con.execute(load_sql("score_histogram_by_source"), {"bins": 40}).fetchall()
     bins = [(source, lo, hi, n) for source, _, lo, hi, n in rows]
-    thresholds = {str(a): s["threshold"] for a, s in selections.items()}
+    thresholds = {str(a): s.threshold for a, s in selections.items()}
     paths = write_report(report, report_dir(workdir, eid), bins, thresholds)
     return {**report, "report_files": paths}
