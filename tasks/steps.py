@@ -218,7 +218,7 @@ def summary(
         )
     create_table_artifact(
         key="lineage",
-        table=lineage(manifest.model_dump(mode="json"), selection),
+        table=lineage(manifest.model_dump(mode="json"), selection.model_dump()),
         description="The selection's parameters, models, fingerprints and corpus shards",
     )
     if result["students"]:
