@@ -1,9 +1,10 @@
 """A cached step's outputs, declared once on the step: the one answer to "is this step done?".
 
 `@produces(test)` puts on a step function the test of what its last run left in the work directory; the test names
-only the step's parameters it reads. The library's step skips work that test finds done, and a Prefect task trusts
-its cache entry only while the test holds (tasks/caching.py): both through `outputs_there`, from the arguments of
-whatever call they have in hand (the step's own, or a task's with more parameters).
+only the step's parameters it reads, and is built from the checks and paths the step itself skips its work by. A
+Prefect task trusts its cache entry only while the test holds (tasks/caching.py), asked through `outputs_there` with
+the arguments of the call in hand (a task's may have more parameters than its step's); `done` asks it for a call
+of the step itself.
 """
 
 from __future__ import annotations
