@@ -120,4 +120,4 @@ def _experiment(config: PipelineConfig, experiment: ExperimentConfig, workdir: s
     # 7 the report: per arm, mean and spread over seeds, paired difference to the uniform arm, the regime, plots
     result = step(tasks.report, workdir, manifest, student, chosen, runs, evaluations, eval_set, selections, harness,
                   tuning, skipped)  # fmt: skip
-    return {"pipeline": pipeline, **result, **step.report()}
+    return {"pipeline": pipeline, **result, **step.report().model_dump()}

@@ -19,18 +19,19 @@ from flows.steplog import StepLog, figures, say
 from miniplm.config import PipelineConfig
 from miniplm.scoring.devices import machine
 from miniplm.scoring.scorer import SCORER_VERSION
+from miniplm.selection.run_summary import RunFigures, RunSummary
 from miniplm.steps import count_new_documents, previous_manifest
 from tasks import steps
 
 
 @flow(name="miniplm-pipeline", log_prints=True, flow_run_name="miniplm {config.workdir}")
-def miniplm_pipeline(config: PipelineConfig) -> dict:
+def miniplm_pipeline(config: PipelineConfig) -> RunSummary:
     """Difference Sampling: keep the instances a large teacher finds much likelier than a small reference does."""
     with exclusive(config) as workdir:
         return _pipeline(config, workdir)
 
 
-def _pipeline(config: PipelineConfig, workdir: str) -> dict:
+def _pipeline(config: PipelineConfig, workdir: str) -> RunSummary:
     step = StepLog()
     before = previous_manifest(workdir)
 
@@ -38,7 +39,7 @@ def _pipeline(config: PipelineConfig, workdir: str) -> dict:
     prepared = miniplm_prepare(config)
     step.merge(prepared)
     gpus = scoring_gpus(config.runner, config.score)
-    manifest = prepared["manifest"]
+    manifest = prepared.manifest
 
     # 5 the reference LM: trained on D_ref (kept until asked to retrain), or the one given; never a weak one
     reference = step(steps.reference, workdir, manifest, config.reference, config.instances.max_len)
@@ -77,18 +78,18 @@ def _pipeline(config: PipelineConfig, workdir: str) -> dict:
     # 10 the kept corpus where a trainer reads it, when asked
     exported = step(steps.export, workdir, manifest, config.export) if config.export.path else None
 
-    counts = {
-        "documents_new": count_new_documents(workdir, before, manifest),
-        "rows_read": prepared["rows_read"],
-        "instances_scored_teacher": scores["teacher"]["instances_scored"],
-        "instances_scored_reference": scores["reference"]["instances_scored"],
-        "teacher_tokens_per_s": scores["teacher"]["tokens_per_s"] or None,
-        "score_partitions": {role: s["partitions"] for role, s in scores.items()},
-        "score_workers": {role: s["workers"] for role, s in scores.items()},
-        "score_precision": precision,
-        "score_attention": {role: s.get("attention") for role, s in scores.items()},
-        "score_attention_fallback": next(filter(None, (s.get("attention_fallback") for s in scores.values())), None),
-        "export": {k: exported[k] for k in ("path", "format", "instances", "files")} if exported else None,
-        **step.report(),
-    }
-    return steps.summary(workdir, manifest, selection, counts, students)
+    measured = RunFigures(
+        documents_new=count_new_documents(workdir, before, manifest),
+        rows_read=prepared.rows_read,
+        instances_scored_teacher=scores["teacher"]["instances_scored"],
+        instances_scored_reference=scores["reference"]["instances_scored"],
+        teacher_tokens_per_s=scores["teacher"]["tokens_per_s"] or None,
+        score_partitions={role: s["partitions"] for role, s in scores.items()},
+        score_workers={role: s["workers"] for role, s in scores.items()},
+        score_precision=precision,
+        score_attention={role: s["attention"] for role, s in scores.items()},
+        score_attention_fallback=next(filter(None, (s.get("attention_fallback") for s in scores.values())), None),
+        export=exported,
+        **step.report().model_dump(),
+    )
+    return steps.summary(workdir, manifest, selection, measured, students)

@@ -14,20 +14,28 @@ from flows.exclusive import exclusive
 from flows.steplog import StepLog
 from miniplm.config import PipelineConfig
 from miniplm.data.splits import resolve_split, split_config, split_key
+from miniplm.selection.run_summary import StepsTaken
 from miniplm.steps import plan_sources, previous_manifest, require_documents
 from miniplm.store.manifest import RunManifest
 from miniplm.store.models import DEMO_TEACHER
 from tasks import steps
 
 
+class Prepared(StepsTaken):
+    """The corpus as prepared: the run's manifest so far, and the rows read to make it."""
+
+    manifest: RunManifest
+    rows_read: int
+
+
 @flow(name="miniplm-prepare", log_prints=True, flow_run_name="prepare {config.workdir}")
-def miniplm_prepare(config: PipelineConfig) -> dict:
+def miniplm_prepare(config: PipelineConfig) -> Prepared:
     """Ingest, tokenize and split the corpus; publish the views over it. Returns the run's manifest so far."""
     with exclusive(config) as workdir:
         return _prepare(config, workdir)
 
 
-def _prepare(config: PipelineConfig, workdir: str) -> dict:
+def _prepare(config: PipelineConfig, workdir: str) -> Prepared:
     step = StepLog()
 
     # 1 the teacher's tokenizer: a hub id, a local checkpoint, a GGUF file, or the embedded demo model
@@ -53,4 +61,5 @@ def _prepare(config: PipelineConfig, workdir: str) -> dict:
         workdir, RunManifest(sources=sources, instance_spec=instance_spec, split=split, split_key=key, teacher=teacher)
     )
     require_documents(ingested)  # after the views are published, so the quarantine can be inspected
-    return {"manifest": manifest, "rows_read": sum(s["rows_read"] for s in ingested), **step.report()}
+    rows_read = sum(s["rows_read"] for s in ingested)
+    return Prepared(manifest=manifest, rows_read=rows_read, **step.report().model_dump())

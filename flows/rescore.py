@@ -13,6 +13,7 @@ from prefect import flow
 
 from flows.pipeline import miniplm_pipeline
 from miniplm.config import PipelineConfig
+from miniplm.selection.run_summary import RunSummary
 
 SUPPORTED = (".jsonl", ".jsonl.gz", ".json", ".ndjson", ".parquet", ".csv", ".tsv", ".txt")
 
@@ -27,16 +28,16 @@ def folder_sources(folder: str) -> list[str]:
 
 
 @flow(name="miniplm-rescore", log_prints=True, flow_run_name="rescore {watch_folder}")
-def miniplm_rescore(config: PipelineConfig, watch_folder: str) -> dict:
-    """Run the pipeline over the files now in `watch_folder`; only what is new gets scored."""
+def miniplm_rescore(config: PipelineConfig, watch_folder: str) -> RunSummary | None:
+    """Run the pipeline over the files now in `watch_folder`; only what is new gets scored (None: no files yet)."""
     paths = folder_sources(watch_folder)
     if not paths:
         print(f"{watch_folder} holds no corpus files yet; nothing to do")
-        return {"watch_folder": watch_folder, "sources": 0}
+        return None
     config = config.model_copy(update={"corpus": config.corpus.model_copy(update={"paths": paths})})
     summary = miniplm_pipeline(config)
     print(
-        f"{summary['documents_new']} new documents; scored {summary['instances_scored_teacher']} instances "
-        f"with the teacher; {summary['selected']} selected"
+        f"{summary.documents_new} new documents; scored {summary.instances_scored_teacher} instances with the "
+        f"teacher; {summary.selected} selected"
     )
     return summary

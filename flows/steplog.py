@@ -11,6 +11,7 @@ from typing import Any
 from prefect.states import State
 from pydantic import BaseModel
 
+from miniplm.selection.run_summary import StepsTaken
 from tasks.caching import run_step
 
 # result fields worth a word on the step's closing line, in this order, with how to show them
@@ -95,11 +96,12 @@ class StepLog:
         (self.cached if cached else self.ran).append(name)
         self.seconds[name] = round(self.seconds.get(name, 0.0) + seconds, 3)
 
-    def merge(self, other: dict) -> None:
-        self.cached += other["steps_cached"]
-        self.ran += other["steps_run"]
-        for name, seconds in other["step_seconds"].items():
+    def merge(self, other: StepsTaken) -> None:
+        """Count a sub-flow's steps (prepare's in the pipeline, the pipeline's in the experiment) as this flow's."""
+        self.cached += other.steps_cached
+        self.ran += other.steps_run
+        for name, seconds in other.step_seconds.items():
             self.seconds[name] = round(self.seconds.get(name, 0.0) + seconds, 3)
 
-    def report(self) -> dict:
-        return {"steps_cached": self.cached, "steps_run": self.ran, "step_seconds": self.seconds}
+    def report(self) -> StepsTaken:
+        return StepsTaken(steps_cached=self.cached, steps_run=self.ran, step_seconds=self.seconds)

@@ -6,8 +6,6 @@ idempotent: what it writes is named by the content it came from, so a repeat fin
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import asdict
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from miniplm.scoring.precision import record_precision, recorded_precision
 from miniplm.selection.export import HEADER, ExportError, export_selection
 from miniplm.selection.members import export_members
 from miniplm.selection.report import extreme_instances, plot_histogram, score_histogram
+from miniplm.selection.run_summary import RunFigures, RunSummary, ScoreQuantiles, StudentFigures
 from miniplm.selection.select import (
     SelectionRecord,
     recorded,
@@ -275,60 +274,56 @@ def train_students(
 
 
 def summarize(
-    workdir: str, manifest: RunManifest, selection: SelectionRecord, counts: dict, students: dict | None
-) -> dict:
+    workdir: str, manifest: RunManifest, selection: SelectionRecord, figures: RunFigures, students: dict | None
+) -> RunSummary:
     """The run's figures: counts that add up, score quantiles, extreme instances, the reference's quality, student
-    losses."""
+    losses (also kept as WORKDIR/summary.json)."""
     wd = Workdir.open(workdir)
     con = connect(wd, manifest)
     dist = con.execute(load_sql("score_summary")).fetchall()[0]
-    quantiles = dict(zip(("p05", "p25", "p50", "p75", "p95"), dist[3] or [None] * 5, strict=True))
-    accounting = con.table("accounting").to_arrow_table().to_pylist()
-    extremes = extreme_instances(con, 3)
     totals = con.execute(load_sql("corpus_totals")).fetchall()[0]
-    summary = {
-        "workdir": str(wd.root),
-        "documents_total": totals[0],
-        "instances_total": totals[1],
-        "quarantined": totals[2],
-        **counts,
-        "candidates": selection.n_candidates,
-        "selected": selection.n_selected,
-        "selected_tokens": selection.selected_tokens,
-        "nonfinite": selection.n_nonfinite,
-        "unscored": selection.n_unscored,
-        "threshold": selection.threshold,
-        "selection_id": selection.selection_id,
-        "alpha": selection.alpha,
-        "strata": selection.strata or "none",  # (a selection recorded before the modes has neither)
-        "temperature": selection.temperature,
-        "score_variant": manifest.score_variant,
-        "score_quantiles": quantiles,
-        "score_min": dist[2],
-        "score_max": dist[4],
-        "mean_teacher_logp": dist[5],
-        "mean_ref_logp": dist[6],
-        "reference": reference_report(workdir, manifest),
-        "accounting": accounting,
-        "extremes": extremes,
-        "students": {
-            name: {
-                "heldout_loss": s.get("final_eval_loss"),
-                "steps": s.get("steps"),
-                "train_tokens": s.get("export", {}).get("student_tokens"),
-                "skipped": s.get("skipped"),
-            }
-            for name, s in (students or {}).items()
-        },
+    trained = {
+        name: StudentFigures(
+            heldout_loss=s.get("final_eval_loss"),
+            steps=s.get("steps"),
+            train_tokens=s.get("export", {}).get("student_tokens"),
+            skipped=s.get("skipped"),
+        )
+        for name, s in (students or {}).items()
     }
-    losses = {name: s["heldout_loss"] for name, s in summary["students"].items()}
-    if losses.get("miniplm") and losses.get("uniform"):
-        summary["heldout_loss_gain"] = losses["uniform"] - losses["miniplm"]
-    summary = json.loads(json.dumps(summary, default=str))  # plain JSON types (NaN-safe below)
-    summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
-    # the score histogram as a picture beside the run, with the selection's threshold (`miniplm report` adds a page)
-    summary["histogram_png"] = str(plot_histogram(score_histogram(con), selection.threshold, wd.histogram_png))
-    write_json(summary, wd.summary)
+    losses = {name: s.heldout_loss for name, s in trained.items()}
+    summary = RunSummary(
+        **figures.model_dump(),
+        workdir=str(wd.root),
+        documents_total=totals[0],
+        instances_total=totals[1],
+        quarantined=totals[2],
+        candidates=selection.n_candidates,
+        selected=selection.n_selected,
+        selected_tokens=selection.selected_tokens,
+        nonfinite=selection.n_nonfinite,
+        unscored=selection.n_unscored,
+        threshold=selection.threshold,
+        selection_id=selection.selection_id,
+        alpha=selection.alpha,
+        strata=selection.strata or "none",  # (a selection recorded before the modes has neither)
+        temperature=selection.temperature,
+        score_variant=manifest.score_variant,
+        score_quantiles=ScoreQuantiles(**dict(zip(ScoreQuantiles.model_fields, dist[3] or [None] * 5, strict=True))),
+        score_min=dist[2],
+        score_max=dist[4],
+        mean_teacher_logp=dist[5],
+        mean_ref_logp=dist[6],
+        reference=reference_report(workdir, manifest),
+        accounting=con.table("accounting").to_arrow_table().to_pylist(),
+        extremes=extreme_instances(con, 3),
+        students=trained,
+        heldout_loss_gain=losses["uniform"] - losses["miniplm"] if losses.get("miniplm") and losses.get("uniform")
+        else None,
+        # the score histogram as a picture beside the run, with the selection's threshold (`miniplm report` adds a page)
+        histogram_png=str(plot_histogram(score_histogram(con), selection.threshold, wd.histogram_png)),
+    )  # fmt: skip
+    write_json(summary.model_dump(mode="json"), wd.summary)
     return summary
 
 

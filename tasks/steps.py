@@ -25,7 +25,8 @@ from miniplm.config import (
 from miniplm.data.instances import instance_spec as _instance_spec
 from miniplm.scoring.devices import claimed_gpu, use_claimed_gpu
 from miniplm.scoring.partitions import Partition
-from miniplm.selection.report import histogram_markdown, lineage, stage_counts
+from miniplm.selection.report import histogram_markdown, lineage
+from miniplm.selection.run_summary import RunFigures, RunSummary, markdown, sections
 from miniplm.selection.select import SelectionRecord
 from miniplm.store.manifest import ModelRef, RunManifest, SourceRef
 from miniplm.store.models import DEMO_TEACHER, check_context, demo_gguf_path, fetch_demo_gguf, resolve_model
@@ -184,27 +185,13 @@ def train_students(
 
 @task(name="summary", cache_policy=NO_CACHE)
 def summary(
-    workdir: str, manifest: RunManifest, selection: SelectionRecord, counts: dict, students: dict | None
-) -> dict:
-    result = steps.summarize(workdir, manifest, selection, counts, students)
-    q = result["score_quantiles"]
-    rows = "\n".join(f"| {k} | {v} |" for k, v in result.items() if isinstance(v, int | float | str))
-    ref = result.get("reference") or {}
-    reference_rows = "\n".join(
-        f"| {k} | {ref.get(k)} |" for k in ("validation_loss", "unigram_loss", "uniform_loss", "d_ref_tokens", "steps")
-    )
-    create_markdown_artifact(
-        key="run-summary",
-        description="MiniPLM run summary",
-        markdown="## MiniPLM run\n\n| figure | value |\n|---|---|\n"
-        + rows
-        + "\n\n### Reference LM (nats/token)\n\n| figure | value |\n|---|---|\n"
-        + reference_rows
-        + "\n\n### Score distribution (teacher - reference mean log-prob)\n\n| p05 | p25 | p50 | p75 | p95 |\n"
-        "|---|---|---|---|---|\n" + "| " + " | ".join(f"{q[k]:.4f}" if q[k] is not None else "-" for k in q) + " |\n",
-    )
-    create_table_artifact(key="stages", table=stage_counts(result), description="What each stage of the run saw")
-    create_table_artifact(key="accounting", table=result["accounting"], description="Where every document went")
+    workdir: str, manifest: RunManifest, selection: SelectionRecord, measured: RunFigures, students: dict | None
+) -> RunSummary:
+    result = steps.summarize(workdir, manifest, selection, measured, students)
+    parts = {part.key: part for part in sections(result)}
+    create_markdown_artifact(key="run-summary", description="MiniPLM run summary", markdown=markdown(parts.values()))
+    create_table_artifact(key="stages", table=parts["stages"].rows, description="What each stage of the run saw")
+    create_table_artifact(key="accounting", table=result.accounting, description="Where every document went")
     create_markdown_artifact(
         key="score-histogram",
         description="Score distribution of the candidates",
@@ -221,10 +208,10 @@ def summary(
         table=lineage(manifest.model_dump(mode="json"), selection.model_dump()),
         description="The selection's parameters, models, fingerprints and corpus shards",
     )
-    if result["students"]:
+    if result.students:
         create_table_artifact(
             key="students",
-            table=[{"trained on": name, **s} for name, s in result["students"].items()],
+            table=parts["students"].rows,
             description="The same student on the kept data and on a uniform sample: held-out loss (nats/token)",
         )
     return result

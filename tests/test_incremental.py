@@ -71,8 +71,8 @@ def test_new_changed_removed_documents_and_a_new_teacher(tmp_path, models):
     pool = set(r[0] for r in con.sql("select instance_id from scored").fetchall())
     new_pool = pool - old_pool
     assert new_pool, "the new documents should add candidates"
-    assert second["documents_new"] == 7  # 6 added + 1 changed
-    assert second["instances_scored_teacher"] == second["instances_scored_reference"] == len(new_pool)
+    assert second.documents_new == 7  # 6 added + 1 changed
+    assert second.instances_scored_teacher == second.instances_scored_reference == len(new_pool)
     # old shards untouched, and the new shard holds exactly the new candidates
     after_t = score_files(wd, t_fp, variant)
     assert {k: after_t[k] for k in before_t} == before_t
@@ -85,12 +85,12 @@ def test_new_changed_removed_documents_and_a_new_teacher(tmp_path, models):
     # unchanged candidates keep their scores; selection was re-ranked over all candidates
     still = dict(con.sql("select instance_id, score from scored").fetchall())
     assert all(still[i] == old_scores[i] for i in old_pool & pool)
-    assert second["selected"] == int(0.5 * (second["candidates"] - second["nonfinite"]))
-    assert second["selection_id"] != first["selection_id"]
+    assert second.selected == int(0.5 * (second.candidates - second.nonfinite))
+    assert second.selection_id != first.selection_id
     con.close()
 
     # 3rd run: a new teacher (same tokenizer): only the teacher side is scored again
     third = miniplm_pipeline(cfg_for(tmp_path, models["reference"], [path]))
-    assert third["instances_scored_teacher"] == third["candidates"]
-    assert third["instances_scored_reference"] == 0
-    assert third["documents_new"] == 0
+    assert third.instances_scored_teacher == third.candidates
+    assert third.instances_scored_reference == 0
+    assert third.documents_new == 0

@@ -1,6 +1,5 @@
 """The pipeline flow end to end on tiny models, under a real (ephemeral) Prefect server."""
 
-import json
 import math
 from pathlib import Path
 
@@ -68,17 +67,17 @@ def test_counts_add_up(first_run):
     cfg, summary = first_run
     texts = corpus_texts(90)
     unique = len({doc_id(normalize_text(t)) for t in texts})
-    assert summary["rows_read"] == 60 + 35 + 1
-    assert summary["quarantined"] == 1
-    assert summary["documents_total"] == summary["documents_new"] == unique
-    acc = {r["source"]: r for r in summary["accounting"]}
+    assert summary.rows_read == 60 + 35 + 1
+    assert summary.quarantined == 1
+    assert summary.documents_total == summary.documents_new == unique
+    acc = {r["source"]: r for r in summary.accounting}
     assert sum(r["rows_read"] for r in acc.values()) == 96
     assert sum(r["documents"] + r["duplicates"] + r["quarantined"] for r in acc.values()) == 96
     assert sum(r["in_reference"] + r["heldout"] + r["in_pool"] for r in acc.values()) == unique
     assert all(r["in_reference"] > 0 and r["in_pool"] > 0 for r in acc.values())
-    assert sum(r["kept"] for r in acc.values()) == summary["selected"]
-    assert summary["selected"] == math.floor(0.5 * (summary["candidates"] - summary["nonfinite"]))
-    assert summary["instances_scored_teacher"] == summary["instances_scored_reference"] == summary["candidates"]
+    assert sum(r["kept"] for r in acc.values()) == summary.selected
+    assert summary.selected == math.floor(0.5 * (summary.candidates - summary.nonfinite))
+    assert summary.instances_scored_teacher == summary.instances_scored_reference == summary.candidates
 
 
 def test_views_have_the_documented_columns(first_run):
@@ -146,21 +145,21 @@ def test_reference_is_a_hugging_face_checkpoint_in_the_teachers_tokenizer(first_
 
 def test_students_trained_on_kept_and_uniform_samples(first_run):
     cfg, summary = first_run
-    students = summary["students"]
+    students = summary.students
     assert set(students) == {"miniplm", "uniform"}
     for s in students.values():
-        assert s["steps"] == 10 and math.isfinite(s["heldout_loss"])
+        assert s.steps == 10 and math.isfinite(s.heldout_loss)
     # the student has its own tokenizer: kept instances were decoded and re-tokenized, one to one
     from miniplm.store.models import load_tokenizer
     from miniplm.store.workdir import Workdir
 
     wd = Workdir.open(cfg.workdir)
-    student_dir = wd.student_dir(f"miniplm-{summary['selection_id']}") / "model"
+    student_dir = wd.student_dir(f"miniplm-{summary.selection_id}") / "model"
     model = AutoModelForCausalLM.from_pretrained(student_dir)
     assert model.config.vocab_size == len(load_tokenizer(cfg.student.tokenizer))
-    text = duckdb.sql(f"select * from read_parquet('{wd.export_dir(summary['selection_id']) / 'text.parquet'}')")
+    text = duckdb.sql(f"select * from read_parquet('{wd.export_dir(summary.selection_id) / 'text.parquet'}')")
     kept = text.fetchall()
-    assert len(kept) == summary["selected"]
+    assert len(kept) == summary.selected
     con = catalog(cfg)
     doc_texts = dict(con.sql("select doc_id, text from documents").fetchall())
     columns = text.columns
@@ -183,13 +182,13 @@ def test_second_run_is_all_cache_hits(first_run):
 
     cfg, summary = first_run
     again = miniplm_pipeline(cfg)
-    assert set(again["steps_run"]) <= {"resolve-model"}  # fingerprints the teacher; never cached
+    assert set(again.steps_run) <= {"resolve-model"}  # fingerprints the teacher; never cached
     assert {"ingest", "tokenize", "reference", "score-teacher", "score-reference", "select", "train-students"} <= set(
-        again["steps_cached"]
+        again.steps_cached
     )
-    assert again["documents_new"] == 0
-    assert again["selection_id"] == summary["selection_id"]
-    assert json.dumps(again["score_quantiles"]) == json.dumps(summary["score_quantiles"])
+    assert again.documents_new == 0
+    assert again.selection_id == summary.selection_id
+    assert again.score_quantiles == summary.score_quantiles
 
 
 def test_bad_reference_tokenizer_fails_clearly(tmp_path, models):
@@ -234,16 +233,16 @@ def test_a_cached_step_whose_outputs_are_gone_runs_again(tmp_path, models):
             shutil.rmtree(child) if child.is_dir() else child.unlink()
     wiped = miniplm_pipeline(cfg)
     steps = {"ingest", "tokenize", "split", "reference", "score-teacher", "score-reference", "select"}
-    assert steps <= set(wiped["steps_run"]) and not steps & set(wiped["steps_cached"])
-    assert wiped["instances_scored_teacher"] == wiped["candidates"] == first["candidates"]
-    assert wiped["selection_id"] == first["selection_id"] and wiped["selected"] == first["selected"]
+    assert steps <= set(wiped.steps_run) and not steps & set(wiped.steps_cached)
+    assert wiped.instances_scored_teacher == wiped.candidates == first.candidates
+    assert wiped.selection_id == first.selection_id and wiped.selected == first.selected
 
     shutil.rmtree(wd / "instances")
     again = miniplm_pipeline(cfg)
-    assert "tokenize" in again["steps_run"] and {"ingest", "split", "reference", "select"} <= set(again["steps_cached"])
-    assert again["instances_scored_teacher"] == 0  # the same instances again: their scores are still there
-    assert again["selection_id"] == first["selection_id"]
-    assert json.dumps(again["score_quantiles"]) == json.dumps(first["score_quantiles"])
+    assert "tokenize" in again.steps_run and {"ingest", "split", "reference", "select"} <= set(again.steps_cached)
+    assert again.instances_scored_teacher == 0  # the same instances again: their scores are still there
+    assert again.selection_id == first.selection_id
+    assert again.score_quantiles == first.score_quantiles
 
 
 def test_a_new_dtype_scores_again_and_never_mixes_with_the_old(tmp_path, models):
@@ -256,12 +255,12 @@ def test_a_new_dtype_scores_again_and_never_mixes_with_the_old(tmp_path, models)
     off = StudentConfig(enabled=False)
     bf16 = miniplm_pipeline(config(tmp_path, models, [path], student=off, score=ScoreConfig(dtype="bfloat16")))
     fp32 = miniplm_pipeline(config(tmp_path, models, [path], student=off, score=ScoreConfig(dtype="float32")))
-    assert bf16["score_variant"].startswith("bfloat16-s") and fp32["score_variant"].startswith("float32-s")
-    assert fp32["instances_scored_teacher"] == fp32["instances_scored_reference"] == fp32["candidates"] > 0
+    assert bf16.score_variant.startswith("bfloat16-s") and fp32.score_variant.startswith("float32-s")
+    assert fp32.instances_scored_teacher == fp32.instances_scored_reference == fp32.candidates > 0
     cfg = config(tmp_path, models, [path])
     con = catalog(cfg)
     variants = con.sql("select distinct variant from scores where variant != ''").fetchall()
-    assert sorted(v for (v,) in variants) == sorted([bf16["score_variant"], fp32["score_variant"]])
+    assert sorted(v for (v,) in variants) == sorted([bf16.score_variant, fp32.score_variant])
     teacher = AutoModelForCausalLM.from_pretrained(cfg.teacher, dtype=torch.float32).eval()
     rows = con.sql(
         "select s.teacher_logp, i.token_ids from scored s join instances i using (instance_id) limit 5"
@@ -286,19 +285,19 @@ def test_the_reference_is_retrained_when_what_it_was_trained_on_changes(tmp_path
     wd = Workdir.open(tmp_path / "wd")
     trained_on = reference_info(wd)["trained_on"]
     shorter = miniplm_pipeline(config(tmp_path, models, [path], student=off, instances=InstanceConfig(max_len=32)))
-    assert "reference" in shorter["steps_run"] and reference_info(wd)["trained_on"] != trained_on
-    assert shorter["instances_scored_reference"] == shorter["candidates"]
+    assert "reference" in shorter.steps_run and reference_info(wd)["trained_on"] != trained_on
+    assert shorter.instances_scored_reference == shorter.candidates
     reseeded = config(tmp_path, models, [path], student=off, split=SplitConfig(reference_fraction=0.2, seed=1))
     moved = miniplm_pipeline(reseeded.model_copy(update={"instances": InstanceConfig(max_len=32)}))
-    assert "reference" in moved["steps_run"] and moved["instances_scored_reference"] == moved["candidates"]
+    assert "reference" in moved.steps_run and moved.instances_scored_reference == moved.candidates
     assert reference_info(wd)["trained_on"]["split_key"] != trained_on["split_key"]
-    assert first["selection_id"] != moved["selection_id"]
+    assert first.selection_id != moved.selection_id
 
 
 def test_every_run_draws_the_score_histogram(first_run):
     cfg, summary = first_run
     png = Path(cfg.workdir) / "report" / "scores.png"
-    assert summary["histogram_png"] == str(png) and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert summary.histogram_png == str(png) and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_the_demo_teachers_fetch_is_cached_across_its_own_first_run(tmp_path, monkeypatch):

@@ -55,11 +55,11 @@ def plain_mean_logp(path: str, ids: list[int]) -> float:
 
 def test_a_run_records_its_precision_and_why(scored):
     cfg, summary = scored
-    assert summary["score_precision"]["dtype"] == "float32" == summary["score_variant"].split("-s")[0]
-    assert summary["score_precision"]["chosen_by"] == "as configured"
+    assert summary.score_precision["dtype"] == "float32" == summary.score_variant.split("-s")[0]
+    assert summary.score_precision["chosen_by"] == "as configured"
     # and how it attended: packed on a CPU is SDPA per instance; no GPU kernel was tried, so none fell back
-    assert summary["score_attention"] == {"teacher": ["per-instance sdpa"], "reference": ["per-instance sdpa"]}
-    assert summary["score_attention_fallback"] is None
+    assert summary.score_attention == {"teacher": ["per-instance sdpa"], "reference": ["per-instance sdpa"]}
+    assert summary.score_attention_fallback is None
 
 
 def test_a_reduced_precision_is_measured_and_a_drift_above_the_bound_falls_back(scored):

@@ -78,11 +78,11 @@ def test_ray_runner_scores_exactly_as_the_local_runner(tmp_path, models, ray_clu
     on_ray = config(tmp_path, models, corpus, RunnerConfig(kind="ray", address=ray_cluster.address, cpus_per_task=1))
     local_summary = miniplm_pipeline(local)
     ray_summary = miniplm_pipeline(on_ray)
-    assert ray_summary["score_partitions"]["teacher"] == local_summary["score_partitions"]["teacher"] >= 3
-    assert ray_summary["instances_scored_teacher"] == local_summary["instances_scored_teacher"] > 0
+    assert ray_summary.score_partitions["teacher"] == local_summary.score_partitions["teacher"] >= 3
+    assert ray_summary.instances_scored_teacher == local_summary.instances_scored_teacher > 0
     # the partitions ran on both nodes of the cluster
-    assert len(ray_summary["score_workers"]["teacher"]) == 2
-    assert all(w.startswith("ray:") for w in ray_summary["score_workers"]["teacher"])
+    assert len(ray_summary.score_workers["teacher"]) == 2
+    assert all(w.startswith("ray:") for w in ray_summary.score_workers["teacher"])
     local_scores, local_selected = scores(local)
     ray_scores, ray_selected = scores(on_ray)
     # the same instances, scored alike to float32 rounding: one thread each, but two processes may still
@@ -95,7 +95,7 @@ def test_ray_runner_scores_exactly_as_the_local_runner(tmp_path, models, ray_clu
     assert len(ray_selected) == len(local_selected)
     # a second run on the cluster finds everything scored
     again = miniplm_pipeline(on_ray)
-    assert again["instances_scored_teacher"] == again["instances_scored_reference"] == 0
+    assert again.instances_scored_teacher == again.instances_scored_reference == 0
 
 
 
@@ -109,11 +109,11 @@ def test_a_fan_out_of_many_partitions_reports_every_task_run_to_prefect_on_postg
                               capture_output=True, text=True, timeout=60)  # fmt: skip
     assert run["returncode"] == 0, run["stderr_tail"]
     summary = run["summary"]
-    partitions = sum(summary["score_partitions"].values())
-    assert summary["score_partitions"]["teacher"] >= 64
+    partitions = sum(summary.score_partitions.values())
+    assert summary.score_partitions["teacher"] >= 64
     assert len(run["task_runs"]) == partitions and all(r["state_type"] == "COMPLETED" for r in run["task_runs"])
     assert rows.returncode == 0 and int(rows.stdout.strip()) >= partitions, rows.stderr
     con = open_readonly(Workdir.open(cfg.workdir))  # nothing scored twice, nothing left out
     total, distinct = con.sql("select count(*), count(distinct instance_id) from scored").fetchall()[0]
-    assert total == distinct == summary["instances_scored_teacher"] == summary["instances_scored_reference"] > 0
+    assert total == distinct == summary.instances_scored_teacher == summary.instances_scored_reference > 0
     assert run["locked"] == {}

@@ -28,17 +28,17 @@ def test_rescore_scores_files_as_they_land(tmp_path, models):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     cfg = folder_config(tmp_path, models)
-    assert miniplm_rescore(cfg, str(inbox)) == {"watch_folder": str(inbox), "sources": 0}
+    assert miniplm_rescore(cfg, str(inbox)) is None
     texts = corpus_texts(60, seed=5)
     write_jsonl(inbox / "day-1.jsonl", texts[:40])
     (inbox / "notes.md").write_text("not a corpus file")
     first = miniplm_rescore(cfg, str(inbox))
-    assert len(first["accounting"]) == 1 and first["instances_scored_teacher"] > 0
+    assert len(first.accounting) == 1 and first.instances_scored_teacher > 0
     write_jsonl(inbox / "day-2.jsonl", texts[40:])
     second = miniplm_rescore(cfg, str(inbox))
-    assert len(second["accounting"]) == 2
-    assert 0 < second["instances_scored_teacher"] < first["instances_scored_teacher"]
-    assert second["documents_new"] == second["accounting"][1]["documents"]
+    assert len(second.accounting) == 2
+    assert 0 < second.instances_scored_teacher < first.instances_scored_teacher
+    assert second.documents_new == second.accounting[1]["documents"]
 
 
 def test_deployment_runs_on_a_schedule_and_on_the_landed_event(tmp_path, models):

@@ -168,6 +168,12 @@ def floats(text: str) -> list[float]:
         raise typer.BadParameter(f"{text!r}: expected numbers separated by commas, such as 0.3,0.5,0.7") from exc
 
 
+def _plain(value):
+    """A result's typed records as JSON (a run summary, a selection), anything else by its text."""
+    dump = getattr(value, "model_dump", None)
+    return dump(mode="json") if dump else str(value)
+
+
 def run_and_report(run, json_output: bool, printer) -> None:
     from flows.api_server import LocalServerError, local_api_server
     from miniplm.store.lock import WorkdirBusyError
@@ -185,6 +191,6 @@ def run_and_report(run, json_output: bool, printer) -> None:
         err.print(f"[red]error:[/red] {message}")
         raise typer.Exit(1) from exc
     if json_output:
-        print(json.dumps(summary, default=str))
+        print(json.dumps(summary, default=_plain))
     else:
         printer(summary)

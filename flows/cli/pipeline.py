@@ -71,27 +71,25 @@ def prepare(
     run_and_report(run, json_output, print_prepared)
 
 
-def prepared_summary(cfg, prepared: dict) -> dict:
+def prepared_summary(cfg, prepared) -> dict:
     from miniplm.store.catalog import connect, load_sql
     from miniplm.store.workdir import Workdir
 
-    manifest, wd = prepared["manifest"], Workdir.open(cfg.workdir)
+    manifest, wd = prepared.manifest, Workdir.open(cfg.workdir)
     con = connect(wd, manifest)
     documents, instances, quarantined = con.execute(load_sql("corpus_totals")).fetchall()[0]
     return {
         "workdir": str(wd.root),
         "sources": len(manifest.sources),
         "shards": sum(s.parts for s in manifest.sources),
-        "rows_read": prepared["rows_read"],
+        "rows_read": prepared.rows_read,
         "documents_total": documents,
         "instances_total": instances,
         "quarantined": quarantined,
         "instance_spec": manifest.instance_spec,
         "split_key": manifest.split_key,
         "accounting": con.table("accounting").to_arrow_table().to_pylist(),
-        "steps_cached": prepared["steps_cached"],
-        "steps_run": prepared["steps_run"],
-        "step_seconds": prepared["step_seconds"],
+        **prepared.model_dump(include={"steps_cached", "steps_run", "step_seconds"}),
     }
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from miniplm.selection.run_summary import RunSummary
 
 err = Console(stderr=True, soft_wrap=True)  # an error line stays one line, whatever the width
 # Piped output is read by people in logs and by other programs: wide enough not to squeeze tables.
@@ -21,70 +24,24 @@ def fmt(value, digits: int = 4) -> str:
     return "-" if value is None else str(value)
 
 
-def print_summary(summary: dict) -> None:
-    table = Table(title="MiniPLM run", show_header=False)
-    for key in (
-        "workdir",
-        "rows_read",
-        "quarantined",
-        "documents_total",
-        "documents_new",
-        "instances_total",
-        "candidates",
-        "instances_scored_teacher",
-        "instances_scored_reference",
-        "nonfinite",
-        "selected",
-        "selected_tokens",
-        "strata",
-        "temperature",
-        "threshold",
-        "teacher_tokens_per_s",
-    ):
-        table.add_row(key, fmt(summary.get(key)))
-    out.print(table)
-    q = summary["score_quantiles"]
-    out.print(
-        "score = mean teacher log-prob - mean reference log-prob; quantiles: "
-        + ", ".join(f"{k} {fmt(v)}" for k, v in q.items())
-        + f"; min {fmt(summary['score_min'])}, max {fmt(summary['score_max'])}"
-    )
-    ref = summary.get("reference") or {}
-    if ref.get("validation_loss") is not None:
-        out.print(
-            f"reference LM: validation loss {fmt(ref['validation_loss'], 3)} nats/token, vs a unigram model "
-            f"{fmt(ref.get('unigram_loss'), 3)} and a uniform guess {fmt(ref.get('uniform_loss'), 3)}"
-            + (
-                f" (trained on {ref['d_ref_tokens']:,} D_ref tokens, {ref['steps']} steps)"
-                if ref.get("trained")
-                else ""
-            )
-        )
-    acc = Table(title="Where every document went (per source)", header_style="bold")
-    rows = summary.get("accounting") or []
-    for col in rows[0].keys() if rows else []:
-        acc.add_column(col, overflow="fold")
-    for r in rows:
-        acc.add_row(*[Path(v).name if k == "source" else fmt(v) for k, v in r.items()])
-    out.print(acc)
-    for label in ("top", "bottom"):
-        ex = Table(title=f"{label.capitalize()}-scored instances")
-        for col in ("score", "teacher", "reference", "text"):
-            ex.add_column(col, overflow="fold")
-        for r in summary["extremes"][label]:
-            ex.add_row(
-                fmt(r["score"]), fmt(r["teacher_logp"]), fmt(r["ref_logp"]), r["preview"].replace("\n", " ")[:120]
-            )
-        out.print(ex)
-    students = summary.get("students") or {}
-    if students:
-        st = Table(title="Students (same model, same steps): held-out loss, lower is better")
-        for col in ("trained on", "held-out loss", "steps", "train tokens"):
-            st.add_column(col)
-        for name, s in students.items():
-            st.add_row(name, fmt(s.get("heldout_loss")), fmt(s.get("steps")), fmt(s.get("train_tokens")))
-        out.print(st)
-    out.print(f"steps answered from cache: {', '.join(summary.get('steps_cached') or []) or 'none'}")
+def print_summary(summary: RunSummary) -> None:
+    """The run summary's sections (miniplm/selection/run_summary.py) as terminal tables."""
+    from miniplm.selection.run_summary import sections  # (pydantic: not loaded for `--help`)
+
+    for part in sections(summary):
+        if not part.rows and not part.notes:
+            continue
+        if part.rows:
+            table = Table(title=part.title, show_header=not part.figures, header_style="bold")
+            for column in part.rows[0]:
+                table.add_column(column, overflow="fold")
+            for row in part.rows:
+                table.add_row(*(fmt(v) for v in row.values()))
+            out.print(table)
+        else:
+            out.print(f"[bold]{part.title}[/bold]")
+        for note in part.notes:
+            out.print(note)
 
 
 def print_experiment(result: dict) -> None:

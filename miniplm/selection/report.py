@@ -7,8 +7,8 @@ from pathlib import Path
 
 import duckdb
 
+from miniplm.selection.run_summary import markdown, markdown_table, read_summary, sections
 from miniplm.store.catalog import load_sql, open_readonly
-from miniplm.store.shards import read_json
 from miniplm.store.workdir import Workdir
 
 BINS = 40
@@ -71,28 +71,15 @@ def histogram_markdown(bins: list[tuple[float, float, int]], width: int = 40) ->
     return "| score | candidates | |\n|---|---:|---|\n" + "\n".join(rows)
 
 
-def _table(rows: list[dict]) -> str:
-    if not rows:
-        return "_none_"
-    head = "| " + " | ".join(rows[0]) + " |\n|" + "---|" * len(rows[0]) + "\n"
-    return head + "\n".join("| " + " | ".join(_cell(v) for v in r.values()) + " |" for r in rows)
-
-
-def _cell(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value).replace("\n", " ").replace("|", "\\|")
-
-
 def write_report(workdir: str | Path) -> Path:
     """Write `report/report.md` and `report/scores.png` in the work directory; returns the report's path."""
     wd = Workdir.open(workdir)
     con = open_readonly(wd)
     out = wd.root / "report"
-    summary = read_json(wd.summary) if wd.summary.exists() else {}
+    summary = read_summary(wd.summary)
     accounting = con.sql(load_sql("accounting_rows")).to_arrow_table().to_pylist()
     bins = score_histogram(con)
-    threshold = summary.get("threshold")
+    threshold = summary.threshold if summary else None
     png = plot_histogram(bins, threshold, wd.histogram_png)
     extremes = extreme_instances(con, 10)
     lines = [
@@ -100,7 +87,7 @@ def write_report(workdir: str | Path) -> Path:
         "",
         "## Where every document went",
         "",
-        _table(accounting),
+        markdown_table(accounting),
         "",
         "## Scores",
         "",
@@ -110,70 +97,18 @@ def write_report(workdir: str | Path) -> Path:
         "",
         "## Top-scored candidates",
         "",
-        _table(extremes["top"]),
+        markdown_table(extremes["top"]),
         "",
         "## Bottom-scored candidates",
         "",
-        _table(extremes["bottom"]),
+        markdown_table(extremes["bottom"]),
     ]
-    if summary:
-        ref = summary.get("reference") or {}
-        lines += [
-            "",
-            "## Selection",
-            "",
-            _table([{k: summary.get(k) for k in ("selection_id", "alpha", "candidates", "selected", "threshold")}]),
-            "",
-            "## Scoring precision",
-            "",
-            *precision_lines(summary.get("score_precision") or {}),
-            "",
-            "## Reference LM (nats/token)",
-            "",
-            _table([{k: ref.get(k) for k in ("validation_loss", "unigram_loss", "uniform_loss", "d_ref_tokens")}]),
-            "",
-            "## Students (held-out loss, lower is better)",
-            "",
-            _table([{"trained on": name, **s} for name, s in (summary.get("students") or {}).items()]),
-        ]
+    if summary is not None:  # what the run itself measured: the selection, precision, reference, students
+        shown_above = {"accounting", "top", "bottom"}
+        lines += ["", markdown([part for part in sections(summary) if part.key not in shown_above])]
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
     return report
-
-
-def precision_lines(precision: dict) -> list[str]:
-    """The run's scoring dtype, why, and (when a reduced one was measured) what it costs against float32."""
-    if not precision:
-        return ["(not recorded)"]
-    lines = [f"{precision['dtype']}: {precision['chosen_by']}."]
-    measured = precision.get("measured")
-    if measured:
-        lines += ["", _table([{k: measured.get(k) for k in ("dtype", "instances", "tokens", "max_drift", "median_drift",
-                                                            "near_threshold", "speedup")}])]  # fmt: skip
-    return lines
-
-
-def stage_counts(summary: dict) -> list[dict]:
-    """How many documents or instances each stage of a run saw, from its summary: the numbers behind the funnel."""
-    acc = summary.get("accounting") or []
-
-    def total(key: str) -> int:
-        return int(sum(r.get(key) or 0 for r in acc))
-
-    candidates = summary.get("candidates") or 0
-    rows = [
-        ("rows read", "rows", total("rows_read")),
-        ("quarantined", "rows", total("quarantined")),
-        ("duplicates", "rows", total("duplicates")),
-        ("documents", "documents", total("documents")),
-        ("D_ref (trains the reference)", "documents", total("in_reference")),
-        ("held out (judge the students)", "documents", total("heldout")),
-        ("candidates", "instances", candidates),
-        ("scored by both models", "instances", candidates - (summary.get("unscored") or 0)),
-        ("non-finite scores (excluded)", "instances", summary.get("nonfinite") or 0),
-        ("kept", "instances", summary.get("selected") or 0),
-    ]
-    return [{"stage": stage, "unit": unit, "count": count} for stage, unit, count in rows]
 
 
 def lineage(manifest: dict, selection: dict) -> list[dict]:
