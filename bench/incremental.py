@@ -83,9 +83,9 @@ def main() -> None:
             timings[label] = time.perf_counter() - start
             s = summaries[label]
             print(
-                f"{label}: {timings[label]:.1f} s, {s['documents_new']} new documents, scored "
-                f"{s['instances_scored_teacher']} teacher / {s['instances_scored_reference']} reference instances, "
-                f"cache hits: {len(s['steps_cached'])}, steps run: {', '.join(s['steps_run']) or 'none'}",
+                f"{label}: {timings[label]:.1f} s, {s.documents_new} new documents, scored "
+                f"{s.instances_scored_teacher} teacher / {s.instances_scored_reference} reference instances, "
+                f"cache hits: {len(s.steps_cached)}, steps run: {', '.join(s.steps_run) or 'none'}",
                 flush=True,
             )
     print(
@@ -98,8 +98,8 @@ def main() -> None:
                 "noop_s": round(timings["noop"], 2),
                 "incremental_ratio": round(timings["incremental"] / timings["full"], 3),
                 "noop_ratio": round(timings["noop"] / timings["full"], 3),
-                "instances_scored_incremental": summaries["incremental"]["instances_scored_teacher"],
-                "instances_total": summaries["noop"]["instances_total"],
+                "instances_scored_incremental": summaries["incremental"].instances_scored_teacher,
+                "instances_total": summaries["noop"].instances_total,
             }
         )
     )

@@ -48,8 +48,8 @@ def _pipeline(config: PipelineConfig, workdir: str) -> RunSummary:
     # 6 the precision both models score in, decided once per run: a reduced one that `auto` would take is first
     # measured against float32 on sampled candidates
     precision = step(steps.precision, workdir, manifest, config.score, gpus, machine())
-    variant = f"{precision['dtype']}-s{SCORER_VERSION}"
-    say(f"precision: {precision['dtype']} ({precision['chosen_by']})")
+    variant = f"{precision.dtype}-s{SCORER_VERSION}"
+    say(f"precision: {precision.dtype} ({precision.chosen_by})")
     manifest = steps.manifest(workdir, manifest.model_copy(update={"score_variant": variant}))
 
     # 7 score the pool: partitions of what each model has not scored yet, on the configured task runner
@@ -59,12 +59,12 @@ def _pipeline(config: PipelineConfig, workdir: str) -> RunSummary:
         say(f"score-{role}: started")
         start = time.perf_counter()
         scores[role] = scoring(workdir, manifest, model, config.score, role, config.runner, gpus)
-        seconds, cached = time.perf_counter() - start, scores[role]["partitions"] == 0
+        seconds, cached = time.perf_counter() - start, scores[role].partitions == 0
         step.record(f"score-{role}", cached=cached, seconds=seconds)
         say(f"score-{role}: {'nothing new' if cached else 'done'} in {seconds:.1f} s ({figures(scores[role])})")
-        if scores[role].get("attention_fallback"):
+        if scores[role].attention_fallback:
             say(f"score-{role}: WARNING the varlen attention kernel failed and packed batches attended per instance "
-                f"(exact, far slower): {scores[role]['attention_fallback'][:200]}")  # fmt: skip
+                f"(exact, far slower): {scores[role].attention_fallback[:200]}")  # fmt: skip
 
     # 8 select in DuckDB: score DESC, instance_id ASC, keep floor(alpha * N)
     selection = step(steps.select, workdir, manifest, config.select)
@@ -81,14 +81,14 @@ def _pipeline(config: PipelineConfig, workdir: str) -> RunSummary:
     measured = RunFigures(
         documents_new=count_new_documents(workdir, before, manifest),
         rows_read=prepared.rows_read,
-        instances_scored_teacher=scores["teacher"]["instances_scored"],
-        instances_scored_reference=scores["reference"]["instances_scored"],
-        teacher_tokens_per_s=scores["teacher"]["tokens_per_s"] or None,
-        score_partitions={role: s["partitions"] for role, s in scores.items()},
-        score_workers={role: s["workers"] for role, s in scores.items()},
+        instances_scored_teacher=scores["teacher"].instances_scored,
+        instances_scored_reference=scores["reference"].instances_scored,
+        teacher_tokens_per_s=scores["teacher"].tokens_per_s or None,
+        score_partitions={role: s.partitions for role, s in scores.items()},
+        score_workers={role: s.workers for role, s in scores.items()},
         score_precision=precision,
-        score_attention={role: s["attention"] for role, s in scores.items()},
-        score_attention_fallback=next(filter(None, (s.get("attention_fallback") for s in scores.values())), None),
+        score_attention={role: s.attention for role, s in scores.items()},
+        score_attention_fallback=next(filter(None, (s.attention_fallback for s in scores.values())), None),
         export=exported,
         **step.report().model_dump(),
     )

@@ -10,7 +10,7 @@ from prefect import flow, unmapped
 from flows.runners import task_resources, task_runner, task_score_config
 from flows.steplog import say
 from miniplm.config import RunnerConfig, ScoreConfig
-from miniplm.scoring.partitions import merge_summaries
+from miniplm.scoring.partitions import ScoringFigures, merge_summaries
 from miniplm.store.manifest import ModelRef, RunManifest
 from tasks import steps
 
@@ -18,7 +18,7 @@ from tasks import steps
 @flow(name="miniplm-score", log_prints=True, flow_run_name="score {role}")
 def miniplm_score(
     workdir: str, manifest: RunManifest, model: ModelRef, cfg: ScoreConfig, role: str, runner: RunnerConfig, gpus: bool
-) -> dict:
+) -> ScoringFigures:
     """Score every candidate `model` has not scored yet; a partition already scored is never planned again."""
     partitions = steps.plan_scoring(workdir, manifest, model, cfg, gpus)
     say(f"score-{role}: {len(partitions)} partitions, {sum(p.tokens for p in partitions):,} tokens to score")

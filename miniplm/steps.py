@@ -22,9 +22,16 @@ from miniplm.data import corpus
 from miniplm.data.instances import tokenize_parts
 from miniplm.data.splits import write_splits
 from miniplm.data.student_tokenizer import resolve_student_tokenizer
-from miniplm.scoring.partitions import Partition, measured_rate, partition_tokens, plan_partitions, score_partition
+from miniplm.scoring.partitions import (
+    Partition,
+    PartitionScored,
+    measured_rate,
+    partition_tokens,
+    plan_partitions,
+    score_partition,
+)
+from miniplm.scoring.precision import PrecisionDecision, record_precision, recorded_precision
 from miniplm.scoring.precision import decide_precision as choose_precision
-from miniplm.scoring.precision import record_precision, recorded_precision
 from miniplm.selection.export import HEADER, ExportError, export_selection
 from miniplm.selection.members import export_members
 from miniplm.selection.report import extreme_instances, plot_histogram, score_histogram
@@ -161,7 +168,7 @@ def reference_report(workdir: str, manifest: RunManifest) -> dict:
 
 
 @produces(lambda workdir: bool(recorded_precision(Workdir.open(workdir))))
-def decide_precision(workdir: str, manifest: RunManifest, cfg: ScoreConfig, gpus: bool) -> dict:
+def decide_precision(workdir: str, manifest: RunManifest, cfg: ScoreConfig, gpus: bool) -> PrecisionDecision:
     """The run's scoring dtype and what it was chosen from (also kept as WORKDIR/precision.json)."""
     return record_precision(workdir, choose_precision(workdir, manifest, cfg, gpus))
 
@@ -174,7 +181,9 @@ def plan_scoring(workdir: str, manifest: RunManifest, model: ModelRef, cfg: Scor
     return plan_partitions(wd, manifest, model, manifest.score_variant, size)
 
 
-def score(workdir: str, manifest: RunManifest, model: ModelRef, partition: Partition, cfg: ScoreConfig) -> dict:
+def score(
+    workdir: str, manifest: RunManifest, model: ModelRef, partition: Partition, cfg: ScoreConfig
+) -> PartitionScored:
     return score_partition(Workdir.open(workdir), manifest, model, partition, cfg)
 
 

@@ -24,7 +24,8 @@ from miniplm.config import (
 )
 from miniplm.data.instances import instance_spec as _instance_spec
 from miniplm.scoring.devices import claimed_gpu, use_claimed_gpu
-from miniplm.scoring.partitions import Partition
+from miniplm.scoring.partitions import Partition, PartitionScored
+from miniplm.scoring.precision import PrecisionDecision
 from miniplm.selection.report import histogram_markdown, lineage
 from miniplm.selection.run_summary import RunFigures, RunSummary, markdown, sections
 from miniplm.selection.select import SelectionRecord
@@ -105,7 +106,7 @@ def reference(workdir: str, manifest: RunManifest, cfg: ReferenceConfig, max_len
 
 @trusted_while_done(steps.decide_precision)
 @task(name="precision", cache_key_fn=step_cache_key, **CACHED)
-def precision(workdir: str, manifest: RunManifest, cfg: ScoreConfig, gpus: bool, machine: list) -> dict:
+def precision(workdir: str, manifest: RunManifest, cfg: ScoreConfig, gpus: bool, machine: list) -> PrecisionDecision:
     """The dtype the run scores in; a reduced one `auto` would take is measured against float32 first (once per
     `machine` and models: the same run moved to another CPU decides again)."""
     return steps.decide_precision(workdir, manifest, cfg, gpus)
@@ -125,7 +126,7 @@ def plan_scoring(workdir: str, manifest: RunManifest, model: ModelRef, cfg: Scor
 )
 def score_partition(
     workdir: str, manifest: RunManifest, model: ModelRef, partition: Partition, cfg: ScoreConfig
-) -> dict:
+) -> PartitionScored:
     """Score one partition, saving every `checkpoint_seconds`; a retry resumes after the last save. Reports where
     it ran (the Ray node, on a cluster)."""
     use_claimed_gpu()
@@ -133,7 +134,7 @@ def score_partition(
         f"score-{partition.model_fp[:8]}-{partition.source_key[:8]}-{partition.part}-{partition.bucket}",
         f"score {partition.name}",
     ):
-        return steps.score(workdir, manifest, model, partition, cfg) | {"worker": _worker()}
+        return steps.score(workdir, manifest, model, partition, cfg).model_copy(update={"worker": _worker()})
 
 
 def _worker() -> str:

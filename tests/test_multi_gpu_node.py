@@ -94,13 +94,13 @@ def test_a_multi_gpu_node_scores_in_a_process_per_gpu(tmp_path, models, monkeypa
 
     assert set(Path(tempfile.gettempdir()).glob("miniplm-gpu-claims-*")) == claims_before  # the claims went with it
 
-    assert scored["partitions"] > 2 and scored["instances_scored"] == first["candidates"]
-    assert {w.rsplit(" gpu ", 1)[1] for w in scored["workers"]} <= {"4", "6"}  # every partition on a claimed GPU
+    assert scored.partitions > 2 and scored.instances_scored == first.candidates
+    assert {w.rsplit(" gpu ", 1)[1] for w in scored.workers} <= {"4", "6"}  # every partition on a claimed GPU
     root = Path(cfg.workdir) / "scores" / f"model_fp={manifest.teacher.fingerprint}"
     by_variant = {
         d.name.split("=")[1].split("-")[0]: pl.concat([pl.read_parquet(f) for f in d.rglob("*.parquet")])
         for d in root.glob("variant=*")
     }
     both = by_variant["float32"].join(by_variant["bfloat16"], on="instance_id")
-    assert both.height == by_variant["bfloat16"].height == first["candidates"]  # each instance once
+    assert both.height == by_variant["bfloat16"].height == first.candidates  # each instance once
     assert (both["mean_logp"] - both["mean_logp_right"]).abs().max() < 0.05  # the same scores, in bfloat16

@@ -55,8 +55,8 @@ def plain_mean_logp(path: str, ids: list[int]) -> float:
 
 def test_a_run_records_its_precision_and_why(scored):
     cfg, summary = scored
-    assert summary.score_precision["dtype"] == "float32" == summary.score_variant.split("-s")[0]
-    assert summary.score_precision["chosen_by"] == "as configured"
+    assert summary.score_precision.dtype == "float32" == summary.score_variant.split("-s")[0]
+    assert summary.score_precision.chosen_by == "as configured"
     # and how it attended: packed on a CPU is SDPA per instance; no GPU kernel was tried, so none fell back
     assert summary.score_attention == {"teacher": ["per-instance sdpa"], "reference": ["per-instance sdpa"]}
     assert summary.score_attention_fallback is None
@@ -66,18 +66,18 @@ def test_a_reduced_precision_is_measured_and_a_drift_above_the_bound_falls_back(
     cfg, _ = scored
     manifest = previous_manifest(cfg.workdir)
     lenient = decide_precision(cfg.workdir, manifest, ScoreConfig(max_drift=10.0), False, reduced=torch.bfloat16)
-    measured = lenient["measured"]
-    assert lenient["dtype"] == "bfloat16" and not lenient["fell_back"]
+    measured = lenient.measured
+    assert lenient.dtype == "bfloat16" and not lenient.fell_back
     sample = sample_candidates(Workdir.open(cfg.workdir), manifest)
-    assert measured["instances"] == len(sample) and measured["tokens"] == sum(len(s) for s in sample)
-    assert 0 <= measured["median_drift"] <= measured["max_drift"] < 1.0
-    assert 0 <= measured["near_threshold"] <= measured["instances"] and measured["speedup"] > 0
+    assert measured.instances == len(sample) and measured.tokens == sum(len(s) for s in sample)
+    assert 0 <= measured.median_drift <= measured.max_drift < 1.0
+    assert 0 <= measured.near_threshold <= measured.instances and measured.speedup > 0
     # remembered for this machine, these models and this dtype: the next run reads it
     known = json.loads(_cache_file().read_text())
     assert any(manifest.teacher.fingerprint in key and "bfloat16" in key for key in known)
     strict = decide_precision(cfg.workdir, manifest, ScoreConfig(max_drift=0.0), False, reduced=torch.bfloat16)
-    assert strict["dtype"] == "float32" and strict["fell_back"] and strict["measured"] == measured
-    assert "more than score.max_drift 0.0: float32 instead" in strict["chosen_by"]
+    assert strict.dtype == "float32" and strict.fell_back and strict.measured == measured
+    assert "more than score.max_drift 0.0: float32 instead" in strict.chosen_by
 
 
 def test_the_float32_side_of_the_measurement_is_the_models_own(scored):
@@ -95,4 +95,4 @@ def test_the_float32_side_of_the_measurement_is_the_models_own(scored):
         expected = plain_mean_logp(t, ids) - plain_mean_logp(r, ids)
         assert (sums_t[i] - sums_r[i]) / n[i] == pytest.approx(expected, abs=1e-4)
     same = measure_drift(t, r, sample, torch.float32)  # a "reduced" dtype that is float32 itself drifts by nothing
-    assert same["max_drift"] < 1e-6
+    assert same.max_drift < 1e-6

@@ -190,8 +190,8 @@ def test_partitions_score_every_candidate_once_as_one_scorer_does(tmp_path, mode
     monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", lambda *a, **k: loads.append(a) or load(*a, **k))
     results = [score_partition(wd, manifest, model, p, cfg) for p in partitions]
     assert len(loads) == 1  # one model load for all the partitions this process scores
-    assert sum(r["instances_scored"] for r in results) == len(ids)
-    assert sum(r["tokens_scored"] for r in results) == sum(len(t) for t in tokens)  # each partition's own figures
+    assert sum(r.instances_scored for r in results) == len(ids)
+    assert sum(r.tokens_scored for r in results) == sum(len(t) for t in tokens)  # each partition's own figures
     from miniplm.store.catalog import connect
 
     got = dict(connect(wd, manifest).sql("select instance_id, sum_logp from scores where model_fp = 'T'").fetchall())
@@ -203,8 +203,8 @@ def test_partitions_score_every_candidate_once_as_one_scorer_does(tmp_path, mode
     from miniplm.scoring.partitions import measured_rate, partition_tokens
 
     rate = measured_rate(wd, "T", manifest.score_variant, gpus=False)
-    seconds = sum(r["seconds"] for r in results)
-    reported = sum(r["tokens_scored"] for r in results) / seconds
+    seconds = sum(r.seconds for r in results)
+    reported = sum(r.tokens_scored for r in results) / seconds
     # the reported seconds are rounded to the millisecond: the two agree to within that rounding
     assert rate == pytest.approx(reported, rel=0.0005 * len(results) / seconds + 1e-9)
     assert measured_rate(wd, "T", manifest.score_variant, gpus=True) is None  # no GPU has scored with it
@@ -212,7 +212,7 @@ def test_partitions_score_every_candidate_once_as_one_scorer_does(tmp_path, mode
     assert partition_tokens(minutes, str(models["teacher"]), manifest.score_variant, False, rate) == max(4096,
                             int(30 * rate))  # fmt: skip
     # everything is scored: a partition run again scores nothing, and a new plan is empty
-    assert score_partition(wd, manifest, model, partitions[0], cfg)["instances_scored"] == 0
+    assert score_partition(wd, manifest, model, partitions[0], cfg).instances_scored == 0
     assert plan_partitions(wd, manifest, model, manifest.score_variant, 300) == []
 
 
@@ -321,7 +321,7 @@ def test_a_partition_leaves_its_neighbours_writes_alone_and_a_new_plan_clears_wh
     neighbour = folder / ".123-abc.parquet.0123456789abcdef.tmp"  # another partition's shard, being written
     neighbour.write_bytes(b"half a shard")
     scored = score_partition(wd, manifest, model, first, ScoreConfig(device="cpu", dtype="float32"))
-    assert scored["instances_scored"] == first.instances > 0
+    assert scored.instances_scored == first.instances > 0
     assert neighbour.exists()
     assert plan_partitions(wd, manifest, model, manifest.score_variant, 300)  # the rest, planned again
     assert not neighbour.exists()

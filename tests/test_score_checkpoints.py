@@ -57,7 +57,7 @@ def test_killed_scoring_resumes_after_its_last_checkpoint(tmp_path, models):
 
     straight = score_partition(*runs["straight"][:4], cfg)
     expected = scores_of(saved(runs["straight"][4]))
-    assert straight["checkpoints"] >= 4, "the scoring must span several intervals for this test to mean anything"
+    assert straight.checkpoints >= 4, "the scoring must span several intervals for this test to mean anything"
 
     wd, manifest, model, partition, out_dir, ids = runs["killed"]
     args = {
@@ -87,7 +87,7 @@ def test_killed_scoring_resumes_after_its_last_checkpoint(tmp_path, models):
     assert killed_at - before[-1].stat().st_mtime < INTERVAL + 0.5
     # the rerun scores exactly what was not saved, and the result is the uninterrupted run's
     rerun = score_partition(wd, manifest, model, partition, cfg)
-    assert rerun["instances_scored"] == len(ids) - len(saved_before)
+    assert rerun.instances_scored == len(ids) - len(saved_before)
     final = scores_of(saved(out_dir))
     assert final.keys() == expected.keys() == set(ids)
     assert max(abs(final[i] - expected[i]) for i in ids) < 1e-5

@@ -192,24 +192,58 @@ def _saved_files(out_dir: Path, workdir: Workdir) -> list[str]:
     return [str(anchor)] + sorted(str(p) for p in out_dir.glob("*.parquet"))
 
 
+class PartitionScored(BaseModel):
+    """What scoring one partition did: instances and tokens scored, saves, time, and where and how it ran."""
+
+    partition: str
+    instances_scored: int
+    tokens_scored: int = 0
+    checkpoints: int = 0
+    seconds: float = 0.0
+    tokens_per_s: float = 0.0
+    device: str | None = None
+    dtype: str | None = None
+    attention: str | None = None
+    attention_fallback: str | None = None
+    oom_retries: int = 0
+    worker: str | None = None  # (the task says where it ran: a host and GPU, or a Ray node)
+
+
+class ScoringFigures(BaseModel):
+    """One model's scoring, its partitions' figures together."""
+
+    model_fp: str
+    partitions: int
+    instances_scored: int
+    tokens_scored: int
+    checkpoints: int
+    workers: list[str]
+    seconds: float
+    tokens_per_s: float
+    attention: list[str]
+    attention_fallback: str | None
+    oom_retries: int
+
+
 def score_partition(
     workdir: Workdir, manifest: RunManifest, model: ModelRef, partition: Partition, cfg: ScoreConfig
-) -> dict:
+) -> PartitionScored:
     """Score the partition's planned candidates that are not saved yet, checkpointing every `checkpoint_seconds`."""
     ensure_anchors(workdir, manifest)
     out_dir = workdir.partition_scores_dir(model.fingerprint, partition.variant, partition.source_key, partition.part)
     shard = workdir.instances(manifest.instance_spec, partition.source_key, partition.part)
     params = {"plan": f"{partition.plan}/*.parquet", "saved": _saved_files(out_dir, workdir), "shard": str(shard)}
     todo = duckdb.connect().sql(load_sql("partition_todo"), params=params).to_arrow_table()
-    summary = {"partition": partition.name, "instances_scored": todo.num_rows, "tokens_scored": 0, "checkpoints": 0}
+    checkpoints = 0
     if todo.num_rows == 0:
-        return summary | {"seconds": 0.0, "tokens_per_s": 0.0}
+        return PartitionScored(partition=partition.name, instances_scored=0)
     ids = np.asarray(todo.column("instance_id").to_pylist(), dtype=object)
     tokens = Ragged.from_arrow(todo.column("token_ids"))
     with lease_device(cfg.device) as device, torch_threads(cfg.threads):
         scorer = loaded_scorer(model, device, variant_dtype(partition.variant), cfg.batch_tokens)
 
         def save(indices: list[np.ndarray], sums: list[torch.Tensor]) -> None:
+            nonlocal checkpoints
             idx = np.concatenate(indices)
             total = torch.cat(sums).cpu().numpy()
             counts = np.maximum(tokens.lengths[idx] - 1, 0)
@@ -220,7 +254,7 @@ def score_partition(
                 schema=schemas.SCORE,
             )
             write_parquet(table, out_dir / f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet")
-            summary["checkpoints"] += 1
+            checkpoints += 1
 
         pending_idx: list[np.ndarray] = []
         pending_sums: list[torch.Tensor] = []
@@ -238,33 +272,35 @@ def score_partition(
     if scorer.stats.seconds > 0:  # what the next plan sizes its partitions by
         rate = {"tokens": scorer.stats.tokens, "seconds": scorer.stats.seconds, "device_type": scorer.device.type}
         write_json(rate, rates_dir(workdir, model.fingerprint, partition.variant) / f"{uuid.uuid4().hex[:12]}.json")
-    return summary | {
-        "tokens_scored": scorer.stats.tokens,
-        "seconds": round(scorer.stats.seconds, 3),
-        "tokens_per_s": round(scorer.stats.tokens_per_s, 1),
-        "device": str(scorer.device),
-        "dtype": dtype_name(scorer.dtype),
-        "attention": scorer.attention,
-        "attention_fallback": varlen.kernel_fallback(),
-        "oom_retries": scorer.stats.oom_retries,
-    }
+    return PartitionScored(
+        partition=partition.name,
+        instances_scored=todo.num_rows,
+        tokens_scored=scorer.stats.tokens,
+        checkpoints=checkpoints,
+        seconds=round(scorer.stats.seconds, 3),
+        tokens_per_s=round(scorer.stats.tokens_per_s, 1),
+        device=str(scorer.device),
+        dtype=dtype_name(scorer.dtype),
+        attention=scorer.attention,
+        attention_fallback=varlen.kernel_fallback(),
+        oom_retries=scorer.stats.oom_retries,
+    )
 
 
-def merge_summaries(model: ModelRef, results: list[dict], partitions: int) -> dict:
+def merge_summaries(model: ModelRef, results: list[PartitionScored], partitions: int) -> ScoringFigures:
     """One model's scoring figures from its partitions' (partitions run in parallel, so seconds add up as work)."""
-    scored = sum(r["instances_scored"] for r in results)
-    tokens = sum(r["tokens_scored"] for r in results)
-    seconds = sum(r.get("seconds", 0.0) for r in results)
-    return {
-        "model_fp": model.fingerprint,
-        "partitions": partitions,
-        "instances_scored": scored,
-        "tokens_scored": tokens,
-        "checkpoints": sum(r["checkpoints"] for r in results),
-        "workers": sorted({r["worker"] for r in results if r.get("worker")}),
-        "seconds": round(seconds, 3),
-        "tokens_per_s": round(tokens / seconds, 1) if seconds else 0.0,
-        "attention": sorted({r["attention"] for r in results if r.get("attention")}),
-        "attention_fallback": next((r["attention_fallback"] for r in results if r.get("attention_fallback")), None),
-        "oom_retries": sum(r.get("oom_retries", 0) for r in results),
-    }
+    tokens = sum(r.tokens_scored for r in results)
+    seconds = sum(r.seconds for r in results)
+    return ScoringFigures(
+        model_fp=model.fingerprint,
+        partitions=partitions,
+        instances_scored=sum(r.instances_scored for r in results),
+        tokens_scored=tokens,
+        checkpoints=sum(r.checkpoints for r in results),
+        workers=sorted({r.worker for r in results if r.worker}),
+        seconds=round(seconds, 3),
+        tokens_per_s=round(tokens / seconds, 1) if seconds else 0.0,
+        attention=sorted({r.attention for r in results if r.attention}),
+        attention_fallback=next((r.attention_fallback for r in results if r.attention_fallback), None),
+        oom_retries=sum(r.oom_retries for r in results),
+    )

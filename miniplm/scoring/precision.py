@@ -16,6 +16,7 @@ import statistics
 from pathlib import Path
 
 import torch
+from pydantic import BaseModel
 
 from miniplm.config import ScoreConfig
 from miniplm.scoring.devices import dtype_name, machine, pick_device, pick_dtype
@@ -26,6 +27,29 @@ from miniplm.store.workdir import Workdir
 
 SAMPLE_INSTANCES = 16
 SAMPLE_TOKENS = 4096
+
+
+class DriftMeasure(BaseModel):
+    """What scoring a sample in `dtype` instead of float32 moved: scores (nats/token), instances near the middle
+    that such a move could carry across the threshold, and the teacher's speedup."""
+
+    dtype: str
+    instances: int
+    tokens: int
+    max_drift: float
+    median_drift: float
+    near_threshold: int
+    speedup: float | None
+
+
+class PrecisionDecision(BaseModel):
+    """The dtype a run scores in and why (`WORKDIR/precision.json`); `measured` when a reduced one was tried."""
+
+    dtype: str
+    chosen_by: str
+    measured: DriftMeasure | None = None
+    max_drift_bound: float | None = None
+    fell_back: bool | None = None  # (said only where a measurement decided)
 
 
 def _cache_file() -> Path:
@@ -41,7 +65,7 @@ def sample_candidates(workdir: Workdir, manifest: RunManifest) -> list[list[int]
     return [list(r[0]) for r in con.sql(load_sql("precision_sample"), params=params).fetchall()]
 
 
-def measure_drift(teacher: str, reference: str, instances: list[list[int]], reduced: torch.dtype) -> dict:
+def measure_drift(teacher: str, reference: str, instances: list[list[int]], reduced: torch.dtype) -> DriftMeasure:
     """Scores of `instances` (teacher minus reference mean log-prob) in float32 and in `reduced`, compared."""
     from miniplm.scoring.scorer import LMScorer
 
@@ -58,31 +82,31 @@ def measure_drift(teacher: str, reference: str, instances: list[list[int]], redu
     drift = abs(means[torch.float32] - means[reduced])
     middle = statistics.median(means[torch.float32].tolist())
     largest = float(drift.max())
-    return {
-        "dtype": dtype_name(reduced),
-        "instances": len(instances),
-        "tokens": int(sum(len(i) for i in instances)),
-        "max_drift": largest,
-        "median_drift": float(statistics.median(drift.tolist())),
-        "near_threshold": int(sum(abs(s - middle) <= largest for s in means[torch.float32].tolist())),
-        "speedup": rates[reduced] / rates[torch.float32] if rates[torch.float32] else None,
-    }
+    return DriftMeasure(
+        dtype=dtype_name(reduced),
+        instances=len(instances),
+        tokens=int(sum(len(i) for i in instances)),
+        max_drift=largest,
+        median_drift=float(statistics.median(drift.tolist())),
+        near_threshold=int(sum(abs(s - middle) <= largest for s in means[torch.float32].tolist())),
+        speedup=rates[reduced] / rates[torch.float32] if rates[torch.float32] else None,
+    )
 
 
-def remembered_drift(teacher_fp: str, reference_fp: str, reduced: torch.dtype, measure) -> dict:
+def remembered_drift(teacher_fp: str, reference_fp: str, reduced: torch.dtype, measure) -> DriftMeasure:
     key = json.dumps([machine(), teacher_fp, reference_fp, dtype_name(reduced)])
     path = _cache_file()
     known = read_json(path) if path.exists() else {}
     if key not in known:
         value = measure()
         known = read_json(path) if path.exists() else {}
-        known[key] = value
+        known[key] = value.model_dump()
         write_json(known, path)
-    return known[key]
+    return DriftMeasure.model_validate(known[key])
 
 
 def decide_precision(workdir: str, manifest: RunManifest, cfg: ScoreConfig, gpus: bool,
-                     reduced: torch.dtype | None = None) -> dict:  # fmt: skip
+                     reduced: torch.dtype | None = None) -> PrecisionDecision:  # fmt: skip
     """The dtype this run scores in, with what it was decided from. `reduced` is the precision `auto` would take
     (measured on this CPU when not given)."""
     from miniplm.scoring.partitions import score_variant
@@ -91,16 +115,16 @@ def decide_precision(workdir: str, manifest: RunManifest, cfg: ScoreConfig, gpus
     if cfg.dtype != "auto" or on_gpu:
         dtype = score_variant(cfg, gpus).split("-s", 1)[0]
         why = "as configured" if cfg.dtype != "auto" else "bfloat16 on GPUs"
-        return {"dtype": dtype, "chosen_by": why, "measured": None, "max_drift_bound": cfg.max_drift}
+        return PrecisionDecision(dtype=dtype, chosen_by=why, max_drift_bound=cfg.max_drift)
     reduced = reduced or pick_dtype(torch.device("cpu"), "auto")
     if reduced == torch.float32:
-        return {"dtype": "float32", "chosen_by": "float32 is the fastest on this CPU", "measured": None,
-                "max_drift_bound": cfg.max_drift}  # fmt: skip
+        return PrecisionDecision(dtype="float32", chosen_by="float32 is the fastest on this CPU",
+                                 max_drift_bound=cfg.max_drift)  # fmt: skip
     wd = Workdir.open(workdir)
     instances = sample_candidates(wd, manifest)
     if not instances:
-        return {"dtype": dtype_name(reduced), "chosen_by": "faster on this CPU (nothing to measure on)",
-                "measured": None, "max_drift_bound": cfg.max_drift}  # fmt: skip
+        return PrecisionDecision(dtype=dtype_name(reduced), chosen_by="faster on this CPU (nothing to measure on)",
+                                 max_drift_bound=cfg.max_drift)  # fmt: skip
     teacher, reference = manifest.teacher, manifest.reference
     measured = remembered_drift(
         teacher.fingerprint,
@@ -108,34 +132,37 @@ def decide_precision(workdir: str, manifest: RunManifest, cfg: ScoreConfig, gpus
         reduced,
         lambda: measure_drift(teacher.path, reference.path, instances, reduced),
     )
-    if measured["max_drift"] > cfg.max_drift:
-        return {
-            "dtype": "float32",
-            "chosen_by": f"{measured['dtype']} moved scores by up to {measured['max_drift']:.3f} nats/token on "
-            f"{measured['instances']} sampled candidates, more than score.max_drift {cfg.max_drift}: float32 instead",
-            "fell_back": True,
-            "measured": measured,
-            "max_drift_bound": cfg.max_drift,
-        }
-    return {
-        "dtype": measured["dtype"],
-        "chosen_by": f"{measured['speedup']:.2f}x faster on this CPU, scores within {measured['max_drift']:.3f} "
+    if measured.max_drift > cfg.max_drift:
+        return PrecisionDecision(
+            dtype="float32",
+            chosen_by=f"{measured.dtype} moved scores by up to {measured.max_drift:.3f} nats/token on "
+            f"{measured.instances} sampled candidates, more than score.max_drift {cfg.max_drift}: float32 instead",
+            fell_back=True,
+            measured=measured,
+            max_drift_bound=cfg.max_drift,
+        )
+    return PrecisionDecision(
+        dtype=measured.dtype,
+        chosen_by=f"{measured.speedup:.2f}x faster on this CPU, scores within {measured.max_drift:.3f} "
         f"nats/token of float32 (bound {cfg.max_drift})",
-        "fell_back": False,
-        "measured": measured,
-        "max_drift_bound": cfg.max_drift,
-    }
+        fell_back=False,
+        measured=measured,
+        max_drift_bound=cfg.max_drift,
+    )
 
 
 def precision_file(workdir: Workdir) -> Path:
     return workdir.root / "precision.json"
 
 
-def record_precision(workdir: str, decision: dict) -> dict:
-    write_json(decision, precision_file(Workdir.open(workdir)))
+def record_precision(workdir: str, decision: PrecisionDecision) -> PrecisionDecision:
+    write_json(decision.model_dump(mode="json"), precision_file(Workdir.open(workdir)))
     return decision
 
 
-def recorded_precision(workdir: Workdir) -> dict:
+def recorded_precision(workdir: Workdir) -> PrecisionDecision | None:
     path = precision_file(workdir)
-    return read_json(path) if path.exists() else {}
+    try:
+        return PrecisionDecision.model_validate(read_json(path)) if path.exists() else None
+    except ValueError:  # a record from an older layout: decided again
+        return None

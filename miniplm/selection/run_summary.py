@@ -16,6 +16,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator
 
+from miniplm.scoring.precision import PrecisionDecision
+
 
 def _finite_or_none(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
@@ -73,7 +75,7 @@ class RunFigures(StepsTaken):
     teacher_tokens_per_s: Figure = None
     score_partitions: dict[str, int]
     score_workers: dict[str, list[str]]
-    score_precision: dict[str, Any]
+    score_precision: PrecisionDecision | None
     score_attention: dict[str, list[str]]
     score_attention_fallback: str | None = None
     export: ExportFigures | None = None
@@ -147,12 +149,11 @@ def stage_counts(s: RunSummary) -> list[dict]:
     return [{"stage": stage, "unit": unit, "count": count} for stage, unit, count in rows]
 
 
-def precision_section(precision: dict[str, Any]) -> Section:
+def precision_section(precision: PrecisionDecision | None) -> Section:
     """The run's scoring dtype, why, and (when a reduced one was measured) what it costs against float32."""
-    measured = precision.get("measured")
-    keys = ("dtype", "instances", "tokens", "max_drift", "median_drift", "near_threshold", "speedup")
-    rows = [{k: measured.get(k) for k in keys} | {"bound": precision.get("max_drift_bound")}] if measured else []
-    why = f"{precision['dtype']}: {precision['chosen_by']}." if precision else "(not recorded)"
+    measured = precision.measured if precision else None
+    rows = [measured.model_dump() | {"bound": precision.max_drift_bound}] if measured else []
+    why = f"{precision.dtype}: {precision.chosen_by}." if precision else "(not recorded)"
     return Section("precision", "Scoring precision", rows, notes=[why])
 
 

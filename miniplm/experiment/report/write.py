@@ -138,7 +138,7 @@ def write_experiment_report(
         "eval_set": eval_set,
         "tuning": tuning,
         "skipped_arms": skipped_arms or {},
-        "score_precision": recorded_precision(wd),
+        "score_precision": precision.model_dump() if (precision := recorded_precision(wd)) else {},
     }
     con = connect(wd, manifest)
     alt = alternative_reference_model(workdir, manifest)
