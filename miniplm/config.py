@@ -357,7 +357,7 @@ class StudentConfig(BaseModel):
         return over_defaults(default_student_train, value)
 
     uniform_baseline: bool = Field(
-        True, title="Uniform baseline", description="Also train the same student on a uniform sample of the same size"
+        True, title="Uniform baseline", description="Also train the same student on a uniform sample of as many tokens"
     )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from miniplm.config import (
     CorpusConfig,
+    ExperimentConfig,
     ExportConfig,
     ReferenceConfig,
     ScoreConfig,
@@ -21,7 +22,18 @@ from miniplm.config import (
 from miniplm.data import corpus
 from miniplm.data.instances import tokenize_parts
 from miniplm.data.splits import write_splits
-from miniplm.data.student_tokenizer import resolve_student_tokenizer
+from miniplm.experiment.arms import (
+    ArmOptions,
+    arm_data,
+    evaluate_run,
+    experiments_root,
+    heldout_loss,
+    pool_key,
+    prepare_eval_set,
+    resolve_student,
+    student_run,
+    train_run,
+)
 from miniplm.scoring.partitions import (
     Partition,
     PartitionScored,
@@ -33,7 +45,6 @@ from miniplm.scoring.partitions import (
 from miniplm.scoring.precision import PrecisionDecision, record_precision, recorded_precision
 from miniplm.scoring.precision import decide_precision as choose_precision
 from miniplm.selection.export import HEADER, ExportError, export_selection
-from miniplm.selection.members import export_members
 from miniplm.selection.report import extreme_instances, plot_histogram, score_histogram
 from miniplm.selection.run_summary import RunFigures, RunSummary, ScoreQuantiles, StudentFigures
 from miniplm.selection.select import (
@@ -41,8 +52,6 @@ from miniplm.selection.select import (
     recorded,
     run_selection,
     selection_id,
-    uniform_sample,
-    write_members,
 )
 from miniplm.store.catalog import connect, load_sql, publish_catalog
 from miniplm.store.hashing import stable_hash
@@ -58,7 +67,6 @@ from miniplm.training.reference import (
     reference_info,
     train_reference,
 )
-from miniplm.training.train import train_lm, trained
 
 
 def plan_sources(cfg: CorpusConfig) -> list[SourceRef]:
@@ -227,63 +235,59 @@ def export(workdir: str, manifest: RunManifest, cfg: ExportConfig) -> dict:
     )
 
 
-def _student_dirs(wd: Workdir, cfg: StudentConfig, sid: str) -> dict[str, Path]:
-    """Where each student trains: on the kept data, and on the uniform sample when asked."""
-    names = ["miniplm", "uniform"] if cfg.uniform_baseline else ["miniplm"]
-    return {name: wd.student_dir(f"{name}-{sid}") for name in names}
+def _students_record(workdir: str, manifest: RunManifest, selection: SelectionRecord, cfg: StudentConfig,
+                     seed: int) -> Path:  # fmt: skip
+    """Where the pipeline's students' figures are kept, named by all that decides them."""
+    key = stable_hash("students-v1", selection.selection_id, pool_key(manifest),
+                      cfg.model_dump(mode="json", exclude={"enabled"}), seed)[:16]  # fmt: skip
+    return experiments_root(Workdir.open(workdir)) / "pipeline" / f"students-{key}.json"
 
 
-@produces(
-    lambda workdir, selection, cfg: all(
-        map(trained, _student_dirs(Workdir.open(workdir), cfg, selection.selection_id).values())
-    )
-)
+def _students_recorded(workdir: str, manifest: RunManifest, selection: SelectionRecord, cfg: StudentConfig,
+                       seed: int) -> bool:  # fmt: skip
+    return _students_record(workdir, manifest, selection, cfg, seed).exists()
+
+
+@produces(_students_recorded)
 def train_students(
     workdir: str, manifest: RunManifest, selection: SelectionRecord, cfg: StudentConfig, seed: int
-) -> dict:
-    """The same student on the kept data and on a uniform sample of the same size; held-out loss for both."""
-    wd = Workdir.open(workdir)
-    con = connect(wd, manifest)
-    tokenizer = resolve_student_tokenizer(wd, manifest, cfg.tokenizer)
-    sid = selection.selection_id
-    # (members, export directory) per training set; the uniform sample is drawn once and kept beside its export
-    sets = {"miniplm": (wd.selected(sid), wd.export_dir(sid))}
-    if cfg.uniform_baseline:
-        uniform_dir = wd.export_dir(f"uniform-{sid}-s{seed}")
-        sets["uniform"] = (uniform_dir / "members.parquet", uniform_dir)
-        if not sets["uniform"][0].exists():
-            uniform_sample(con, selection.n_selected, seed, sets["uniform"][0], uniform_dir.name)
-    # the held-out set changes with the corpus, so its export is named by the live sources too
-    heldout_key = stable_hash(manifest.split_key, manifest.instance_spec, sorted(manifest.source_keys))[:16]
-    heldout_dir = wd.export_dir(f"heldout-{heldout_key}")
-    heldout_members = heldout_dir / "members.parquet"
-    if not heldout_members.exists():
-        write_members(con, load_sql("heldout_members"), {}, heldout_members)
-    has_heldout = con.execute(load_sql("count_rows"), {"path": str(heldout_members)}).fetchall()[0][0]
-    heldout_export = export_members(wd, manifest, heldout_members, heldout_dir, tokenizer) if has_heldout else None
+) -> dict[str, StudentFigures]:
+    """The experiment's two arms, one seed: the same student on the kept data (miniplm) and on a seeded uniform
+    sample of as many tokens (uniform), the same steps each, judged on the held-out documents."""
+    record = _students_record(workdir, manifest, selection, cfg, seed)
+    if record.exists():
+        return {arm: StudentFigures(**figures) for arm, figures in read_json(record).items()}
+    student = resolve_student(workdir, manifest, cfg)
+    # a selection by token budget has no alpha: its arms are named by the fraction it kept
+    alpha = selection.alpha if selection.alpha is not None else round(selection.n_selected / selection.n_candidates, 4)
+    plan = ExperimentConfig(arms=["miniplm", "uniform"] if cfg.uniform_baseline else ["miniplm"], alphas=[alpha])
+    eval_set = prepare_eval_set(workdir, manifest, student, plan)
+    judged = eval_set["documents"]["heldout"] > 0
     results = {}
-    for name, (members, export_dir) in sets.items():
-        export = export_members(wd, manifest, members, export_dir, tokenizer)
-        if export["student_tokens"] < 16:
-            results[name] = {"skipped": f"only {export['student_tokens']} tokens to train on", "export": export}
+    for arm in plan.arms:
+        data = arm_data(workdir, manifest, arm, alpha, seed, selection, student, ArmOptions())
+        if data.student_tokens < 16:
+            results[arm] = StudentFigures(train_tokens=data.student_tokens,
+                                          skipped=f"only {data.student_tokens} tokens to train on")  # fmt: skip
             continue
-        summary = train_lm(
-            _student_dirs(wd, cfg, sid)[name],
-            cfg.arch,
-            tokenizer,
-            Path(export["tokens_path"]),
-            cfg.train,
-            Path(heldout_export["tokens_path"]) if heldout_export else None,
-            max_positions=cfg.train.block_size + 1,
-            desc=f"train student ({name})",
-            layout="instances",
+        run = student_run(workdir, manifest, student, data, cfg.train.max_steps, seed)
+        trained_run = train_run(workdir, run, student, eval_set["curve_path"] if judged else None)
+        results[arm] = StudentFigures(
+            heldout_loss=heldout_loss(evaluate_run(workdir, run, student, eval_set)) if judged else None,
+            steps=trained_run["steps"],
+            train_tokens=data.student_tokens,
+            model_dir=str(Path(run.out_dir) / "model"),
         )
-        results[name] = {k: v for k, v in summary.items() if k not in {"history", "run_key"}} | {"export": export}
+    write_json({arm: figures.model_dump() for arm, figures in results.items()}, record)
     return results
 
 
 def summarize(
-    workdir: str, manifest: RunManifest, selection: SelectionRecord, figures: RunFigures, students: dict | None
+    workdir: str,
+    manifest: RunManifest,
+    selection: SelectionRecord,
+    figures: RunFigures,
+    students: dict[str, StudentFigures] | None,
 ) -> RunSummary:
     """The run's figures: counts that add up, score quantiles, extreme instances, the reference's quality, student
     losses (also kept as WORKDIR/summary.json)."""
@@ -291,16 +295,8 @@ def summarize(
     con = connect(wd, manifest)
     dist = con.execute(load_sql("score_summary")).fetchall()[0]
     totals = con.execute(load_sql("corpus_totals")).fetchall()[0]
-    trained = {
-        name: StudentFigures(
-            heldout_loss=s.get("final_eval_loss"),
-            steps=s.get("steps"),
-            train_tokens=s.get("export", {}).get("student_tokens"),
-            skipped=s.get("skipped"),
-        )
-        for name, s in (students or {}).items()
-    }
-    losses = {name: s.heldout_loss for name, s in trained.items()}
+    students = students or {}
+    losses = {name: s.heldout_loss for name, s in students.items()}
     summary = RunSummary(
         **figures.model_dump(),
         workdir=str(wd.root),
@@ -326,7 +322,7 @@ def summarize(
         reference=reference_report(workdir, manifest),
         accounting=con.table("accounting").to_arrow_table().to_pylist(),
         extremes=extreme_instances(con, 3),
-        students=trained,
+        students=students,
         heldout_loss_gain=losses["uniform"] - losses["miniplm"] if losses.get("miniplm") and losses.get("uniform")
         else None,
         # the score histogram as a picture beside the run, with the selection's threshold (`miniplm report` adds a page)

@@ -27,7 +27,7 @@ from miniplm.scoring.devices import claimed_gpu, use_claimed_gpu
 from miniplm.scoring.partitions import Partition, PartitionScored
 from miniplm.scoring.precision import PrecisionDecision
 from miniplm.selection.report import histogram_markdown, lineage
-from miniplm.selection.run_summary import RunFigures, RunSummary, markdown, sections
+from miniplm.selection.run_summary import RunFigures, RunSummary, StudentFigures, markdown, sections
 from miniplm.selection.select import SelectionRecord
 from miniplm.store.manifest import ModelRef, RunManifest, SourceRef
 from miniplm.store.models import DEMO_TEACHER, check_context, demo_gguf_path, fetch_demo_gguf, resolve_model
@@ -178,15 +178,19 @@ def export(workdir: str, manifest: RunManifest, cfg: ExportConfig) -> dict:
 @task(name="train-students", cache_key_fn=step_cache_key, **CACHED, **RETRIES)
 def train_students(
     workdir: str, manifest: RunManifest, selection: SelectionRecord, cfg: StudentConfig, seed: int
-) -> dict:
-    """Train the student on the kept data and on a uniform sample of the same size."""
+) -> dict[str, StudentFigures]:
+    """Train the student on the kept data and on a uniform sample of as many tokens (the experiment's two arms)."""
     with progress_artifact("train-students", "train students"):
         return steps.train_students(workdir, manifest, selection, cfg, seed)
 
 
 @task(name="summary", cache_policy=NO_CACHE)
 def summary(
-    workdir: str, manifest: RunManifest, selection: SelectionRecord, measured: RunFigures, students: dict | None
+    workdir: str,
+    manifest: RunManifest,
+    selection: SelectionRecord,
+    measured: RunFigures,
+    students: dict[str, StudentFigures] | None,
 ) -> RunSummary:
     result = steps.summarize(workdir, manifest, selection, measured, students)
     parts = {part.key: part for part in sections(result)}

@@ -151,13 +151,16 @@ def test_students_trained_on_kept_and_uniform_samples(first_run):
         assert s.steps == 10 and math.isfinite(s.heldout_loss)
     # the student has its own tokenizer: kept instances were decoded and re-tokenized, one to one
     from miniplm.store.models import load_tokenizer
-    from miniplm.store.workdir import Workdir
 
-    wd = Workdir.open(cfg.workdir)
-    student_dir = wd.student_dir(f"miniplm-{summary.selection_id}") / "model"
-    model = AutoModelForCausalLM.from_pretrained(student_dir)
+    model = AutoModelForCausalLM.from_pretrained(students["miniplm"].model_dir)
     assert model.config.vocab_size == len(load_tokenizer(cfg.student.tokenizer))
-    text = duckdb.sql(f"select * from read_parquet('{wd.export_dir(summary.selection_id) / 'text.parquet'}')")
+    # the pipeline's students are the experiment's two arms: the kept data, and a uniform draw of as many tokens
+    data = Path(cfg.workdir) / "experiments" / "data"
+    (kept_export,) = data.glob("miniplm-*/text.parquet")
+    (uniform_members,) = data.glob("uniform-*/members.parquet")
+    drawn = duckdb.sql(f"select sum(n_tokens) from read_parquet('{uniform_members}')").fetchall()[0][0]
+    assert 0.5 * summary.selected_tokens < drawn <= summary.selected_tokens
+    text = duckdb.sql(f"select * from read_parquet('{kept_export}')")
     kept = text.fetchall()
     assert len(kept) == summary.selected
     con = catalog(cfg)

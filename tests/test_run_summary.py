@@ -10,7 +10,7 @@ import pytest
 
 from miniplm.selection.run_summary import RunSummary, markdown, read_summary, sections
 
-STUDENT = {"heldout_loss": 4.25, "steps": 10, "train_tokens": 5120, "skipped": None}
+STUDENT = {"heldout_loss": 4.25, "steps": 10, "train_tokens": 5120, "skipped": None, "model_dir": "/data/wd/m"}
 EXTREME = {"instance_id": "ab12", "score": 1.5, "teacher_logp": -2.0, "ref_logp": -3.5, "preview": "def f(x):"}
 
 

@@ -358,7 +358,6 @@ def plan_runs(
 ) -> list[StudentRun]:
     """Every (alpha, arm, seed) to train, with its steps; a run's folder is named by what determines its weights
     (so runs that train alike, such as the full pool's at every alpha of a fixed token budget, train once)."""
-    wd = Workdir.open(workdir)
     tokenizer = student_tokenizer(manifest, student)
     n_student = count_parameters(student.arch, tokenizer, student.train.block_size + 1)
     n_teacher = checkpoint_parameters(manifest.teacher.path) if "kd" in cfg.arms else 0
@@ -368,38 +367,52 @@ def plan_runs(
             for seed in range(cfg.seeds):
                 if (arm, alpha, seed) not in data:
                     continue
-                arm_steps = steps[alpha]
-                if arm == "kd":
-                    arm_steps = flop_matched_steps(arm_steps, n_student, n_teacher)
-                run = StudentRun(
-                    arm=arm,
-                    alpha=alpha,
-                    seed=seed,
-                    data=data[(arm, alpha, seed)],
-                    steps=arm_steps,
-                    out_dir="",
-                    tokenizer=tokenizer,
-                    learning_rate=student.train.learning_rate,
-                    teacher=manifest.teacher.path if arm == "kd" else None,
-                    kd_ratio=cfg.kd_ratio if arm == "kd" else 0.0,
-                )
-                key = stable_hash(
-                    "student-run-v2",
-                    run.data.key,
-                    run.steps,
-                    seed,
-                    student.arch.model_dump(),
-                    # max_passes only ever lowers T, which is in the key: held at None, as the runs keyed before
-                    # its default became 8 had it, so they stay valid
-                    student.train.model_copy(update={"max_passes": None}).model_dump(
-                        exclude={"max_steps", "seed", "device", "eval_interval"}
-                    ),
-                    tokenizer_fingerprint(tokenizer),
-                    manifest.teacher.fingerprint if arm == "kd" else None,
-                    run.kd_ratio,
-                )[:16]
-                runs.append(run.model_copy(update={"out_dir": str(experiments_root(wd) / "runs" / f"{arm}-{key}")}))
+                kd = arm == "kd"
+                arm_steps = flop_matched_steps(steps[alpha], n_student, n_teacher) if kd else steps[alpha]
+                runs.append(student_run(workdir, manifest, student, data[(arm, alpha, seed)], arm_steps, seed,
+                                        cfg.kd_ratio if kd else 0.0))  # fmt: skip
     return runs
+
+
+def student_run(
+    workdir: str,
+    manifest: RunManifest,
+    student: StudentConfig,
+    data: ArmData,
+    steps: int,
+    seed: int,
+    kd_ratio: float = 0.0,
+) -> StudentRun:
+    """One student on one arm's data: what trains it, in a folder named by what determines its weights."""
+    tokenizer = student_tokenizer(manifest, student)
+    kd = data.arm == "kd"
+    key = stable_hash(
+        "student-run-v2",
+        data.key,
+        steps,
+        seed,
+        student.arch.model_dump(),
+        # max_passes only ever lowers T, which is in the key: held at None, as the runs keyed before its default
+        # became 8 had it, so they stay valid
+        student.train.model_copy(update={"max_passes": None}).model_dump(
+            exclude={"max_steps", "seed", "device", "eval_interval"}
+        ),
+        tokenizer_fingerprint(tokenizer),
+        manifest.teacher.fingerprint if kd else None,
+        kd_ratio,
+    )[:16]
+    return StudentRun(
+        arm=data.arm,
+        alpha=data.alpha,
+        seed=seed,
+        data=data,
+        steps=steps,
+        out_dir=str(experiments_root(Workdir.open(workdir)) / "runs" / f"{data.arm}-{key}"),
+        tokenizer=tokenizer,
+        learning_rate=student.train.learning_rate,
+        teacher=manifest.teacher.path if kd else None,
+        kd_ratio=kd_ratio,
+    )
 
 
 def with_learning_rate(student: StudentConfig, learning_rate: float) -> StudentConfig:

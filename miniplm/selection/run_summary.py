@@ -32,6 +32,7 @@ class StudentFigures(BaseModel):
     steps: int | None = None
     train_tokens: int | None = None
     skipped: str | None = None
+    model_dir: str | None = None
 
 
 class ScoreQuantiles(BaseModel):

@@ -123,11 +123,6 @@ def stratum_thresholds(con: duckdb.DuckDBPyConnection, keys: dict, alpha: float)
         con.execute(load_sql("stratum_last_tied"), keys | {"tied_keys": cut_keys})
 
 
-def uniform_sample(con: duckdb.DuckDBPyConnection, k: int, seed: int, out: Path, sid: str) -> dict:
-    params = {"k": k, "seed": str(seed), "selection_id": sid}
-    return write_members(con, load_sql("sample_uniform"), params, out)
-
-
 def selection_id(manifest: RunManifest, cfg: SelectConfig) -> str:
     # the paper's selection hashes what it always did: its ids (and every cache keyed on them) survive the modes
     paper = cfg.model_dump(exclude={"strata", "temperature", "seed"})

@@ -88,12 +88,6 @@ class Workdir:
     def selected(self, selection_id: str) -> Path:
         return self.root / "selected" / f"{selection_id}.parquet"
 
-    def export_dir(self, name: str) -> Path:
-        return self.root / "exports" / name
-
-    def student_dir(self, name: str) -> Path:
-        return self.root / "students" / name
-
     @property
     def models(self) -> Path:
         return self.root / "models"

@@ -1,2 +1,0 @@
--- Rows of a Parquet file.
-select count(*) from read_parquet($path);
