@@ -45,7 +45,7 @@ def _prepare(config: PipelineConfig, workdir: str) -> Prepared:
     # 2 read the corpus, streaming: documents with content ids, in shards; bad rows quarantined with a reason
     sources = plan_sources(config.corpus)
     ingested = [step(steps.ingest, workdir, s, config.corpus) for s in sources]
-    sources = [s.model_copy(update={"parts": stats["parts"]}) for s, stats in zip(sources, ingested, strict=True)]
+    sources = [s.model_copy(update={"parts": stats.parts}) for s, stats in zip(sources, ingested, strict=True)]
 
     # 3 instances in the teacher's tokenizer, never spanning two documents
     instance_spec = steps.instance_spec(teacher.path, config.instances.max_len)
@@ -53,7 +53,7 @@ def _prepare(config: PipelineConfig, workdir: str) -> Prepared:
 
     # 4 D_ref / held-out / pool, by a seeded hash of each doc_id (D_ref's share, when not given, chosen once)
     previous = previous_manifest(workdir)
-    split = resolve_split(split_config(config), tokenized["tokens"], previous.split if previous else None)
+    split = resolve_split(split_config(config), tokenized.tokens, previous.split if previous else None)
     key = split_key(split)
     step(steps.split, workdir, sources, split, key)
 
@@ -61,5 +61,5 @@ def _prepare(config: PipelineConfig, workdir: str) -> Prepared:
         workdir, RunManifest(sources=sources, instance_spec=instance_spec, split=split, split_key=key, teacher=teacher)
     )
     require_documents(ingested)  # after the views are published, so the quarantine can be inspected
-    rows_read = sum(s["rows_read"] for s in ingested)
+    rows_read = sum(s.rows_read for s in ingested)
     return Prepared(manifest=manifest, rows_read=rows_read, **step.report().model_dump())

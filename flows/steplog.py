@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import asdict, is_dataclass
 from typing import Any
 
 from prefect.states import State
@@ -38,6 +39,8 @@ FIGURES = (
 def figures(result: Any) -> str:
     if isinstance(result, BaseModel):
         result = result.model_dump()
+    elif is_dataclass(result):
+        result = asdict(result)
     if not isinstance(result, dict):
         return ""
     shown = []

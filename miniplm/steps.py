@@ -6,7 +6,6 @@ idempotent: what it writes is named by the content it came from, so a repeat fin
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 from miniplm.config import (
@@ -20,8 +19,8 @@ from miniplm.config import (
     StudentConfig,
 )
 from miniplm.data import corpus
-from miniplm.data.instances import tokenize_parts
-from miniplm.data.splits import write_splits
+from miniplm.data.instances import TokenizeStats, tokenize_parts
+from miniplm.data.splits import SplitCounts, write_splits
 from miniplm.experiment.arms import (
     ArmOptions,
     arm_data,
@@ -81,19 +80,19 @@ def plan_sources(cfg: CorpusConfig) -> list[SourceRef]:
 
 
 @produces(lambda workdir, source: corpus.ingested(Workdir.open(workdir), source.source_key))
-def ingest_source(workdir: str, source: SourceRef, cfg: CorpusConfig) -> dict:
+def ingest_source(workdir: str, source: SourceRef, cfg: CorpusConfig) -> corpus.IngestStats:
     """Read one source into document and quarantine shards; returns its counts and number of shards."""
-    return asdict(corpus.ingest(source.spec, Workdir.open(workdir), cfg, source.source_key))
+    return corpus.ingest(source.spec, Workdir.open(workdir), cfg, source.source_key)
 
 
 def _parts(sources: list[SourceRef]) -> list[tuple[str, int]]:
     return [(s.source_key, part) for s in sources for part in range(s.parts)]
 
 
-def require_documents(ingested: list[dict]) -> None:
+def require_documents(ingested: list[corpus.IngestStats]) -> None:
     """An empty corpus stops the run here, saying why, rather than later as an empty D_ref."""
-    if sum(stats["written"] for stats in ingested) == 0:
-        detail = "; ".join(f"{s['source']}: {s['rows_read']} rows, {s['quarantined']} quarantined" for s in ingested)
+    if sum(stats.written for stats in ingested) == 0:
+        detail = "; ".join(f"{s.source}: {s.rows_read} rows, {s.quarantined} quarantined" for s in ingested)
         raise corpus.CorpusError(
             f'the corpus holds no documents ({detail}); `miniplm sql "select source, row, reason from quarantine"` '
             "shows why rows were set aside"
@@ -113,18 +112,18 @@ def _split_shards(workdir: str, sources: list[SourceRef], key: str) -> list[tupl
 
 
 @produces(lambda workdir, sources, spec: all(out.exists() for _, out in _instance_shards(workdir, sources, spec)))
-def tokenize_sources(workdir: str, sources: list[SourceRef], tokenizer_path: str, max_len: int, spec: str) -> dict:
+def tokenize_sources(
+    workdir: str, sources: list[SourceRef], tokenizer_path: str, max_len: int, spec: str
+) -> TokenizeStats:
     """Cut every document shard into an instances shard (a process per shard when there are several)."""
-    return asdict(tokenize_parts(_instance_shards(workdir, sources, spec), tokenizer_path, max_len, spec))
+    return tokenize_parts(_instance_shards(workdir, sources, spec), tokenizer_path, max_len, spec)
 
 
 @produces(lambda workdir, sources, key: all(out.exists() for _, out in _split_shards(workdir, sources, key)))
-def split_sources(workdir: str, sources: list[SourceRef], cfg: SplitConfig, key: str) -> dict:
-    totals = {"reference": 0, "heldout": 0, "pool": 0}
-    for documents, splits in _split_shards(workdir, sources, key):
-        counts = write_splits(documents, splits, cfg)
-        totals = {k: totals[k] + counts[k] for k in totals}
-    return totals
+def split_sources(workdir: str, sources: list[SourceRef], cfg: SplitConfig, key: str) -> SplitCounts:
+    """D_ref, held-out or pool for every document, a split shard beside each documents shard."""
+    return sum((write_splits(documents, splits, cfg) for documents, splits in _split_shards(workdir, sources, key)),
+               SplitCounts())  # fmt: skip
 
 
 def make_manifest(workdir: str, manifest: RunManifest) -> RunManifest:

@@ -22,7 +22,10 @@ from miniplm.config import (
     SplitConfig,
     StudentConfig,
 )
+from miniplm.data.corpus import IngestStats
+from miniplm.data.instances import TokenizeStats
 from miniplm.data.instances import instance_spec as _instance_spec
+from miniplm.data.splits import SplitCounts
 from miniplm.scoring.devices import claimed_gpu, use_claimed_gpu
 from miniplm.scoring.partitions import Partition, PartitionScored
 from miniplm.scoring.precision import PrecisionDecision
@@ -62,22 +65,22 @@ def instance_spec(tokenizer_path: str, max_len: int) -> str:
 
 @trusted_while_done(steps.ingest_source)
 @task(name="ingest", cache_key_fn=step_cache_key, **CACHED, task_run_name="ingest {source.spec}")
-def ingest(workdir: str, source: SourceRef, cfg: CorpusConfig) -> dict:
+def ingest(workdir: str, source: SourceRef, cfg: CorpusConfig) -> IngestStats:
     """Read one source, streaming, into document and quarantine shards."""
     stats = steps.ingest_source(workdir, source, cfg)
     create_markdown_artifact(
         key="ingest",
         description=f"ingest {source.spec}",
-        markdown=f"**{source.spec}**: {stats['rows_read']} rows read, {stats['written']} documents written in "
-        f"{stats['parts']} shards, {stats['duplicates_in_shard']} duplicates, {stats['quarantined']} quarantined, "
-        f"{stats['truncated']} truncated",
+        markdown=f"**{source.spec}**: {stats.rows_read} rows read, {stats.written} documents written in "
+        f"{stats.parts} shards, {stats.duplicates_in_shard} duplicates, {stats.quarantined} quarantined, "
+        f"{stats.truncated} truncated",
     )
     return stats
 
 
 @trusted_while_done(steps.tokenize_sources)
 @task(name="tokenize", cache_key_fn=step_cache_key, **CACHED)
-def tokenize(workdir: str, sources: list[SourceRef], tokenizer_path: str, max_len: int, spec: str) -> dict:
+def tokenize(workdir: str, sources: list[SourceRef], tokenizer_path: str, max_len: int, spec: str) -> TokenizeStats:
     """Cut every document shard into instances in the teacher's tokenizer (`spec` carries its fingerprint)."""
     with progress_artifact("tokenize", "tokenize the corpus"):
         return steps.tokenize_sources(workdir, sources, tokenizer_path, max_len, spec)
@@ -85,7 +88,7 @@ def tokenize(workdir: str, sources: list[SourceRef], tokenizer_path: str, max_le
 
 @trusted_while_done(steps.split_sources)
 @task(name="split", cache_key_fn=step_cache_key, **CACHED)
-def split(workdir: str, sources: list[SourceRef], cfg: SplitConfig, key: str) -> dict:
+def split(workdir: str, sources: list[SourceRef], cfg: SplitConfig, key: str) -> SplitCounts:
     """D_ref, held-out and pool membership of every document, by a seeded hash of its id."""
     return steps.split_sources(workdir, sources, cfg, key)
 

@@ -23,7 +23,7 @@ def prepared(tmp_path, models, shard_documents: int) -> tuple[Workdir, RunManife
     paths = [write_jsonl(tmp_path / "a.jsonl", texts[:80]), write_jsonl(tmp_path / "b.jsonl", texts[70:])]
     cfg = CorpusConfig(paths=[str(p) for p in paths], shard_documents=shard_documents)
     sources = steps.plan_sources(cfg)
-    sources = [s.model_copy(update={"parts": steps.ingest_source(str(wd.root), s, cfg)["parts"]}) for s in sources]
+    sources = [s.model_copy(update={"parts": steps.ingest_source(str(wd.root), s, cfg).parts}) for s in sources]
     tok = str(models["teacher"])
     spec = instance_spec(tok, 40)
     steps.tokenize_sources(str(wd.root), sources, tok, 40, spec)

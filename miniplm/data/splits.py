@@ -6,6 +6,7 @@ a document that was in D_ref stays there, and new documents fall into each part 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -60,10 +61,22 @@ def split_of(doc: str, cfg: SplitConfig) -> str:
     return POOL
 
 
-def write_splits(documents: Path, out: Path, cfg: SplitConfig) -> dict[str, int]:
+@dataclass
+class SplitCounts:
+    """Documents in each split (of a shard, or of the corpus)."""
+
+    reference: int = 0
+    heldout: int = 0
+    pool: int = 0
+
+    def __add__(self, other: SplitCounts) -> SplitCounts:
+        return SplitCounts(self.reference + other.reference, self.heldout + other.heldout, self.pool + other.pool)
+
+
+def write_splits(documents: Path, out: Path, cfg: SplitConfig) -> SplitCounts:
     """The split of every document of one documents shard, as a shard beside it."""
     doc_ids = pq.read_table(documents, columns=["doc_id"]).column("doc_id").to_pylist()
     splits = [split_of(d, cfg) for d in doc_ids]
     if not out.exists():
         write_parquet(pa.table({"doc_id": doc_ids, "split": splits}, schema=schemas.SPLIT), out)
-    return {name: splits.count(name) for name in (REFERENCE, HELDOUT, POOL)}
+    return SplitCounts(splits.count(REFERENCE), splits.count(HELDOUT), splits.count(POOL))
