@@ -33,7 +33,7 @@ from pathlib import Path
 import duckdb
 import psutil
 
-from tests.test_sql_readonly import ATTACKS
+from tests.cli_runs import ATTACKS
 from tests.tiny import corpus_texts, make_lm, make_tokenizer, write_jsonl
 
 RUN_FLAGS = ["--max-len", "40", "--reference-fraction", "0.2", "--accept-weak-reference", "--reference-steps", "5",
@@ -91,8 +91,8 @@ def case(name: str) -> None:
 
 
 def one_error_naming(result, text: str) -> bool:
-    """The contract tests/test_errors.py checks too: exit 1, and besides the step lines (`[miniplm] ...`) one line,
-    the last, an `error:` naming `text`."""
+    """The contract tests/interfaces/test_errors.py checks too: exit 1, and besides the step lines (`[miniplm] ...`)
+    one line, the last, an `error:` naming `text`."""
     lines = result.stderr.strip().splitlines()
     other = [line for line in lines if not line.startswith("[miniplm] ")]
     reported = (

@@ -1,5 +1,5 @@
 """A Ray fan-out of many small scoring partitions at once, reporting to a Prefect server of its own (its state in
-SQLite, or in PostgreSQL): what `tests/test_ray_slow.py` checks and `bench/fanout_database.py` times."""
+SQLite, or in PostgreSQL): what `tests/flows/test_ray_slow.py` checks and `bench/fanout_database.py` times."""
 
 from __future__ import annotations
 

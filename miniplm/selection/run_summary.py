@@ -2,7 +2,7 @@
 terminal, the Prefect artifact and `miniplm report` each show, in their own format.
 
 Adding a figure is one field here (or on `RunFigures`, when the flow measures it) and one line in `sections`;
-`tests/test_run_summary.py` fails on a field that no section shows.
+`tests/selection/test_run_summary.py` fails on a field that no section shows.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ class SelectionRecord(BaseModel):
     what it kept."""
 
     # An infinite threshold stays a number; the time reads as str() does: a task's cache key hashed the record as a
-    # plain dict before it was a model, and hashes the same (tests/test_select.py).
+    # plain dict before it was a model, and hashes the same (tests/selection/test_select.py).
     model_config = ConfigDict(ser_json_inf_nan="constants")
 
     selection_id: str

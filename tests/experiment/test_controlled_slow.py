@@ -17,7 +17,7 @@ from miniplm.data.sequences import write_sequences
 from tests.tiny import make_tokenizer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VALUABLE = ("clean_prose", "technical", "code")
 
 

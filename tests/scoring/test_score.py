@@ -7,6 +7,7 @@ from transformers import AutoModelForCausalLM
 
 from miniplm.scoring.batches import length_sorted_batches
 from miniplm.scoring.scorer import LMScorer
+from tests.workdirs import scoring_workdir
 
 
 def plain_mean_logprob(model, tokens: list[int]) -> float:
@@ -146,31 +147,6 @@ def test_packed_layout_restarts_positions_and_skips_each_last_token():
     assert position_ids.tolist() == [0, 1, 2, 0, 0, 1]
     assert predicts.tolist() == [True, True, False, False, True, False]
     assert row_of.tolist() == [0, 0, 2]
-
-
-def scoring_workdir(tmp_path, models, n: int = 40):
-    """build_scored_workdir's layout with real tokens, and no scores yet."""
-    import pyarrow as pa
-
-    from miniplm.store import schemas
-    from miniplm.store.shards import write_parquet
-    from tests.test_select import SOURCE, SPEC, build_scored_workdir
-
-    wd, manifest, ids = build_scored_workdir(tmp_path, [-1.0] * n, [-2.0] * n, ["pool"] * n)
-    import shutil
-
-    shutil.rmtree(wd.root / "scores")
-    rng = np.random.default_rng(5)
-    tokens = [rng.integers(0, 300, size=int(k)).tolist() for k in rng.integers(2, 60, size=n)]
-    table = {
-        "instance_id": ids,
-        "doc_id": [f"d{i:04d}" for i in range(n)],
-        "chunk_index": [0] * n,
-        "n_tokens": [len(t) for t in tokens],
-        "token_ids": tokens,
-    }
-    write_parquet(pa.table(table, schema=schemas.INSTANCE), wd.instances(SPEC, SOURCE, 0))
-    return wd, manifest, ids, tokens
 
 
 def test_partitions_score_every_candidate_once_as_one_scorer_does(tmp_path, models, monkeypatch):

@@ -13,21 +13,7 @@ import pytest
 
 from miniplm.store.lock import WorkdirBusyError, holder, workdir_lock
 from miniplm.store.workdir import Workdir
-
-HOLD = """
-import sys, time
-from miniplm.store.lock import workdir_lock
-from miniplm.store.workdir import Workdir
-with workdir_lock(Workdir.create(sys.argv[1]), run="the-first-run"):
-    print("held", flush=True)
-    time.sleep(600)
-"""
-
-
-def hold_in_another_process(root) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(root)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "held"
-    return proc
+from tests.cli_runs import hold_in_another_process
 
 
 def test_a_second_run_stops_or_waits_naming_the_first_and_takes_over_a_dead_holder(tmp_path):

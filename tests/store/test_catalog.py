@@ -3,42 +3,18 @@ sources, and unique per key whatever the shards hold."""
 
 import pyarrow as pa
 
-from miniplm import steps
-from miniplm.config import CorpusConfig, SplitConfig
-from miniplm.data.instances import instance_spec
-from miniplm.data.splits import split_key
 from miniplm.store import schemas
 from miniplm.store.catalog import connect, render_views
 from miniplm.store.hashing import doc_id, normalize_text
-from miniplm.store.manifest import ModelRef, RunManifest
+from miniplm.store.manifest import ModelRef
 from miniplm.store.shards import write_parquet
-from miniplm.store.workdir import Workdir
-from tests.tiny import corpus_texts, write_jsonl
-
-
-def prepared(tmp_path, models, shard_documents: int) -> tuple[Workdir, RunManifest]:
-    """Two sources ingested, tokenized and split with the library alone, in shards of `shard_documents`."""
-    wd = Workdir.create(tmp_path / f"wd-{shard_documents}")
-    texts = corpus_texts(120, seed=2)
-    paths = [write_jsonl(tmp_path / "a.jsonl", texts[:80]), write_jsonl(tmp_path / "b.jsonl", texts[70:])]
-    cfg = CorpusConfig(paths=[str(p) for p in paths], shard_documents=shard_documents)
-    sources = steps.plan_sources(cfg)
-    sources = [s.model_copy(update={"parts": steps.ingest_source(str(wd.root), s, cfg).parts}) for s in sources]
-    tok = str(models["teacher"])
-    spec = instance_spec(tok, 40)
-    steps.tokenize_sources(str(wd.root), sources, tok, 40, spec)
-    split = SplitConfig(reference_fraction=0.1, heldout_fraction=0.1)
-    steps.split_sources(str(wd.root), sources, split, split_key(split))
-    teacher = ModelRef(spec="t", path=tok, fingerprint="T")
-    manifest = RunManifest(
-        sources=sources, instance_spec=spec, split=split, split_key=split_key(split), teacher=teacher
-    )
-    return wd, manifest
+from tests.tiny import corpus_texts
+from tests.workdirs import prepared_workdir
 
 
 def test_views_do_not_grow_with_the_number_of_shards(tmp_path, models):
-    one_wd, one = prepared(tmp_path, models, shard_documents=1000)
-    many_wd, many = prepared(tmp_path, models, shard_documents=7)
+    one_wd, one = prepared_workdir(tmp_path, models, shard_documents=1000)
+    many_wd, many = prepared_workdir(tmp_path, models, shard_documents=7)
     assert [s.parts for s in one.sources] == [1, 1] and sum(s.parts for s in many.sources) >= 15
     views_one, views_many = render_views(one_wd, one), render_views(many_wd, many)
     assert "part-0" not in views_many and len(views_many) == len(views_one)
@@ -51,7 +27,7 @@ def test_views_do_not_grow_with_the_number_of_shards(tmp_path, models):
 
 
 def test_a_source_no_longer_in_the_corpus_is_not_read(tmp_path, models):
-    wd, manifest = prepared(tmp_path, models, shard_documents=1000)
+    wd, manifest = prepared_workdir(tmp_path, models, shard_documents=1000)
     only_a = manifest.model_copy(update={"sources": manifest.sources[:1]})
     con = connect(wd, only_a)
     distinct_a = len({doc_id(normalize_text(t)) for t in corpus_texts(120, seed=2)[:80]})
@@ -62,7 +38,7 @@ def test_a_source_no_longer_in_the_corpus_is_not_read(tmp_path, models):
 
 
 def test_views_yield_one_row_per_key_whatever_the_shards_hold(tmp_path, models):
-    wd, manifest = prepared(tmp_path, models, shard_documents=1000)
+    wd, manifest = prepared_workdir(tmp_path, models, shard_documents=1000)
     manifest = manifest.model_copy(
         update={"reference": ModelRef(spec="r", path="r", fingerprint="R"), "score_variant": "v"}
     )

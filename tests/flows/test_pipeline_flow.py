@@ -9,9 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from miniplm.config import (
-    CorpusConfig,
     InstanceConfig,
-    PipelineConfig,
     ReferenceConfig,
     SplitConfig,
     StudentConfig,
@@ -20,22 +18,9 @@ from miniplm.config import (
 from miniplm.store.catalog import ReadOnlyQueryError, open_readonly, query
 from miniplm.store.hashing import doc_id, normalize_text
 from tests.tiny import corpus_texts, write_jsonl
+from tests.workdirs import pipeline_config
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
-
-
-def config(tmp_path, models, paths, **overrides) -> PipelineConfig:
-    base = dict(
-        workdir=str(tmp_path / "wd"),
-        corpus=CorpusConfig(paths=[str(p) for p in paths]),
-        teacher=str(models["teacher"]),
-        instances=InstanceConfig(max_len=48),
-        split=SplitConfig(reference_fraction=0.2, heldout_fraction=0.1),
-        # tiny corpora make weak references; the reference gate has its own tests (test_reference.py)
-        reference=ReferenceConfig(train=TrainConfig(max_steps=15, batch_size=4, eval_interval=5), accept_weak=True),
-        student=StudentConfig(train=TrainConfig(max_steps=10, batch_size=4, block_size=32, eval_interval=5)),
-    )
-    return PipelineConfig(**(base | overrides))
 
 
 def student_with_own_tokenizer(models) -> StudentConfig:
@@ -53,7 +38,7 @@ def first_run(tmp_path_factory, models, prefect_harness):
     texts = corpus_texts(90)
     a = write_jsonl(tmp / "a.jsonl", texts[:60])
     b = write_jsonl(tmp / "b.jsonl", texts[55:] + ["   "])  # 5 cross-file duplicates and one empty row
-    cfg = config(tmp, models, [a, b], student=student_with_own_tokenizer(models))
+    cfg = pipeline_config(tmp, models, [a, b], student=student_with_own_tokenizer(models))
     return cfg, miniplm_pipeline(cfg)
 
 
@@ -198,7 +183,7 @@ def test_bad_reference_tokenizer_fails_clearly(tmp_path, models):
     from flows.pipeline import miniplm_pipeline
 
     path = write_jsonl(tmp_path / "a.jsonl", corpus_texts(20))
-    cfg = config(tmp_path, models, [path], reference=ReferenceConfig(spec=str(models["other_lm"])))
+    cfg = pipeline_config(tmp_path, models, [path], reference=ReferenceConfig(spec=str(models["other_lm"])))
     with pytest.raises(Exception, match="does not share the teacher's tokenizer"):
         miniplm_pipeline(cfg)
 
@@ -228,7 +213,7 @@ def test_a_cached_step_whose_outputs_are_gone_runs_again(tmp_path, models):
     from flows.pipeline import miniplm_pipeline
 
     path = write_jsonl(tmp_path / "a.jsonl", corpus_texts(40, seed=4))
-    cfg = config(tmp_path, models, [path], student=StudentConfig(enabled=False))
+    cfg = pipeline_config(tmp_path, models, [path], student=StudentConfig(enabled=False))
     first = miniplm_pipeline(cfg)
     wd = tmp_path / "wd"
     for child in wd.iterdir():
@@ -256,11 +241,11 @@ def test_a_new_dtype_scores_again_and_never_mixes_with_the_old(tmp_path, models)
 
     path = write_jsonl(tmp_path / "a.jsonl", corpus_texts(40, seed=6))
     off = StudentConfig(enabled=False)
-    bf16 = miniplm_pipeline(config(tmp_path, models, [path], student=off, score=ScoreConfig(dtype="bfloat16")))
-    fp32 = miniplm_pipeline(config(tmp_path, models, [path], student=off, score=ScoreConfig(dtype="float32")))
+    bf16 = miniplm_pipeline(pipeline_config(tmp_path, models, [path], student=off, score=ScoreConfig(dtype="bfloat16")))
+    fp32 = miniplm_pipeline(pipeline_config(tmp_path, models, [path], student=off, score=ScoreConfig(dtype="float32")))
     assert bf16.score_variant.startswith("bfloat16-s") and fp32.score_variant.startswith("float32-s")
     assert fp32.instances_scored_teacher == fp32.instances_scored_reference == fp32.candidates > 0
-    cfg = config(tmp_path, models, [path])
+    cfg = pipeline_config(tmp_path, models, [path])
     con = catalog(cfg)
     variants = con.sql("select distinct variant from scores where variant != ''").fetchall()
     assert sorted(v for (v,) in variants) == sorted([bf16.score_variant, fp32.score_variant])
@@ -284,13 +269,14 @@ def test_the_reference_is_retrained_when_what_it_was_trained_on_changes(tmp_path
 
     path = write_jsonl(tmp_path / "a.jsonl", corpus_texts(50, seed=8))
     off = StudentConfig(enabled=False)
-    first = miniplm_pipeline(config(tmp_path, models, [path], student=off))
+    first = miniplm_pipeline(pipeline_config(tmp_path, models, [path], student=off))
     wd = Workdir.open(tmp_path / "wd")
     trained_on = reference_info(wd)["trained_on"]
-    shorter = miniplm_pipeline(config(tmp_path, models, [path], student=off, instances=InstanceConfig(max_len=32)))
+    shorter_cfg = pipeline_config(tmp_path, models, [path], student=off, instances=InstanceConfig(max_len=32))
+    shorter = miniplm_pipeline(shorter_cfg)
     assert "reference" in shorter.steps_run and reference_info(wd)["trained_on"] != trained_on
     assert shorter.instances_scored_reference == shorter.candidates
-    reseeded = config(tmp_path, models, [path], student=off, split=SplitConfig(reference_fraction=0.2, seed=1))
+    reseeded = pipeline_config(tmp_path, models, [path], student=off, split=SplitConfig(reference_fraction=0.2, seed=1))
     moved = miniplm_pipeline(reseeded.model_copy(update={"instances": InstanceConfig(max_len=32)}))
     assert "reference" in moved.steps_run and moved.instances_scored_reference == moved.candidates
     assert reference_info(wd)["trained_on"]["split_key"] != trained_on["split_key"]

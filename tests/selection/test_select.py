@@ -2,94 +2,16 @@ import hashlib
 import math
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from miniplm.config import SelectConfig, SplitConfig
-from miniplm.data.splits import split_key
+from miniplm.config import SelectConfig
 from miniplm.selection.select import run_selection, selection_id
-from miniplm.store import schemas
 from miniplm.store.catalog import connect
 from miniplm.store.hashing import stable_hash
-from miniplm.store.manifest import ModelRef, RunManifest, SourceRef
 from miniplm.store.shards import write_parquet
-from miniplm.store.workdir import Workdir
-
-SPEC, SOURCE = "spec0", "source0"
-
-
-VARIANT = "float32-s3"
-
-
-def build_scored_workdir(
-    tmp_path,
-    teacher: list[float],
-    reference: list[float],
-    splits: list[str],
-    sources: list[str] | None = None,
-    files: list[str] | None = None,
-) -> tuple:
-    """A work directory with one instance per document and the given mean log-probs: the documents in one input
-    (SOURCE), or in one input per source name given (in order of first appearance), each document's file named by
-    `files` (default: its input's name)."""
-    wd = Workdir.create(tmp_path / "wd")
-    n = len(teacher)
-    ids = [f"{i:04d}" for i in range(n)]
-    docs = [f"d{i:04d}" for i in range(n)]
-    names = sources or ["s"] * n
-    files = files or names
-    split_cfg = SplitConfig()
-    key = split_key(split_cfg)
-    inputs = {name: (SOURCE if sources is None else f"key-{name}") for name in dict.fromkeys(names)}
-    for name, source_key in inputs.items():
-        rows = [i for i in range(n) if names[i] == name]
-
-        def column(values: list, rows: list[int] = rows) -> list:
-            return [values[i] for i in rows]
-
-        documents = {
-            "doc_id": column(docs),
-            "text": [f"text {i}" for i in rows],
-            "source": column(files),
-            "row": rows,
-            "n_chars": [6] * len(rows),
-            "truncated": [False] * len(rows),
-        }
-        write_parquet(pa.table(documents, schema=schemas.DOCUMENT), wd.documents(source_key, 0))
-        instances = {
-            "instance_id": column(ids),
-            "doc_id": column(docs),
-            "chunk_index": [0] * len(rows),
-            "n_tokens": [10 + i % 7 for i in rows],
-            "token_ids": [[1, 2]] * len(rows),
-        }
-        write_parquet(pa.table(instances, schema=schemas.INSTANCE), wd.instances(SPEC, source_key, 0))
-        split_table = pa.table({"doc_id": column(docs), "split": column(splits)}, schema=schemas.SPLIT)
-        write_parquet(split_table, wd.splits(key, source_key, 0))
-        for fp, values in (("T", teacher), ("R", reference)):
-            mine = column(values)
-            scores = {
-                "instance_id": column(ids),
-                "n_predicted": [9] * len(rows),
-                "sum_logp": [v * 9 for v in mine],
-                "mean_logp": mine,
-            }
-            write_parquet(
-                pa.table(scores, schema=schemas.SCORE),
-                wd.partition_scores_dir(fp, VARIANT, source_key, 0) / "a.parquet",
-            )
-    manifest = RunManifest(
-        sources=[SourceRef(spec=name, source_key=k, parts=1) for name, k in inputs.items()],
-        instance_spec=SPEC,
-        split=split_cfg,
-        split_key=key,
-        teacher=ModelRef(spec="t", path="t", fingerprint="T"),
-        reference=ModelRef(spec="r", path="r", fingerprint="R"),
-        score_variant=VARIANT,
-    )
-    return wd, manifest, ids
+from tests.workdirs import SOURCE, SPEC, VARIANT, build_scored_workdir
 
 
 @pytest.mark.parametrize("alpha", [0.5, 0.1, 0.37, 1.0])

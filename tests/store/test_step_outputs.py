@@ -12,7 +12,7 @@ from miniplm.store.step_outputs import declared, done, produces
 from tasks import experiment as experiment_tasks
 from tasks import steps as step_tasks
 from tasks.caching import refreshed_if_gone
-from tests.test_select import build_scored_workdir
+from tests.workdirs import build_scored_workdir
 
 
 def cached_tasks() -> list[Task]:

@@ -14,32 +14,17 @@ import pytest
 import miniplm
 from miniplm import steps
 from miniplm.store.catalog import ReadOnlyQueryError
-from tests.test_catalog import prepared
+from tests.cli_runs import ATTACKS
+from tests.workdirs import prepared_workdir
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")  # the CLI processes report to the session's server
 
-ATTACKS = {
-    "log_query_path": "SET log_query_path = '{out}/log.sh'",
-    "profiling_output": "PRAGMA profiling_output = '{out}/profile.txt'",
-    "enable_profiling": "PRAGMA enable_profiling",
-    "forged_scores": "COPY (select 'x' as instance_id, 1 as n_predicted, 106.0 as sum_logp, 106.0 as mean_logp) TO "
-    "'{wd}/scores/model_fp=T/variant=v/source_key=s/part=00000/forged.parquet'",
-    "manifest": "COPY (select 1) TO '{wd}/manifest.json'",
-    "second_statement": "SELECT 1; COPY (select 1) TO '{out}/second.csv'",
-    "explain_analyze_copy": "EXPLAIN ANALYZE COPY (select 1) TO '{out}/explained.csv'",
-    "export_database": "EXPORT DATABASE '{out}/exported'",
-    "attach": "ATTACH '{out}/new.duckdb'",
-    "install": "INSTALL httpfs",
-    "update_extensions": "UPDATE EXTENSIONS",
-    "set_threads": "SET threads = 1",
-    "create": "create table x as select 1",
-}
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory, models):
     tmp = tmp_path_factory.mktemp("sql")
-    wd, manifest = prepared(tmp, models, shard_documents=1000)
+    wd, manifest = prepared_workdir(tmp, models, shard_documents=1000)
     steps.make_manifest(str(wd.root), manifest)  # publishes the catalog
     return wd
 
@@ -56,7 +41,7 @@ def snapshot(*roots: Path) -> dict:
 def miniplm_sql(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "flows.cli", "sql", *args], capture_output=True, text=True, timeout=120, cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )  # fmt: skip
 
 

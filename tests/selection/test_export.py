@@ -20,10 +20,10 @@ from miniplm.selection.export_formats import TEXT_SCHEMA, HfDataset, JsonlShards
 from miniplm.store.catalog import open_readonly
 from miniplm.store.models import load_tokenizer
 from miniplm.store.workdir import Workdir
-from tests.test_pipeline_flow import config
 from tests.tiny import corpus_texts, write_jsonl
+from tests.workdirs import pipeline_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def run(tmp_path_factory, models, prefect_harness):
     tmp = tmp_path_factory.mktemp("export")
     texts = corpus_texts(90, seed=5)
     paths = [write_jsonl(tmp / "a.jsonl", texts[:60]), write_jsonl(tmp / "b.jsonl", texts[60:])]
-    cfg = without_students(config(tmp, models, paths))
+    cfg = without_students(pipeline_config(tmp, models, paths))
     return Path(cfg.workdir), miniplm_pipeline(cfg), tmp
 
 
@@ -62,7 +62,7 @@ def test_parquet_holds_the_selection_best_first_with_its_text(run, models):
     workdir, summary, tmp = run
     header = export_selection(workdir, tmp / "parquet", "parquet", shard_rows=10)
     expected = selected(workdir)
-    assert len(expected) == summary["selected"] > 10
+    assert len(expected) == summary.selected > 10
     got = pl.read_parquet(tmp / "parquet" / "*.parquet").sort("rank")
     assert len(header["files"]) == -(-len(expected) // 10)  # shards of 10 rows
     assert got["instance_id"].to_list() == expected["instance_id"].to_list()
@@ -77,7 +77,7 @@ def test_parquet_holds_the_selection_best_first_with_its_text(run, models):
                                       clean_up_tokenization_spaces=False)  # fmt: skip
     on_disk = json.loads((tmp / "parquet" / "export.json").read_text())
     assert on_disk["instances"] == len(expected) and on_disk["order"] == "rank"
-    assert on_disk["selection"]["selection_id"] == summary["selection_id"]
+    assert on_disk["selection"]["selection_id"] == summary.selection_id
     assert on_disk["teacher_tokens"] == sum(len(ids) for ids in expected["token_ids"])
 
 
@@ -271,23 +271,24 @@ def test_a_killed_exports_leftovers_are_cleared_and_never_look_complete(run):
 def test_the_pipeline_exports_at_its_end_when_asked_and_again_only_for_a_new_selection(run, models):
     workdir, first, tmp = run
     paths = [tmp / "a.jsonl", tmp / "b.jsonl"]
-    asked = without_students(config(tmp, models, paths), path=str(tmp / "from-pipeline"), format="jsonl")
+    asked = without_students(pipeline_config(tmp, models, paths), path=str(tmp / "from-pipeline"), format="jsonl")
     summary = miniplm_pipeline(asked)
-    assert summary["selection_id"] == first["selection_id"] and "export" in summary["steps_run"]
+    assert summary.selection_id == first.selection_id and "export" in summary.steps_run
     header = json.loads((tmp / "from-pipeline" / "export.json").read_text())
-    assert header["selection"]["selection_id"] == first["selection_id"] and header["format"] == "jsonl"
+    assert header["selection"]["selection_id"] == first.selection_id and header["format"] == "jsonl"
     rows = pl.read_ndjson(sorted((tmp / "from-pipeline").glob("part-*.jsonl")))
     assert rows["instance_id"].to_list() == selected(workdir)["instance_id"].to_list()
     again = miniplm_pipeline(asked)
-    assert "export" in again["steps_cached"] and again["export"]["instances"] == len(rows)
-    megatron = miniplm_pipeline(without_students(config(tmp, models, paths), path=str(tmp / "from-pipeline-megatron"),
-                                                format="megatron"))  # fmt: skip
-    assert megatron["export"]["format"] == "megatron" and megatron["export"]["instances"] == len(rows)
+    assert "export" in again.steps_cached and again.export.instances == len(rows)
+    to_megatron = without_students(pipeline_config(tmp, models, paths), path=str(tmp / "from-pipeline-megatron"),
+                                   format="megatron")  # fmt: skip
+    megatron = miniplm_pipeline(to_megatron)
+    assert megatron.export.format == "megatron" and megatron.export.instances == len(rows)
     assert {"data.bin", "data.idx", "export.json"} <= {p.name for p in (tmp / "from-pipeline-megatron").iterdir()}
     (tmp / "users-own").mkdir()
     (tmp / "users-own" / "notes.txt").write_text("mine")
     with pytest.raises(ExportError, match="is not an export of this work directory"):
-        miniplm_pipeline(without_students(config(tmp, models, paths), path=str(tmp / "users-own")))
+        miniplm_pipeline(without_students(pipeline_config(tmp, models, paths), path=str(tmp / "users-own")))
     assert (tmp / "users-own" / "notes.txt").read_text() == "mine"
     with pytest.raises(ValueError, match="inside the work directory"):  # refused before the run, not at its end
         PipelineConfig.model_validate(asked.model_dump() | {"export": {"path": str(workdir / "kept")}})
@@ -295,12 +296,12 @@ def test_the_pipeline_exports_at_its_end_when_asked_and_again_only_for_a_new_sel
 
 def test_a_selection_no_longer_in_the_corpus_publishes_nothing(run, models):
     workdir, first, tmp = run
-    second = miniplm_pipeline(without_students(config(tmp, models, [tmp / "a.jsonl"])))  # source b is gone
-    assert second["selection_id"] != first["selection_id"]
+    second = miniplm_pipeline(without_students(pipeline_config(tmp, models, [tmp / "a.jsonl"])))  # source b is gone
+    assert second.selection_id != first.selection_id
     with pytest.raises(ExportError, match=r"\(its sources changed since\); nothing was written"):
-        export_selection(workdir, tmp / "old", "parquet", selection_id=first["selection_id"])
+        export_selection(workdir, tmp / "old", "parquet", selection_id=first.selection_id)
     assert not (tmp / "old").exists() and not list(tmp.glob(".old.*"))
-    assert export_selection(workdir, tmp / "new", "parquet")["selection"]["selection_id"] == second["selection_id"]
+    assert export_selection(workdir, tmp / "new", "parquet")["selection"]["selection_id"] == second.selection_id
 
 
 def test_the_cli_writes_an_export_and_names_what_is_wrong(run):

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.test_cli import miniplm
+from tests.cli_runs import miniplm
 from tests.tiny import corpus_texts, write_jsonl
 
 

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 from miniplm.config import ScoreConfig
 from miniplm.scoring.partitions import plan_partitions, score_partition
 from miniplm.store.manifest import ModelRef
-from tests.test_score import scoring_workdir
 from tests.tiny import make_lm
+from tests.workdirs import scoring_workdir
 
 INTERVAL = 1.0
 
@@ -67,7 +67,7 @@ def test_killed_scoring_resumes_after_its_last_checkpoint(tmp_path, models):
         "partition": partition.model_dump(),
         "cfg": cfg.model_dump(),
     }
-    worker = subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(args)], cwd=Path(__file__).parents[1])
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(args)], cwd=Path(__file__).parents[2])
     try:
         deadline = time.monotonic() + 300
         while len(saved(out_dir)) < 2:

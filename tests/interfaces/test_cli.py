@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from tests.cli_runs import miniplm
 from tests.tiny import corpus_texts, write_jsonl
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")  # the CLI processes report to the session's server
@@ -21,13 +22,6 @@ REQUIRED = {
     "nonfinite",
     "quarantined",
 }
-
-
-def miniplm(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(f"miniplm {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +198,7 @@ def test_options_override_a_config_file_and_the_file_alone_is_enough(tmp_path, m
 def test_a_run_waits_for_the_run_that_holds_the_workdir_or_stops_with_no_wait(tmp_path, models):
     """Another run holds the work directory: `--no-wait` stops at once naming it; without, the run says whom it waits
     for, waits, and goes on when the holder ends (here killed: its lock is taken over)."""
-    from tests.test_lock import hold_in_another_process
+    from tests.cli_runs import hold_in_another_process
 
     texts = corpus_texts(30, seed=5)
     a = write_jsonl(tmp_path / "a.jsonl", texts)
@@ -238,7 +232,7 @@ def test_a_killed_cli_leaves_no_prefect_server_behind(tmp_path, models):
     """SIGKILL gives the CLI no chance to stop what it started: its Prefect server must die with it."""
     import psutil
 
-    from tests.test_lock import hold_in_another_process
+    from tests.cli_runs import hold_in_another_process
 
     corpus = write_jsonl(tmp_path / "a.jsonl", corpus_texts(10))
     wd = tmp_path / "wd"
@@ -266,7 +260,7 @@ def test_a_killed_cli_leaves_no_prefect_server_behind(tmp_path, models):
 def test_a_server_that_cannot_start_is_one_error_line_and_its_output_stays_in_its_log(tmp_path, models):
     """The CLI's own server writes to a log beside its database, never to the CLI's stderr (where its lines would
     break the one-line answers); when it cannot start, the CLI says so in one line, with the log's last line."""
-    from tests.test_errors import one_error_line
+    from tests.cli_runs import one_error_line
 
     corpus = write_jsonl(tmp_path / "a.jsonl", corpus_texts(10))
     home = tmp_path / "prefect-home"

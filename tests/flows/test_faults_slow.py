@@ -1,6 +1,6 @@
 """The whole fault matrix (bench/faults.py) from the command line, as a user would run it: every injected fault
 survived, every bad input reported in one error line, nothing lost, duplicated or written by a query. Its fast cases
-are in tests/test_errors.py; this keeps the bench itself from going stale."""
+are in tests/interfaces/test_errors.py; this keeps the bench itself from going stale."""
 
 import json
 import subprocess
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800), pytest.mark.usefixtures("prefect_harness")]
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_fault_matrix_holds():

@@ -75,10 +75,11 @@ def test_a_multi_gpu_node_scores_in_a_process_per_gpu(tmp_path, models, monkeypa
     from flows.scoring import miniplm_score
     from miniplm.scoring.partitions import score_variant
     from miniplm.steps import previous_manifest
-    from tests.test_pipeline_flow import config
+    from tests.workdirs import pipeline_config
 
     corpus = write_jsonl(tmp_path / "a.jsonl", corpus_texts(80))
-    cfg = config(tmp_path, models, [corpus], student=StudentConfig(enabled=False), score=ScoreConfig(dtype="float32"))
+    off = StudentConfig(enabled=False)
+    cfg = pipeline_config(tmp_path, models, [corpus], student=off, score=ScoreConfig(dtype="float32"))
     first = miniplm_pipeline(cfg)
     manifest = previous_manifest(cfg.workdir)
 

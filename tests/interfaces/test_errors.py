@@ -9,19 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import miniplm
+from tests.cli_runs import miniplm, one_error_line
 from tests.tiny import corpus_texts, write_jsonl
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")  # the CLI processes report to the session's server
-
-
-def one_error_line(result: subprocess.CompletedProcess) -> str:
-    """The error: one line saying what to fix, after the steps' own start and end lines, and no traceback."""
-    assert result.returncode == 1, result.stdout
-    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("[miniplm] ")]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
-    assert result.stderr.strip().splitlines()[-1] == lines[0]  # the last word
-    return lines[0]
 
 
 def run(tmp_path, corpus: Path, teacher: Path, workdir: Path | None = None) -> subprocess.CompletedProcess:
