@@ -242,23 +242,30 @@ def _students_record(workdir: str, manifest: RunManifest, selection: SelectionRe
     return experiments_root(Workdir.open(workdir)) / "pipeline" / f"students-{key}.json"
 
 
-def _students_recorded(workdir: str, manifest: RunManifest, selection: SelectionRecord, cfg: StudentConfig,
-                       seed: int) -> bool:  # fmt: skip
-    return _students_record(workdir, manifest, selection, cfg, seed).exists()
+def _recorded_students(workdir: str, manifest: RunManifest, selection: SelectionRecord, cfg: StudentConfig,
+                       seed: int) -> dict[str, StudentFigures] | None:  # fmt: skip
+    """The students' figures as recorded, while every student they name is still there; else None."""
+    record = _students_record(workdir, manifest, selection, cfg, seed)
+    if not record.exists():
+        return None
+    students = {arm: StudentFigures(**figures) for arm, figures in read_json(record).items()}
+    return students if all(Path(s.model_dir).exists() for s in students.values() if s.model_dir) else None
 
 
-@produces(_students_recorded)
+@produces(lambda workdir, manifest, selection, cfg, seed: _recorded_students(workdir, manifest, selection, cfg, seed)
+          is not None)  # fmt: skip
 def train_students(
     workdir: str, manifest: RunManifest, selection: SelectionRecord, cfg: StudentConfig, seed: int
 ) -> dict[str, StudentFigures]:
     """The experiment's two arms, one seed: the same student on the kept data (miniplm) and on a seeded uniform
     sample of as many tokens (uniform), the same steps each, judged on the held-out documents."""
-    record = _students_record(workdir, manifest, selection, cfg, seed)
-    if record.exists():
-        return {arm: StudentFigures(**figures) for arm, figures in read_json(record).items()}
+    recorded_students = _recorded_students(workdir, manifest, selection, cfg, seed)
+    if recorded_students is not None:
+        return recorded_students
     student = resolve_student(workdir, manifest, cfg)
     # a selection by token budget has no alpha: its arms are named by the fraction it kept
-    alpha = selection.alpha if selection.alpha is not None else round(selection.n_selected / selection.n_candidates, 4)
+    kept = round(selection.n_selected / max(1, selection.n_candidates), 4)
+    alpha = selection.alpha if selection.alpha is not None else kept
     plan = ExperimentConfig(arms=["miniplm", "uniform"] if cfg.uniform_baseline else ["miniplm"], alphas=[alpha])
     eval_set = prepare_eval_set(workdir, manifest, student, plan)
     judged = eval_set["documents"]["heldout"] > 0
@@ -277,7 +284,8 @@ def train_students(
             train_tokens=data.student_tokens,
             model_dir=str(Path(run.out_dir) / "model"),
         )
-    write_json({arm: figures.model_dump() for arm, figures in results.items()}, record)
+    write_json({arm: figures.model_dump() for arm, figures in results.items()},
+               _students_record(workdir, manifest, selection, cfg, seed))  # fmt: skip
     return results
 
 
