@@ -20,7 +20,7 @@ from miniplm.config import PipelineConfig
 from miniplm.scoring.devices import machine
 from miniplm.scoring.scorer import SCORER_VERSION
 from miniplm.selection.run_summary import RunFigures, RunSummary
-from miniplm.steps import count_new_documents, previous_manifest
+from miniplm.steps import count_new_documents, previous_manifest, record_config
 from tasks import steps
 
 
@@ -34,6 +34,7 @@ def miniplm_pipeline(config: PipelineConfig) -> RunSummary:
 def _pipeline(config: PipelineConfig, workdir: str) -> RunSummary:
     step = StepLog()
     before = previous_manifest(workdir)
+    record_config(workdir, config)  # what `miniplm status` asks each step about
 
     # 1-4 the data path: teacher's tokenizer, ingest, tokenize, split (see flows/prepare.py)
     prepared = miniplm_prepare(config)

@@ -12,6 +12,7 @@ from miniplm.config import (
     CorpusConfig,
     ExperimentConfig,
     ExportConfig,
+    PipelineConfig,
     ReferenceConfig,
     ScoreConfig,
     SelectConfig,
@@ -345,6 +346,11 @@ def score_bins(workdir: str, manifest: RunManifest) -> list[tuple[float, float, 
 
 def extremes(workdir: str, manifest: RunManifest, n: int) -> dict[str, list[dict]]:
     return extreme_instances(connect(Workdir.open(workdir), manifest), n)
+
+
+def record_config(workdir: str, config: PipelineConfig) -> None:
+    """Keep the configuration a run starts with (`miniplm status` asks each step about it)."""
+    write_json(config.model_dump(mode="json"), Workdir.open(workdir).run_config)
 
 
 def previous_manifest(workdir: str) -> RunManifest | None:

@@ -108,5 +108,11 @@ def print_relation(rel, output: str) -> None:
 def print_status(info: dict, root) -> None:
     table = Table(title=f"miniplm work directory {root}", show_header=False)
     for k, v in info.items():
-        table.add_row(k, "\n".join(v) if isinstance(v, list) else fmt(v))
+        if k != "steps":
+            table.add_row(k, "\n".join(v) if isinstance(v, list) else fmt(v))
     out.print(table)
+    if info.get("steps"):
+        steps = Table(title="What a run would find done", show_header=False)
+        for name, state in info["steps"].items():
+            steps.add_row(name, state)
+        out.print(steps)

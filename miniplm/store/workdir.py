@@ -107,6 +107,11 @@ class Workdir:
         return self.root / "manifest.json"
 
     @property
+    def run_config(self) -> Path:
+        """The last run's configuration (a PipelineConfig), which `miniplm status` asks each step about."""
+        return self.root / "config.json"
+
+    @property
     def summary(self) -> Path:
         """The last run's summary (what `miniplm run --json` printed), for `miniplm report`."""
         return self.root / "summary.json"

@@ -154,7 +154,15 @@ def test_prepare_then_run_finds_the_corpus_prepared(tmp_path, models):
 
 
 def test_options_override_a_config_file_and_the_file_alone_is_enough(tmp_path, models):
-    from miniplm.config import CorpusConfig, PipelineConfig, ReferenceConfig, SplitConfig, StudentConfig, TrainConfig
+    from miniplm.config import (
+        CorpusConfig,
+        PipelineConfig,
+        ReferenceConfig,
+        SelectConfig,
+        SplitConfig,
+        StudentConfig,
+        TrainConfig,
+    )
 
     corpus = write_jsonl(tmp_path / "c.jsonl", corpus_texts(40, seed=6))
     cfg = PipelineConfig(
@@ -173,6 +181,19 @@ def test_options_override_a_config_file_and_the_file_alone_is_enough(tmp_path, m
     over = json.loads(miniplm("run", "--config", str(path), "--alpha", "0.3", "--json").stdout.splitlines()[-1])
     assert over["alpha"] == 0.3 and over["selected"] == int(0.3 * (over["candidates"] - over["nonfinite"]))
     assert over["instances_scored_teacher"] == 0  # the file's other settings held: nothing new to score
+    # which steps a run would find done: of the last run's configuration (alpha 0.3 from the command line), of another
+    wd = str(tmp_path / "wd")
+    every = dict.fromkeys(("ingest", "tokenize", "split", "reference", "precision", "score", "select"), "done")
+    last = json.loads(miniplm("status", "--workdir", wd, "--json").stdout)["steps"]
+    assert last == every | {"students": "off", "export": "off"}
+    other = tmp_path / "other.json"
+    other.write_text(cfg.model_copy(update={"select": SelectConfig(alpha=0.7)}).model_dump_json())
+    asked = json.loads(miniplm("status", "--workdir", wd, "--config", str(other), "--json").stdout)["steps"]
+    assert asked == last | {"select": "to do"}
+    grown = write_jsonl(tmp_path / "d.jsonl", corpus_texts(5, seed=9))
+    other.write_text(cfg.model_copy(update={"corpus": CorpusConfig(paths=[str(corpus), str(grown)])}).model_dump_json())
+    asked = json.loads(miniplm("status", "--workdir", wd, "--config", str(other), "--json").stdout)["steps"]
+    assert asked == dict.fromkeys(every, "to do") | {"students": "off", "export": "off"}
     # the selection modes from the command line: a selection of their own, recorded with its mode
     args = ["--strata", "source", "--temperature", "0.5", "--select-seed", "3"]
     mode = json.loads(miniplm("run", "--config", str(path), *args, "--json").stdout.splitlines()[-1])
