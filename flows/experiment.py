@@ -100,7 +100,7 @@ def _experiment(config: PipelineConfig, experiment: ExperimentConfig, workdir: s
     if experiment.learning_rates and "uniform" in arms:
         sweep = lib.plan_tuning(workdir, manifest, student, experiment, data, train_steps)
         train_runs(step, workdir, sweep, [lib.with_learning_rate(student, run.learning_rate) for run in sweep],
-                       eval_set["curve_path"], config.runner)  # fmt: skip
+                       eval_set.curve_path, config.runner)  # fmt: skip
         evaluated = [step(tasks.evaluate_run, workdir, run, student, eval_set) for run in sweep]
         tuning = lib.pick_learning_rate(sweep, evaluated)
         say(f"learning rate: {tuning['learning_rate']:g} (held-out loss, uniform arm, seed 0)")
@@ -112,7 +112,7 @@ def _experiment(config: PipelineConfig, experiment: ExperimentConfig, workdir: s
     runs = lib.plan_runs(workdir, manifest, student, chosen, data, train_steps)
     say(f"{len(runs)} students to train ({experiment.seeds} seeds x {len(arms)} arms x {len(experiment.alphas)} "
         f"alphas; runs that train alike train once); steps per alpha: {train_steps}")  # fmt: skip
-    train_runs(step, workdir, runs, student, eval_set["curve_path"], config.runner)  # one per GPU where several
+    train_runs(step, workdir, runs, student, eval_set.curve_path, config.runner)  # one per GPU where several
     evaluations = [step(tasks.evaluate_run, workdir, run, student, eval_set) for run in runs]
     harness = [step(tasks.harness_run, workdir, run, student, experiment) if experiment.lm_eval_tasks else {}
                for run in runs]  # fmt: skip

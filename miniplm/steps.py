@@ -269,7 +269,7 @@ def train_students(
     alpha = selection.alpha if selection.alpha is not None else kept
     plan = ExperimentConfig(arms=["miniplm", "uniform"] if cfg.uniform_baseline else ["miniplm"], alphas=[alpha])
     eval_set = prepare_eval_set(workdir, manifest, student, plan)
-    judged = eval_set["documents"]["heldout"] > 0
+    judged = eval_set.documents["heldout"] > 0
     results = {}
     for arm in plan.arms:
         data = arm_data(workdir, manifest, arm, alpha, seed, selection, student, ArmOptions())
@@ -278,7 +278,7 @@ def train_students(
                                           skipped=f"only {data.student_tokens} tokens to train on")  # fmt: skip
             continue
         run = student_run(workdir, manifest, student, data, cfg.train.max_steps, seed)
-        trained_run = train_run(workdir, run, student, eval_set["curve_path"] if judged else None)
+        trained_run = train_run(workdir, run, student, eval_set.curve_path if judged else None)
         results[arm] = StudentFigures(
             heldout_loss=heldout_loss(evaluate_run(workdir, run, student, eval_set)) if judged else None,
             steps=trained_run["steps"],

@@ -15,6 +15,7 @@ from miniplm.experiment.report import write_experiment_report
 from miniplm.scoring.devices import use_claimed_gpu
 from miniplm.selection.select import SelectionRecord
 from miniplm.store.manifest import RunManifest
+from miniplm.training.evaluate import EvalSet
 from tasks.caching import CACHED, RETRIES, progress_artifact, step_cache_key, trusted_while_done
 
 
@@ -25,7 +26,7 @@ def student_tokenizer(workdir: str, manifest: RunManifest, student: StudentConfi
 
 
 @task(name="eval-set", cache_policy=NO_CACHE)
-def eval_set(workdir: str, manifest: RunManifest, student: StudentConfig, cfg: ExperimentConfig) -> dict:
+def eval_set(workdir: str, manifest: RunManifest, student: StudentConfig, cfg: ExperimentConfig) -> EvalSet:
     """The target documents and the held-out documents, tokenized for the student (made once, then read back)."""
     return lib.prepare_eval_set(workdir, manifest, student, cfg)
 
@@ -68,7 +69,7 @@ def train_run(workdir: str, run: StudentRun, student: StudentConfig, eval_tokens
     **CACHED,
     task_run_name="evaluate {run.arm} a={run.alpha} seed {run.seed}",
 )
-def evaluate_run(workdir: str, run: StudentRun, student: StudentConfig, eval_set: dict) -> dict:
+def evaluate_run(workdir: str, run: StudentRun, student: StudentConfig, eval_set: EvalSet) -> dict:
     """Per-document losses of one student on the target and held-out documents."""
     return lib.evaluate_run(workdir, run, student, eval_set)
 
@@ -93,7 +94,7 @@ def report(
     cfg: ExperimentConfig,
     runs: list[StudentRun],
     evaluations: list[dict],
-    eval_set: dict,
+    eval_set: EvalSet,
     selections: dict[float, SelectionRecord],
     harness: list[dict],
     tuning: dict | None = None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -24,6 +24,9 @@ from flows.cli.options import (
     run_and_report,
 )
 from flows.cli.tables import print_experiment, print_prepared, print_summary
+
+if TYPE_CHECKING:
+    from miniplm.selection.run_summary import RunSummary
 
 
 @app.command()
@@ -139,7 +142,7 @@ def run(
     run_and_report(lambda: _run_flow(cfg), json_output, print_summary)
 
 
-def _run_flow(config) -> dict:
+def _run_flow(config) -> RunSummary:
     from flows.pipeline import miniplm_pipeline
 
     return miniplm_pipeline(config)

@@ -35,7 +35,7 @@ from miniplm.store.models import load_tokenizer, model_fingerprint, tokenizer_fi
 from miniplm.store.shards import read_json, write_json
 from miniplm.store.step_outputs import produces
 from miniplm.store.workdir import Workdir
-from miniplm.training.evaluate import capped, evaluate_student, read_target_documents, write_eval_set
+from miniplm.training.evaluate import EvalSet, capped, evaluate_student, read_target_documents, write_eval_set
 from miniplm.training.kd import flop_matched_steps
 from miniplm.training.reference import alternative_reference
 from miniplm.training.train import build_config, train_lm, trained
@@ -149,7 +149,7 @@ def checkpoint_parameters(path: str) -> int:
 # --- evaluation sets ---------------------------------------------------------------------------------------------
 
 
-def prepare_eval_set(workdir: str, manifest: RunManifest, student: StudentConfig, cfg: ExperimentConfig) -> dict:
+def prepare_eval_set(workdir: str, manifest: RunManifest, student: StudentConfig, cfg: ExperimentConfig) -> EvalSet:
     """The target documents (never in the corpus) and the held-out documents, tokenized for the student."""
     wd = Workdir.open(workdir)
     tokenizer = student_tokenizer(manifest, student)
@@ -167,7 +167,7 @@ def prepare_eval_set(workdir: str, manifest: RunManifest, student: StudentConfig
     )[:16]
     out_dir = experiments_root(wd) / "eval" / key
     if (out_dir / "eval_set.json").exists():
-        return read_json(out_dir / "eval_set.json")
+        return EvalSet.model_validate(read_json(out_dir / "eval_set.json"))
     con = connect(wd, manifest)
     target_docs, target_counts = read_target_documents(cfg.target_paths, cfg.target_text_column)
     ids = [d["doc_id"] for d in target_docs]
@@ -179,8 +179,8 @@ def prepare_eval_set(workdir: str, manifest: RunManifest, student: StudentConfig
     sets = {"heldout": heldout}
     if cfg.target_paths:
         sets["target"] = capped(target_docs, cfg.max_eval_documents, "target")
-    summary = write_eval_set(out_dir, sets, tokenizer) | {"target_set_aside": target_counts}
-    write_json(summary, out_dir / "eval_set.json")
+    summary = write_eval_set(out_dir, sets, tokenizer).model_copy(update={"target_set_aside": target_counts})
+    write_json(summary.model_dump(), out_dir / "eval_set.json")
     return summary
 
 
@@ -490,16 +490,16 @@ def train_run(workdir: str, run: StudentRun, student: StudentConfig, eval_tokens
     return {k: v for k, v in summary.items() if k not in {"history", "run_key"}} | {"gpu": claimed_gpu()}
 
 
-def _evaluation_file(run: StudentRun, eval_set: dict) -> Path:
-    return Path(run.out_dir) / f"eval-{Path(eval_set['path']).name}.parquet"
+def _evaluation_file(run: StudentRun, eval_set: EvalSet) -> Path:
+    return Path(run.out_dir) / f"eval-{Path(eval_set.path).name}.parquet"
 
 
 @produces(lambda run, eval_set: _evaluation_file(run, eval_set).exists())
-def evaluate_run(workdir: str, run: StudentRun, student: StudentConfig, eval_set: dict) -> dict:
+def evaluate_run(workdir: str, run: StudentRun, student: StudentConfig, eval_set: EvalSet) -> dict:
     """Per-document losses of the trained student on the evaluation set (`out_dir/eval-<set>.parquet`)."""
     out = _evaluation_file(run, eval_set)
     return evaluate_student(
-        Path(run.out_dir) / "model", Path(eval_set["path"]), student.train.block_size, student.train.device, out
+        Path(run.out_dir) / "model", Path(eval_set.path), student.train.block_size, student.train.device, out
     )
 
 

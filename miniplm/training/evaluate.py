@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from pydantic import BaseModel
 
 from miniplm.data import corpus
 from miniplm.data.sequences import IGNORE, read_offsets, read_tokens, write_sequences
@@ -53,7 +54,20 @@ def capped(docs: list[dict], limit: int, salt: str) -> list[dict]:
     return sorted(docs, key=lambda d: d["doc_id"])
 
 
-def write_eval_set(out_dir: Path, sets: dict[str, list[dict]], tokenizer_path: str) -> dict:
+class EvalSet(BaseModel):
+    """The documents students are judged on, tokenized once for them (`eval_set.json` beside the files)."""
+
+    path: str  # the folder: tokens.bin (+ offsets), documents.parquet, curve.bin
+    tokens_path: str
+    curve_path: str  # the main set's documents as one stream, which training evaluates on as it goes
+    curve_set: str  # "target" where there is one, else "heldout"
+    bytes: dict[str, int]
+    documents: dict[str, int]
+    tokens: dict[str, int]
+    target_set_aside: dict[str, int] = {}  # the target file's rows: read, unreadable, duplicates, in the corpus
+
+
+def write_eval_set(out_dir: Path, sets: dict[str, list[dict]], tokenizer_path: str) -> EvalSet:
     """Tokenize the evaluation documents once: `tokens.bin` (+ offsets), one sequence per document,
     `documents.parquet` (set, doc_id, source, n_tokens, n_bytes), and `curve.bin`, the main set's documents (the
     target's, else the held-out ones) as one stream that training evaluates on as it goes. Returns the summary."""
@@ -61,7 +75,7 @@ def write_eval_set(out_dir: Path, sets: dict[str, list[dict]], tokenizer_path: s
 
     summary_path = out_dir / "eval_set.json"
     if summary_path.exists() and (out_dir / "tokens.bin").exists():
-        return read_json(summary_path)
+        return EvalSet.model_validate(read_json(summary_path))
     tok = load_tokenizer(tokenizer_path)
     rows = [{"set": name, **d} for name, docs in sets.items() for d in docs]
     ids = tok([r["text"] for r in rows], add_special_tokens=False, verbose=False)["input_ids"] if rows else []
@@ -79,18 +93,18 @@ def write_eval_set(out_dir: Path, sets: dict[str, list[dict]], tokenizer_path: s
     main = "target" if sets.get("target") else "heldout"
     write_sequences(out_dir / "curve.bin", [s for s, r in zip(sequences, rows, strict=True) if r["set"] == main])
     write_sequences(out_dir / "tokens.bin", sequences)
-    summary = {
-        "path": str(out_dir),
-        "tokens_path": str(out_dir / "tokens.bin"),
-        "curve_path": str(out_dir / "curve.bin"),
-        "curve_set": main,
-        "bytes": {name: int(sum(len(d["text"].encode("utf-8")) for d in docs)) for name, docs in sets.items()},
-        "documents": {name: len(docs) for name, docs in sets.items()},
-        "tokens": {
+    summary = EvalSet(
+        path=str(out_dir),
+        tokens_path=str(out_dir / "tokens.bin"),
+        curve_path=str(out_dir / "curve.bin"),
+        curve_set=main,
+        bytes={name: int(sum(len(d["text"].encode("utf-8")) for d in docs)) for name, docs in sets.items()},
+        documents={name: len(docs) for name, docs in sets.items()},
+        tokens={
             name: int(sum(len(s) for s, r in zip(sequences, rows, strict=True) if r["set"] == name)) for name in sets
         },  # fmt: skip
-    }
-    write_json(summary, summary_path)
+    )
+    write_json(summary.model_dump(), summary_path)
     return summary
 
 

@@ -14,6 +14,7 @@ from miniplm.experiment.report.markdown import markdown
 from miniplm.experiment.report.plots import plot_loss_curves, plot_main_loss, plot_scores_by_source
 from miniplm.selection.select import SelectionRecord
 from miniplm.store.shards import write_json
+from miniplm.training.evaluate import EvalSet
 
 
 def write_report(report: dict, out_dir: Path, score_bins: list, thresholds: dict) -> dict:
@@ -98,7 +99,7 @@ def write_experiment_report(
     cfg,
     runs: list[StudentRun],
     evaluations: list[dict],
-    eval_set: dict,
+    eval_set: EvalSet,
     selections: dict[float, SelectionRecord],
     harness: list[dict] | None = None,
     tuning: dict | None = None,
@@ -135,7 +136,7 @@ def write_experiment_report(
         "reference": reference,
         "student": student_context(student, tokenizer),
         "selections": {str(a): s for a, s in reported.items()},
-        "eval_set": eval_set,
+        "eval_set": eval_set.model_dump(),
         "tuning": tuning,
         "skipped_arms": skipped_arms or {},
         "score_precision": precision.model_dump() if (precision := recorded_precision(wd)) else {},
@@ -158,7 +159,7 @@ def write_experiment_report(
         for alpha in selections
         if (kept := next((r for r in runs if r.arm == "miniplm" and r.alpha == alpha), None)) is not None
     }
-    grams = arm_ngrams(runs, Path(eval_set["path"]), context["student"]["vocab_size"])
+    grams = arm_ngrams(runs, Path(eval_set.path), context["student"]["vocab_size"])
     report = build_report(runs, evaluations, context, cfg.bootstrap_samples, harness, grams, cfg.too_young_margin)
     rows = con.execute(load_sql("score_histogram_by_source"), {"bins": 40}).fetchall()
     bins = [(source, lo, hi, n) for source, _, lo, hi, n in rows]
