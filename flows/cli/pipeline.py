@@ -26,7 +26,7 @@ from flows.cli.options import (
 from flows.cli.tables import print_experiment, print_prepared, print_summary
 
 if TYPE_CHECKING:
-    from miniplm.selection.run_summary import RunSummary
+    from miniplm.selection.run_summary import PreparedSummary, RunSummary
 
 
 @app.command()
@@ -65,7 +65,7 @@ def prepare(
     """The data path alone (ingest, tokenize, split): prepare on CPU nodes, score later where the GPUs are."""
     cfg = build_config(ctx, config, dict(locals()))
 
-    def run() -> dict:
+    def run() -> PreparedSummary:
         from flows.prepare import miniplm_prepare
 
         prepared = miniplm_prepare(cfg)
@@ -74,26 +74,27 @@ def prepare(
     run_and_report(run, json_output, print_prepared)
 
 
-def prepared_summary(cfg, prepared) -> dict:
+def prepared_summary(cfg, prepared) -> PreparedSummary:
+    from miniplm.selection.run_summary import PreparedSummary
     from miniplm.store.catalog import connect, load_sql
     from miniplm.store.workdir import Workdir
 
     manifest, wd = prepared.manifest, Workdir.open(cfg.workdir)
     con = connect(wd, manifest)
     documents, instances, quarantined = con.execute(load_sql("corpus_totals")).fetchall()[0]
-    return {
-        "workdir": str(wd.root),
-        "sources": len(manifest.sources),
-        "shards": sum(s.parts for s in manifest.sources),
-        "rows_read": prepared.rows_read,
-        "documents_total": documents,
-        "instances_total": instances,
-        "quarantined": quarantined,
-        "instance_spec": manifest.instance_spec,
-        "split_key": manifest.split_key,
-        "accounting": con.table("accounting").to_arrow_table().to_pylist(),
+    return PreparedSummary(
+        workdir=str(wd.root),
+        sources=len(manifest.sources),
+        shards=sum(s.parts for s in manifest.sources),
+        rows_read=prepared.rows_read,
+        documents_total=documents,
+        instances_total=instances,
+        quarantined=quarantined,
+        instance_spec=manifest.instance_spec,
+        split_key=manifest.split_key,
+        accounting=con.table("accounting").to_arrow_table().to_pylist(),
         **prepared.model_dump(include={"steps_cached", "steps_run", "step_seconds"}),
-    }
+    )
 
 
 @app.command()

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from miniplm.selection.run_summary import RunSummary
+    from miniplm.selection.run_summary import PreparedSummary, RunSummary, Section
 
 err = Console(stderr=True, soft_wrap=True)  # an error line stays one line, whatever the width
 # Piped output is read by people in logs and by other programs: wide enough not to squeeze tables.
@@ -25,10 +25,20 @@ def fmt(value, digits: int = 4) -> str:
 
 
 def print_summary(summary: RunSummary) -> None:
-    """The run summary's sections (miniplm/selection/run_summary.py) as terminal tables."""
     from miniplm.selection.run_summary import sections  # (pydantic: not loaded for `--help`)
 
-    for part in sections(summary):
+    print_sections(sections(summary))
+
+
+def print_prepared(summary: PreparedSummary) -> None:
+    from miniplm.selection.run_summary import prepared_sections
+
+    print_sections(prepared_sections(summary))
+
+
+def print_sections(parts: list[Section]) -> None:
+    """A summary's sections (miniplm/selection/run_summary.py) as terminal tables."""
+    for part in parts:
         if not part.rows and not part.notes:
             continue
         if part.rows:
@@ -76,14 +86,6 @@ def print_experiment(result: dict) -> None:
             out.print(budget["note"])
         out.print(block["verdict"])
     out.print(f"report: {result['report_files']['markdown']}")
-
-
-def print_prepared(summary: dict) -> None:
-    table = Table(title="Prepared corpus", show_header=False)
-    for key in ("workdir", "sources", "shards", "rows_read", "documents_total", "instances_total", "quarantined"):
-        table.add_row(key, fmt(summary.get(key)))
-    out.print(table)
-    out.print(f"steps answered from cache: {', '.join(summary.get('steps_cached') or []) or 'none'}")
 
 
 def print_relation(rel, output: str) -> None:

@@ -118,6 +118,21 @@ class RunSummary(RunFigures):
         return int(sum(row.get(column) or 0 for row in self.accounting))
 
 
+class PreparedSummary(StepsTaken):
+    """What `miniplm prepare` made: the corpus ingested, tokenized and split, before any model scored it."""
+
+    workdir: str
+    sources: int
+    shards: int
+    rows_read: int
+    documents_total: int
+    instances_total: int
+    quarantined: int
+    instance_spec: str
+    split_key: str
+    accounting: list[dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class Section:
     """A titled table: `rows` share their columns; a `figures` section is a two-column list of (figure, value)."""
@@ -158,6 +173,25 @@ def precision_section(precision: PrecisionDecision | None) -> Section:
     return Section("precision", "Scoring precision", rows, notes=[why])
 
 
+def steps_section(s: StepsTaken) -> Section:
+    rows = [
+        {"step": name, "seconds": seconds, "runs": s.steps_run.count(name), "from cache": s.steps_cached.count(name)}
+        for name, seconds in s.step_seconds.items()
+    ]
+    return Section("steps", "Steps", rows, notes=[f"steps answered from cache: {', '.join(s.steps_cached) or 'none'}"])
+
+
+def prepared_sections(s: PreparedSummary) -> list[Section]:
+    """What `miniplm prepare` shows, as the run summary's sections are shown."""
+    figures = ("workdir", "sources", "shards", "rows_read", "documents_total", "instances_total", "quarantined",
+               "instance_spec", "split_key")  # fmt: skip
+    return [
+        _figures("prepared", "Prepared corpus", [(name, getattr(s, name)) for name in figures]),
+        Section("accounting", "Where every document went (per source)", s.accounting),
+        steps_section(s),
+    ]
+
+
 def sections(s: RunSummary) -> list[Section]:
     """Everything the summary shows, in reading order. Each renderer (terminal, Markdown) draws these as they are."""
     ref = s.reference
@@ -167,10 +201,6 @@ def sections(s: RunSummary) -> list[Section]:
          "attention": ", ".join(s.score_attention.get(role, []))}
         for role, partitions in s.score_partitions.items()
     ]  # fmt: skip
-    step_rows = [
-        {"step": name, "seconds": seconds, "runs": s.steps_run.count(name), "from cache": s.steps_cached.count(name)}
-        for name, seconds in s.step_seconds.items()
-    ]
     fallback = s.score_attention_fallback
     return [
         _figures(
@@ -239,12 +269,7 @@ def sections(s: RunSummary) -> list[Section]:
             [{"trained on": name, **f.model_dump()} for name, f in s.students.items()],
         ),
         Section("export", "Export", [s.export.model_dump() | {"files": ", ".join(s.export.files)}] if s.export else []),
-        Section(
-            "steps",
-            "Steps",
-            step_rows,
-            notes=[f"steps answered from cache: {', '.join(s.steps_cached) or 'none'}"],
-        ),
+        steps_section(s),
     ]
 
 

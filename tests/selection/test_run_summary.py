@@ -144,3 +144,16 @@ def test_the_terminal_shows_every_section(capsys):
     for part in sections(summary):
         assert part.title in printed
     assert "0123456789abcdef" in printed and "4.2500" in printed and "part-0.jsonl" in printed
+
+
+def test_the_prepared_corpus_reads_as_the_run_summary_does(capsys):
+    from flows.cli import tables
+    from miniplm.selection.run_summary import PreparedSummary
+
+    fields = {k: base()[k] for k in ("workdir", "rows_read", "documents_total", "instances_total", "quarantined",
+                                     "accounting", "steps_cached", "steps_run", "step_seconds")}  # fmt: skip
+    prepared = PreparedSummary(**fields, sources=1, shards=3, instance_spec="spec-abc", split_key="split-def")
+    tables.print_prepared(prepared)
+    printed = " ".join(capsys.readouterr().out.split())
+    for text in ("Prepared corpus", "spec-abc", "split-def", "/data/a.jsonl", "Steps", "steps answered from cache"):
+        assert text in printed
