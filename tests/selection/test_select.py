@@ -251,3 +251,11 @@ def test_a_selection_record_hashes_in_a_tasks_cache_key_as_the_plain_dict_it_was
     again = run_selection(wd, manifest, SelectConfig(alpha=0.5))  # read back from its Parquet record
     as_dict = pq.read_table(wd.selection(fresh.selection_id)).to_pylist()[0]
     assert stable_hash(_plain(fresh)) == stable_hash(_plain(again)) == stable_hash(as_dict)
+
+
+def test_the_selection_record_has_the_columns_of_its_parquet_record():
+    """The record is written with schemas.SELECTION (the store cannot import the selection stage): one list, twice."""
+    from miniplm.selection.select import SelectionRecord
+    from miniplm.store import schemas
+
+    assert list(SelectionRecord.model_fields) == schemas.SELECTION.names
