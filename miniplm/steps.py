@@ -31,6 +31,7 @@ from miniplm.experiment.arms import (
     pool_key,
     prepare_eval_set,
     resolve_student,
+    steps_for_alpha,
     student_run,
     train_run,
 )
@@ -270,19 +271,20 @@ def train_students(
     plan = ExperimentConfig(arms=["miniplm", "uniform"] if cfg.uniform_baseline else ["miniplm"], alphas=[alpha])
     eval_set = prepare_eval_set(workdir, manifest, student, plan)
     judged = eval_set.documents["heldout"] > 0
+    data = {arm: arm_data(workdir, manifest, arm, alpha, seed, selection, student, ArmOptions()) for arm in plan.arms}
+    steps = steps_for_alpha(data["miniplm"], student)  # as configured, or from the kept data: the same for both
     results = {}
-    for arm in plan.arms:
-        data = arm_data(workdir, manifest, arm, alpha, seed, selection, student, ArmOptions())
-        if data.student_tokens < 16:
-            results[arm] = StudentFigures(train_tokens=data.student_tokens,
-                                          skipped=f"only {data.student_tokens} tokens to train on")  # fmt: skip
+    for arm, training_data in data.items():
+        tokens = training_data.student_tokens
+        if tokens < 16:
+            results[arm] = StudentFigures(train_tokens=tokens, skipped=f"only {tokens} tokens to train on")
             continue
-        run = student_run(workdir, manifest, student, data, cfg.train.max_steps, seed)
+        run = student_run(workdir, manifest, student, training_data, steps, seed)
         trained_run = train_run(workdir, run, student, eval_set.curve_path if judged else None)
         results[arm] = StudentFigures(
             heldout_loss=heldout_loss(evaluate_run(workdir, run, student, eval_set)) if judged else None,
             steps=trained_run["steps"],
-            train_tokens=data.student_tokens,
+            train_tokens=tokens,
             model_dir=str(Path(run.out_dir) / "model"),
         )
     write_json({arm: figures.model_dump() for arm, figures in results.items()},
