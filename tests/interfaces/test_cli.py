@@ -52,8 +52,7 @@ def cli_run(tmp_path_factory, models):
         "--accept-weak-reference",  # tiny corpora make weak references (see test_reference.py)
         "--reference-steps",
         "5",
-        "--student-steps",
-        "5",
+        "--no-students",  # the students' path is the flow's (tests/flows/test_pipeline_flow.py)
         "--json",
     ]
     result = miniplm(*args)
