@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from miniplm import steps
 from miniplm.config import PipelineConfig
+from miniplm.data import corpus
 from miniplm.data.instances import instance_spec
 from miniplm.data.splits import resolve_split, split_config, split_key
-from miniplm.scoring.precision import recorded_precision
+from miniplm.scoring.precision_record import recorded_precision
 from miniplm.scoring.scorer import SCORER_VERSION
 from miniplm.selection.select import read_record, selection_id
 from miniplm.store.catalog import connect, load_sql
@@ -48,7 +49,7 @@ def step_status(workdir: str, cfg: PipelineConfig) -> dict[str, str]:
     last = steps.previous_manifest(workdir)
     if last is None or last.teacher.spec != cfg.teacher:  # a new teacher is resolved (and fingerprinted) by a run
         return status
-    sources = [s.model_copy(update={"parts": read_json(wd.ingest_stats(s.source_key))["parts"]}) for s in sources]
+    sources = [s.model_copy(update={"parts": corpus.recorded_stats(wd, s.source_key).parts}) for s in sources]
     try:
         spec = instance_spec(last.teacher.path, cfg.instances.max_len)
     except OSError:  # the last run's teacher has gone from where it was

@@ -43,8 +43,8 @@ from miniplm.scoring.partitions import (
     plan_partitions,
     score_partition,
 )
-from miniplm.scoring.precision import PrecisionDecision, record_precision, recorded_precision
 from miniplm.scoring.precision import decide_precision as choose_precision
+from miniplm.scoring.precision_record import PrecisionDecision, record_precision, recorded_precision
 from miniplm.selection.export import HEADER, ExportError, export_selection
 from miniplm.selection.report import extreme_instances, plot_histogram, score_histogram
 from miniplm.selection.run_summary import RunFigures, RunSummary, ScoreQuantiles, StudentFigures

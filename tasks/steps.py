@@ -28,7 +28,7 @@ from miniplm.data.instances import instance_spec as _instance_spec
 from miniplm.data.splits import SplitCounts
 from miniplm.scoring.devices import claimed_gpu, use_claimed_gpu
 from miniplm.scoring.partitions import Partition, PartitionScored
-from miniplm.scoring.precision import PrecisionDecision
+from miniplm.scoring.precision_record import PrecisionDecision
 from miniplm.selection.report import histogram_markdown, lineage
 from miniplm.selection.run_summary import RunFigures, RunSummary, StudentFigures, markdown, sections
 from miniplm.selection.select import SelectionRecord

@@ -275,6 +275,11 @@ class _Batch:
         self.__init__(self.schema)
 
 
+def recorded_stats(workdir: Workdir, source_key: str) -> IngestStats:
+    """What an ingested source's run recorded (its counts and number of shards)."""
+    return IngestStats(**read_json(workdir.ingest_stats(source_key)))
+
+
 def ingested(workdir: Workdir, source_key: str) -> bool:
     """A source is done when its stats file (written last) and every shard it lists exist."""
     path = workdir.ingest_stats(source_key)
@@ -291,7 +296,7 @@ def ingest(spec: str, workdir: Workdir, cfg: CorpusConfig, source_key: str | Non
     """
     source_key = source_key or source_fingerprint(spec, cfg)
     if ingested(workdir, source_key):
-        return IngestStats(**read_json(workdir.ingest_stats(source_key)))
+        return recorded_stats(workdir, source_key)
     for folder in (workdir.documents_dir(source_key), workdir.quarantine_dir(source_key)):
         shutil.rmtree(folder, ignore_errors=True)  # what a killed ingest left
     stats = IngestStats(source=spec, source_key=source_key)

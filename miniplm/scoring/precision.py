@@ -16,10 +16,10 @@ import statistics
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel
 
 from miniplm.config import ScoreConfig
 from miniplm.scoring.devices import dtype_name, machine, pick_device, pick_dtype
+from miniplm.scoring.precision_record import DriftMeasure, PrecisionDecision
 from miniplm.store.catalog import connect, load_sql
 from miniplm.store.manifest import RunManifest
 from miniplm.store.shards import read_json, write_json
@@ -27,29 +27,6 @@ from miniplm.store.workdir import Workdir
 
 SAMPLE_INSTANCES = 16
 SAMPLE_TOKENS = 4096
-
-
-class DriftMeasure(BaseModel):
-    """What scoring a sample in `dtype` instead of float32 moved: scores (nats/token), instances near the middle
-    that such a move could carry across the threshold, and the teacher's speedup."""
-
-    dtype: str
-    instances: int
-    tokens: int
-    max_drift: float
-    median_drift: float
-    near_threshold: int
-    speedup: float | None
-
-
-class PrecisionDecision(BaseModel):
-    """The dtype a run scores in and why (`WORKDIR/precision.json`); `measured` when a reduced one was tried."""
-
-    dtype: str
-    chosen_by: str
-    measured: DriftMeasure | None = None
-    max_drift_bound: float | None = None
-    fell_back: bool | None = None  # (said only where a measurement decided)
 
 
 def _cache_file() -> Path:
@@ -149,20 +126,3 @@ def decide_precision(workdir: str, manifest: RunManifest, cfg: ScoreConfig, gpus
         measured=measured,
         max_drift_bound=cfg.max_drift,
     )
-
-
-def precision_file(workdir: Workdir) -> Path:
-    return workdir.root / "precision.json"
-
-
-def record_precision(workdir: str, decision: PrecisionDecision) -> PrecisionDecision:
-    write_json(decision.model_dump(mode="json"), precision_file(Workdir.open(workdir)))
-    return decision
-
-
-def recorded_precision(workdir: Workdir) -> PrecisionDecision | None:
-    path = precision_file(workdir)
-    try:
-        return PrecisionDecision.model_validate(read_json(path)) if path.exists() else None
-    except ValueError:  # a record from an older layout: decided again
-        return None

@@ -7,7 +7,6 @@ Adding a figure is one field here (or on `RunFigures`, when the flow measures it
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -16,7 +15,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator
 
-from miniplm.scoring.precision import PrecisionDecision
+from miniplm.scoring.precision_record import PrecisionDecision
+from miniplm.store.shards import read_json
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -301,6 +301,6 @@ def read_summary(path: Path) -> RunSummary | None:
     if not path.exists():
         return None
     try:
-        return RunSummary.model_validate(json.loads(path.read_text()))
+        return RunSummary.model_validate(read_json(path))
     except ValueError:
         return None

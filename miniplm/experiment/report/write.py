@@ -115,7 +115,7 @@ def write_experiment_report(
         student_tokenizer,
         training_budget,
     )
-    from miniplm.scoring.precision import recorded_precision
+    from miniplm.scoring.precision_record import recorded_precision
     from miniplm.store.catalog import connect, load_sql
     from miniplm.store.workdir import Workdir
 
