@@ -180,7 +180,7 @@ def main() -> None:
     proc = run([big], teacher, wd3, "--checkpoint-seconds", "0.5", "--no-students", wait=False)
     injected = False
     while proc.poll() is None:
-        saved = [p for p in (wd3 / "scores").rglob("*.parquet") if "model_fp=_" not in str(p)]
+        saved = [p for p in (wd3 / "scores").rglob("*.parquet") if "model_fp=none" not in str(p)]
         if saved:
             proc.send_signal(signal.SIGKILL)
             injected = True

@@ -2,7 +2,8 @@
 
 Each view is a `.sql` file in `sql/views/`, a few globs over the work directory's stable folder layout, so a
 corpus of many thousands of shards costs the views nothing to parse. The manifest fills in what the run's
-views depend on (the live sources, instance spec, split, the scoring models), nothing more.
+views depend on (the live sources, instance spec, split, the scoring models) as three small tables the views select
+from, written from Python values: no SQL text is assembled, and `views.sql` is the same for every run.
 
 Bulk data never enters DuckDB's own file, so any number of readers can query while a run writes:
 each run writes `views.sql` and a fresh `catalog.duckdb` under a temporary name and renames it into place.
@@ -12,10 +13,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from string import Template
-from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -25,16 +25,17 @@ from miniplm.store.manifest import RunManifest
 from miniplm.store.shards import read_json, temporary_name, write_parquet
 from miniplm.store.workdir import Workdir
 
+# The catalog's small tables: what the views read of one run, written from Python values (never as SQL text).
+TABLES = {"current_run": schemas.CURRENT_RUN, "sources": schemas.SOURCES, "models": schemas.MODELS}
 # Creation order: a view is bound when it is created, so what it reads comes first.
 VIEWS = (
-    "sources",
-    "models",
     "splits",
     "documents",
     "quarantine",
     "ingest_stats",
     "instance_index",
     "instances",
+    "score_rows",
     "scores",
     "scored",
     "candidates",
@@ -43,7 +44,10 @@ VIEWS = (
     "selected",
     "accounting",
 )
-NONE = "_"  # the key of the empty shards that give every glob a match and every view its columns
+# The key of the empty shards that give every glob a match and every view its columns. It sorts after every hex key:
+# DuckDB estimates a glob's rows from its first file, and an empty first file (estimated 0 rows) would turn the
+# views' joins on `current_run` around, so that the spec, split and model folders are no longer pruned.
+NONE = "none"
 
 
 def load_sql(name: str) -> str:
@@ -51,18 +55,8 @@ def load_sql(name: str) -> str:
     return resources.files("miniplm").joinpath("sql", f"{name}.sql").read_text().strip().removesuffix(";")
 
 
-def _quote(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, int | float):
-        return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def _values(rows: list[tuple], width: int) -> str:
-    if not rows:
-        return "(" + ", ".join(["null"] * width) + ")"  # one all-null row; matches nothing
-    return ", ".join("(" + ", ".join(_quote(v) for v in row) + ")" for row in rows)
+def _view_files(names: Iterable[str]) -> str:
+    return "\n".join(resources.files("miniplm").joinpath("sql", "views", f"{n}.sql").read_text() for n in names)
 
 
 def ensure_anchors(workdir: Workdir, manifest: RunManifest | None) -> None:
@@ -71,13 +65,12 @@ def ensure_anchors(workdir: Workdir, manifest: RunManifest | None) -> None:
     empty = {
         workdir.documents(NONE, 0): schemas.DOCUMENT,
         workdir.quarantine_dir(NONE) / "part-00000.parquet": schemas.QUARANTINE,
+        workdir.instances(NONE, NONE, 0): schemas.INSTANCE,
+        workdir.splits(NONE, NONE, 0): schemas.SPLIT,
         workdir.partition_scores_dir(NONE, NONE, NONE, 0) / "empty.parquet": schemas.SCORE,
         workdir.selection(NONE): schemas.SELECTION,
         workdir.selected(NONE): schemas.MEMBER,
     }
-    if manifest is not None:
-        empty[workdir.instances(manifest.instance_spec, NONE, 0)] = schemas.INSTANCE
-        empty[workdir.splits(manifest.split_key, NONE, 0)] = schemas.SPLIT
     for path, schema in empty.items():
         if not path.exists():
             write_parquet(pa.Table.from_pylist([], schema=schema), path)
@@ -85,25 +78,34 @@ def ensure_anchors(workdir: Workdir, manifest: RunManifest | None) -> None:
         workdir.ingest_stats(NONE).write_text("{}")
 
 
-def render_views(workdir: Workdir, manifest: RunManifest | None) -> str:
+def catalog_tables(workdir: Workdir, manifest: RunManifest | None) -> dict[str, pa.Table]:
+    """The run's settings, its sources in order and every model that scored here, as the views read them."""
     registry = read_json(workdir.registry_file) if workdir.registry_file.exists() else {}
-    sources = manifest.sources if manifest else []
-    fill = {
-        "sources_values": _values([(i, s.spec, s.source_key) for i, s in enumerate(sources)], 3),
-        "models_values": _values([(fp, m["role"], m["spec"], m["path"]) for fp, m in registry.items()], 4),
+    current = {
         "instance_spec": manifest.instance_spec if manifest else NONE,
         "split_key": manifest.split_key if manifest else NONE,
         "teacher_fp": manifest.teacher.fingerprint if manifest else "",
         "reference_fp": manifest.reference.fingerprint if manifest and manifest.reference else "",
         "variant": manifest.score_variant if manifest else "",
-        "current_selection_id": (manifest.selection_id if manifest else None) or "",
+        "selection_id": (manifest.selection_id if manifest else None) or "",
     }
+    sources = [
+        {"source_order": i, "source": s.spec, "source_key": s.source_key}
+        for i, s in enumerate(manifest.sources if manifest else [])
+    ]
+    models = [{"model_fp": fp, "role": m["role"], "spec": m["spec"], "path": m["path"]} for fp, m in registry.items()]
+    rows = {"current_run": [current], "sources": sources, "models": models}
+    return {name: pa.Table.from_pylist(rows[name], schema=schema) for name, schema in TABLES.items()}
+
+
+def views_sql() -> str:
+    """`views.sql`: the same text for every run; what differs per run is in the tables it reads from `catalog/`."""
     header = (
-        '-- The public views of a miniplm work directory (README: "The scored corpus in SQL"), for one run.\n'
+        '-- The public views of a miniplm work directory (README: "The scored corpus in SQL").\n'
         "-- Paths are relative to the work directory: run from inside it, or `set file_search_path = '<workdir>'`.\n"
+        "-- The run's settings, sources and models are read from catalog/*.parquet, written by each run.\n"
     )
-    body = "\n".join(resources.files("miniplm").joinpath("sql", "views", f"{v}.sql").read_text() for v in VIEWS)
-    return header + "\n" + Template(body).substitute(fill)
+    return header + "\n" + _view_files([*TABLES, *VIEWS])
 
 
 # What one pipeline query may hold in memory; beyond it DuckDB spills to the work directory, so a plan or a
@@ -122,14 +124,19 @@ def connect(workdir: Workdir, manifest: RunManifest | None) -> duckdb.DuckDBPyCo
             "file_search_path": str(workdir.root),
         }
     )
-    con.execute(render_views(workdir, manifest))
+    for name, table in catalog_tables(workdir, manifest).items():
+        con.from_arrow(table).create(name)
+    con.execute(_view_files(VIEWS))
     return con
 
 
 def publish_catalog(workdir: Workdir, manifest: RunManifest) -> Path:
-    """Write views.sql and a fresh catalog.duckdb (renamed into place: readers keep their old snapshot)."""
+    """Write the run's tables, views.sql and a fresh catalog.duckdb built by running views.sql (renamed into place:
+    readers keep their old snapshot)."""
     ensure_anchors(workdir, manifest)
-    sql = render_views(workdir, manifest)
+    for name, table in catalog_tables(workdir, manifest).items():
+        write_parquet(table, workdir.catalog_table(name))
+    sql = views_sql()
     views_tmp = temporary_name(workdir.views_sql)
     views_tmp.write_text(sql)
     os.replace(views_tmp, workdir.views_sql)

@@ -61,3 +61,16 @@ SELECTION = pa.schema(
 MEMBER = pa.schema(
     [("selection_id", pa.string()), ("instance_id", pa.string()), ("score", pa.float64()), ("n_tokens", pa.int32())]
 )
+# The catalog's three small tables: what its views read of one run (see store/catalog.py).
+CURRENT_RUN = pa.schema(
+    [
+        ("instance_spec", pa.string()),
+        ("split_key", pa.string()),
+        ("teacher_fp", pa.string()),
+        ("reference_fp", pa.string()),
+        ("variant", pa.string()),
+        ("selection_id", pa.string()),
+    ]
+)
+SOURCES = pa.schema([("source_order", pa.int32()), ("source", pa.string()), ("source_key", pa.string())])
+MODELS = pa.schema([("model_fp", pa.string()), ("role", pa.string()), ("spec", pa.string()), ("path", pa.string())])

@@ -101,6 +101,10 @@ class Workdir:
         """Every model that ever scored here: fingerprint -> role, spec, path (for the `models` view)."""
         return self.models / "registry.json"
 
+    def catalog_table(self, name: str) -> Path:
+        """One of the catalog's small tables (the run's settings, sources, models), for `views.sql` to read."""
+        return self.root / "catalog" / f"{name}.parquet"
+
     @property
     def manifest(self) -> Path:
         """The current run's inputs: which sources are live, which models score them."""

@@ -9,8 +9,8 @@ with raw as (
         n_tokens,
         source_key,
         filename
-    from read_parquet('instances/spec=${instance_spec}/*/*.parquet', hive_partitioning = true, hive_types_autocast = false, filename = true)
-    where source_key in (select source_key from sources)
+    from read_parquet('instances/*/*/*.parquet', hive_partitioning = true, hive_types_autocast = false, filename = true)
+    where spec = (select instance_spec from current_run) and source_key in (select source_key from sources)
 ),
 
 ordered as (

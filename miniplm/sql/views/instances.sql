@@ -5,8 +5,8 @@ with raw as (
         instance_id,
         token_ids,
         filename
-    from read_parquet('instances/spec=${instance_spec}/*/*.parquet', hive_partitioning = true, hive_types_autocast = false, filename = true)
-    where source_key in (select source_key from sources)
+    from read_parquet('instances/*/*/*.parquet', hive_partitioning = true, hive_types_autocast = false, filename = true)
+    where spec = (select instance_spec from current_run) and source_key in (select source_key from sources)
 ),
 
 final as (

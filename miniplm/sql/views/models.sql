@@ -1,4 +1,8 @@
 -- Every model that ever scored in this work directory.
 create or replace table models as
-select *
-from (values ${models_values}) as t (model_fp, role, spec, path);
+select
+    model_fp,
+    role,
+    spec,
+    path
+from read_parquet('catalog/models.parquet');

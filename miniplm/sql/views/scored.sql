@@ -11,22 +11,22 @@ with candidates as (
 ),
 
 teacher as (
-    select
+    select distinct on (instance_id)
         instance_id,
         n_predicted,
         sum_logp,
         mean_logp
-    from scores
-    where model_fp = '${teacher_fp}' and variant = '${variant}'
+    from score_rows
+    where model_fp = (select teacher_fp from current_run) and variant = (select variant from current_run)
 ),
 
 reference as (
-    select
+    select distinct on (instance_id)
         instance_id,
         sum_logp,
         mean_logp
-    from scores
-    where model_fp = '${reference_fp}' and variant = '${variant}'
+    from score_rows
+    where model_fp = (select reference_fp from current_run) and variant = (select variant from current_run)
 ),
 
 final as (

@@ -1,18 +1,7 @@
 -- Every score ever computed here: one row per (model, variant, instance), whatever was written twice.
 create or replace view scores as
-with raw as (
-    select
-        model_fp,
-        variant,
-        instance_id,
-        n_predicted,
-        sum_logp,
-        mean_logp
-    from read_parquet('scores/*/*/*/*/*.parquet', hive_partitioning = true, hive_types_autocast = false)
-),
-
-deduplicated as (
-    select distinct on (model_fp, variant, instance_id) * from raw
+with deduplicated as (
+    select distinct on (model_fp, variant, instance_id) * from score_rows
 ),
 
 final as (

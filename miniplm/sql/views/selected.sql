@@ -6,4 +6,4 @@ select
     rank,
     n_tokens
 from selection_members
-where selection_id = '${current_selection_id}';
+where selection_id = (select selection_id from current_run);

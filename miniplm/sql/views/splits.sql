@@ -4,8 +4,8 @@ with raw as (
     select
         doc_id,
         split
-    from read_parquet('splits/split_key=${split_key}/*/*.parquet', hive_partitioning = true, hive_types_autocast = false)
-    where source_key in (select source_key from sources)
+    from read_parquet('splits/*/*/*.parquet', hive_partitioning = true, hive_types_autocast = false)
+    where split_key = (select split_key from current_run) and source_key in (select source_key from sources)
 ),
 
 final as (
