@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from miniplm import steps
+from miniplm import pipeline_steps
 from miniplm.config import SelectConfig, SplitConfig
 from miniplm.data.splits import split_key
 from miniplm.selection.export import export_selection
@@ -93,7 +93,9 @@ def build_workdir(root: Path, teacher_path: str, n: int, length: int) -> tuple[W
         score_variant=VARIANT,
     )
     record = run_selection(wd, manifest, SelectConfig(alpha=0.5))
-    return wd, steps.make_manifest(str(wd.root), manifest.model_copy(update={"selection_id": record["selection_id"]}))
+    return wd, pipeline_steps.make_manifest(
+        str(wd.root), manifest.model_copy(update={"selection_id": record["selection_id"]})
+    )
 
 
 def folder_mb(path: Path) -> float:

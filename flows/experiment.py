@@ -17,10 +17,10 @@ from flows.steplog import StepLog, figures, say
 from flows.students import train_runs
 from miniplm.config import ExperimentConfig, PipelineConfig, SelectConfig
 from miniplm.experiment import arms as lib
-from miniplm.steps import previous_manifest
-from miniplm.steps import select as select_library
+from miniplm.pipeline_steps import previous_manifest
+from miniplm.pipeline_steps import select as select_library
 from tasks import experiment as tasks
-from tasks import steps
+from tasks import pipeline_tasks
 
 
 @flow(name="miniplm-experiment", log_prints=True, flow_run_name="experiment {config.workdir}")
@@ -80,7 +80,7 @@ def _experiment(config: PipelineConfig, experiment: ExperimentConfig, workdir: s
         if alpha == pipeline_config.select.alpha:  # the pipeline's own selection, made (and announced) above
             selections[alpha] = select_library(workdir, manifest, pipeline_config.select)
         else:
-            selections[alpha] = step(steps.select, workdir, manifest, SelectConfig(alpha=alpha))
+            selections[alpha] = step(pipeline_tasks.select, workdir, manifest, SelectConfig(alpha=alpha))
         kept = step(tasks.arm_data, workdir, manifest, "miniplm", alpha, None, selections[alpha], student, options)
         train_steps[alpha] = lib.steps_for_alpha(kept, student)
         for arm in arms:

@@ -17,11 +17,11 @@ from flows.runners import scoring_gpus
 from flows.scoring import score_with
 from flows.steplog import StepLog, figures, say
 from miniplm.config import PipelineConfig
+from miniplm.pipeline_steps import count_new_documents, previous_manifest, record_config
 from miniplm.scoring.devices import machine
 from miniplm.scoring.scorer import SCORER_VERSION
 from miniplm.selection.run_summary import RunFigures, RunSummary
-from miniplm.steps import count_new_documents, previous_manifest, record_config
-from tasks import steps
+from tasks import pipeline_tasks
 
 
 @flow(name="miniplm-pipeline", log_prints=True, flow_run_name="miniplm {config.workdir}")
@@ -43,15 +43,15 @@ def _pipeline(config: PipelineConfig, workdir: str) -> RunSummary:
     manifest = prepared.manifest
 
     # 5 the reference LM: trained on D_ref (kept until asked to retrain), or the one given; never a weak one
-    reference = step(steps.reference, workdir, manifest, config.reference, config.instances.max_len)
+    reference = step(pipeline_tasks.reference, workdir, manifest, config.reference, config.instances.max_len)
     manifest = manifest.model_copy(update={"reference": reference})
 
     # 6 the precision both models score in, decided once per run: a reduced one that `auto` would take is first
     # measured against float32 on sampled candidates
-    precision = step(steps.precision, workdir, manifest, config.score, gpus, machine())
+    precision = step(pipeline_tasks.precision, workdir, manifest, config.score, gpus, machine())
     variant = f"{precision.dtype}-s{SCORER_VERSION}"
     say(f"precision: {precision.dtype} ({precision.chosen_by})")
-    manifest = steps.manifest(workdir, manifest.model_copy(update={"score_variant": variant}))
+    manifest = pipeline_tasks.manifest(workdir, manifest.model_copy(update={"score_variant": variant}))
 
     # 7 score the pool: partitions of what each model has not scored yet, on the configured task runner
     scoring = score_with(config.runner, config.score)
@@ -68,16 +68,16 @@ def _pipeline(config: PipelineConfig, workdir: str) -> RunSummary:
                 f"(exact, far slower): {scores[role].attention_fallback[:200]}")  # fmt: skip
 
     # 8 select in DuckDB: score DESC, instance_id ASC, keep floor(alpha * N)
-    selection = step(steps.select, workdir, manifest, config.select)
-    manifest = steps.manifest(workdir, manifest.model_copy(update={"selection_id": selection.selection_id}))
+    selection = step(pipeline_tasks.select, workdir, manifest, config.select)
+    manifest = pipeline_tasks.manifest(workdir, manifest.model_copy(update={"selection_id": selection.selection_id}))
 
     # 9 students: the kept data vs a uniform sample of the same size, same compute
     students = None
     if config.student.enabled:
-        students = step(steps.train_students, workdir, manifest, selection, config.student, config.split.seed)
+        students = step(pipeline_tasks.train_students, workdir, manifest, selection, config.student, config.split.seed)
 
     # 10 the kept corpus where a trainer reads it, when asked
-    exported = step(steps.export, workdir, manifest, config.export) if config.export.path else None
+    exported = step(pipeline_tasks.export, workdir, manifest, config.export) if config.export.path else None
 
     measured = RunFigures(
         documents_new=count_new_documents(workdir, before, manifest),
@@ -93,4 +93,4 @@ def _pipeline(config: PipelineConfig, workdir: str) -> RunSummary:
         export=exported,
         **step.report().model_dump(),
     )
-    return steps.summary(workdir, manifest, selection, measured, students)
+    return pipeline_tasks.summary(workdir, manifest, selection, measured, students)

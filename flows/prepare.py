@@ -14,11 +14,11 @@ from flows.exclusive import exclusive
 from flows.steplog import StepLog
 from miniplm.config import PipelineConfig
 from miniplm.data.splits import resolve_split, split_config, split_key
+from miniplm.pipeline_steps import plan_sources, previous_manifest, require_documents
 from miniplm.selection.run_summary import StepsTaken
-from miniplm.steps import plan_sources, previous_manifest, require_documents
 from miniplm.store.manifest import RunManifest
 from miniplm.store.models import DEMO_TEACHER
-from tasks import steps
+from tasks import pipeline_tasks
 
 
 class Prepared(StepsTaken):
@@ -39,25 +39,25 @@ def _prepare(config: PipelineConfig, workdir: str) -> Prepared:
     step = StepLog()
 
     # 1 the teacher's tokenizer: a hub id, a local checkpoint, a GGUF file, or the embedded demo model
-    spec = step(steps.fetch_demo_teacher) if config.teacher == DEMO_TEACHER else config.teacher
-    teacher = step(steps.resolve, spec, config.teacher)
+    spec = step(pipeline_tasks.fetch_demo_teacher) if config.teacher == DEMO_TEACHER else config.teacher
+    teacher = step(pipeline_tasks.resolve, spec, config.teacher)
 
     # 2 read the corpus, streaming: documents with content ids, in shards; bad rows quarantined with a reason
     sources = plan_sources(config.corpus)
-    ingested = [step(steps.ingest, workdir, s, config.corpus) for s in sources]
+    ingested = [step(pipeline_tasks.ingest, workdir, s, config.corpus) for s in sources]
     sources = [s.model_copy(update={"parts": stats.parts}) for s, stats in zip(sources, ingested, strict=True)]
 
     # 3 instances in the teacher's tokenizer, never spanning two documents
-    instance_spec = steps.instance_spec(teacher.path, config.instances.max_len)
-    tokenized = step(steps.tokenize, workdir, sources, teacher.path, config.instances.max_len, instance_spec)
+    instance_spec = pipeline_tasks.instance_spec(teacher.path, config.instances.max_len)
+    tokenized = step(pipeline_tasks.tokenize, workdir, sources, teacher.path, config.instances.max_len, instance_spec)
 
     # 4 D_ref / held-out / pool, by a seeded hash of each doc_id (D_ref's share, when not given, chosen once)
     previous = previous_manifest(workdir)
     split = resolve_split(split_config(config), tokenized.tokens, previous.split if previous else None)
     key = split_key(split)
-    step(steps.split, workdir, sources, split, key)
+    step(pipeline_tasks.split, workdir, sources, split, key)
 
-    manifest = steps.manifest(
+    manifest = pipeline_tasks.manifest(
         workdir, RunManifest(sources=sources, instance_spec=instance_spec, split=split, split_key=key, teacher=teacher)
     )
     require_documents(ingested)  # after the views are published, so the quarantine can be inspected

@@ -12,7 +12,7 @@ from flows.steplog import say
 from miniplm.config import RunnerConfig, ScoreConfig
 from miniplm.scoring.partitions import ScoringFigures, merge_summaries
 from miniplm.store.manifest import ModelRef, RunManifest
-from tasks import steps
+from tasks import pipeline_tasks
 
 
 @flow(name="miniplm-score", log_prints=True, flow_run_name="score {role}")
@@ -20,10 +20,10 @@ def miniplm_score(
     workdir: str, manifest: RunManifest, model: ModelRef, cfg: ScoreConfig, role: str, runner: RunnerConfig, gpus: bool
 ) -> ScoringFigures:
     """Score every candidate `model` has not scored yet; a partition already scored is never planned again."""
-    partitions = steps.plan_scoring(workdir, manifest, model, cfg, gpus)
+    partitions = pipeline_tasks.plan_scoring(workdir, manifest, model, cfg, gpus)
     say(f"score-{role}: {len(partitions)} partitions, {sum(p.tokens for p in partitions):,} tokens to score")
     with task_resources(runner, gpus):
-        futures = steps.score_partition.map(
+        futures = pipeline_tasks.score_partition.map(
             workdir, unmapped(manifest), unmapped(model), partitions, unmapped(task_score_config(runner, cfg, gpus))
         )
     return merge_summaries(model, [f.result() for f in futures], len(partitions))

@@ -8,7 +8,7 @@ counts the candidates each model has still to score.
 
 from __future__ import annotations
 
-from miniplm import steps
+from miniplm import pipeline_steps
 from miniplm.config import PipelineConfig
 from miniplm.data import corpus
 from miniplm.data.instances import instance_spec
@@ -42,11 +42,11 @@ def step_status(workdir: str, cfg: PipelineConfig) -> dict[str, str]:
         "export": TO_DO if cfg.export.path else OFF,
     }
     wd = Workdir.open(workdir)
-    sources = steps.plan_sources(cfg.corpus)
-    if not all(outputs_there(steps.ingest_source, {"workdir": workdir, "source": s}) for s in sources):
+    sources = pipeline_steps.plan_sources(cfg.corpus)
+    if not all(outputs_there(pipeline_steps.ingest_source, {"workdir": workdir, "source": s}) for s in sources):
         return status
     status["ingest"] = DONE
-    last = steps.previous_manifest(workdir)
+    last = pipeline_steps.previous_manifest(workdir)
     if last is None or last.teacher.spec != cfg.teacher:  # a new teacher is resolved (and fingerprinted) by a run
         return status
     sources = [s.model_copy(update={"parts": corpus.recorded_stats(wd, s.source_key).parts}) for s in sources]
@@ -54,18 +54,18 @@ def step_status(workdir: str, cfg: PipelineConfig) -> dict[str, str]:
         spec = instance_spec(last.teacher.path, cfg.instances.max_len)
     except OSError:  # the last run's teacher has gone from where it was
         return status
-    if not outputs_there(steps.tokenize_sources, {"workdir": workdir, "sources": sources, "spec": spec}):
+    if not outputs_there(pipeline_steps.tokenize_sources, {"workdir": workdir, "sources": sources, "spec": spec}):
         return status
     status["tokenize"] = DONE
     split = resolve_split(split_config(cfg), 0, last.split)
     if split.reference_fraction is None or not outputs_there(
-        steps.split_sources, {"workdir": workdir, "sources": sources, "key": split_key(split)}
+        pipeline_steps.split_sources, {"workdir": workdir, "sources": sources, "key": split_key(split)}
     ):
         return status
     status["split"] = DONE
     manifest = last.model_copy(update={"sources": sources, "instance_spec": spec, "split": split,
                                        "split_key": split_key(split)})  # fmt: skip
-    if outputs_there(steps.obtain_reference, {"workdir": workdir, "manifest": manifest, "cfg": cfg.reference}):
+    if outputs_there(pipeline_steps.obtain_reference, {"workdir": workdir, "manifest": manifest, "cfg": cfg.reference}):
         status["reference"] = DONE
     elif cfg.reference.spec != "train" and last.reference is not None and last.reference.spec == cfg.reference.spec:
         status["reference"] = "given: fingerprinted again by a run"  # the rest is asked about the last one's
@@ -82,14 +82,14 @@ def step_status(workdir: str, cfg: PipelineConfig) -> dict[str, str]:
         status["score"] = f"{TO_DO}: teacher {candidates - teacher:,}, reference {candidates - reference:,} candidates"
         return status
     status["score"] = DONE
-    if not outputs_there(steps.select, {"workdir": workdir, "manifest": manifest, "cfg": cfg.select}):
+    if not outputs_there(pipeline_steps.select, {"workdir": workdir, "manifest": manifest, "cfg": cfg.select}):
         return status
     status["select"] = DONE
     manifest = manifest.model_copy(update={"selection_id": selection_id(manifest, cfg.select)})
     selection = read_record(wd, manifest.selection_id)
     asked = {"workdir": workdir, "manifest": manifest, "selection": selection, "seed": cfg.split.seed}
-    if cfg.student.enabled and outputs_there(steps.train_students, asked | {"cfg": cfg.student}):
+    if cfg.student.enabled and outputs_there(pipeline_steps.train_students, asked | {"cfg": cfg.student}):
         status["students"] = DONE
-    if cfg.export.path and outputs_there(steps.export, asked | {"cfg": cfg.export}):
+    if cfg.export.path and outputs_there(pipeline_steps.export, asked | {"cfg": cfg.export}):
         status["export"] = DONE
     return status

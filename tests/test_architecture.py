@@ -19,7 +19,7 @@ LAYERS = [
     {"miniplm.selection"},
     {"miniplm.training"},
     {"miniplm.experiment"},
-    {"miniplm", "miniplm.steps", "miniplm.run_status"},
+    {"miniplm", "miniplm.pipeline_steps", "miniplm.run_status"},
 ]
 
 

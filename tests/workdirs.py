@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pyarrow as pa
 
-from miniplm import steps
+from miniplm import pipeline_steps
 from miniplm.config import (
     CorpusConfig,
     InstanceConfig,
@@ -123,13 +123,15 @@ def prepared_workdir(tmp_path, models, shard_documents: int) -> tuple[Workdir, R
     texts = corpus_texts(120, seed=2)
     paths = [write_jsonl(tmp_path / "a.jsonl", texts[:80]), write_jsonl(tmp_path / "b.jsonl", texts[70:])]
     cfg = CorpusConfig(paths=[str(p) for p in paths], shard_documents=shard_documents)
-    sources = steps.plan_sources(cfg)
-    sources = [s.model_copy(update={"parts": steps.ingest_source(str(wd.root), s, cfg).parts}) for s in sources]
+    sources = pipeline_steps.plan_sources(cfg)
+    sources = [
+        s.model_copy(update={"parts": pipeline_steps.ingest_source(str(wd.root), s, cfg).parts}) for s in sources
+    ]
     tok = str(models["teacher"])
     spec = instance_spec(tok, 40)
-    steps.tokenize_sources(str(wd.root), sources, tok, 40, spec)
+    pipeline_steps.tokenize_sources(str(wd.root), sources, tok, 40, spec)
     split = SplitConfig(reference_fraction=0.1, heldout_fraction=0.1)
-    steps.split_sources(str(wd.root), sources, split, split_key(split))
+    pipeline_steps.split_sources(str(wd.root), sources, split, split_key(split))
     teacher = ModelRef(spec="t", path=tok, fingerprint="T")
     manifest = RunManifest(
         sources=sources, instance_spec=spec, split=split, split_key=split_key(split), teacher=teacher

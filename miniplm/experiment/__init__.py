@@ -2,4 +2,4 @@
 perplexity and the checks), the students' runs, the report with its verdict, and the presets (the demo, smoke).
 
 May import every stage (`miniplm.training` and below), `miniplm.config` and `miniplm.progress`; only
-`miniplm.steps` and the top-level package stand above it."""
+`miniplm.pipeline_steps` and the top-level package stand above it."""

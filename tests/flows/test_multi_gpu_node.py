@@ -73,8 +73,8 @@ def test_a_multi_gpu_node_scores_in_a_process_per_gpu(tmp_path, models, monkeypa
     from flows.pipeline import miniplm_pipeline
     from flows.runners import task_runner
     from flows.scoring import miniplm_score
+    from miniplm.pipeline_steps import previous_manifest
     from miniplm.scoring.partitions import score_variant
-    from miniplm.steps import previous_manifest
     from tests.workdirs import pipeline_config
 
     corpus = write_jsonl(tmp_path / "a.jsonl", corpus_texts(80))

@@ -295,7 +295,7 @@ def test_the_demo_teachers_fetch_is_cached_across_its_own_first_run(tmp_path, mo
     from types import SimpleNamespace
 
     from miniplm.store.models import demo_gguf_path
-    from tasks import steps as task_steps
+    from tasks import pipeline_tasks as task_steps
     from tasks.caching import refreshed_if_gone
 
     monkeypatch.setenv("MINIPLM_CACHE", str(tmp_path / "cache"))

@@ -44,7 +44,7 @@ def test_a_hub_download_that_fails_on_the_way_is_retried_and_an_offline_miss_is_
     it is retried; a model that is not cached while the hub is switched off will not appear."""
     from prefect.client.orchestration import get_client
 
-    from tasks.steps import resolve
+    from tasks.pipeline_tasks import resolve
 
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     for key, value in env.items():

@@ -16,8 +16,8 @@ from miniplm.config import (
     StudentConfig,
     TrainConfig,
 )
+from miniplm.pipeline_steps import previous_manifest
 from miniplm.scoring.precision import _cache_file, decide_precision, sample_candidates
-from miniplm.steps import previous_manifest
 from miniplm.store.workdir import Workdir
 from tests.tiny import corpus_texts, write_jsonl
 

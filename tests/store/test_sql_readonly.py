@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 import miniplm
-from miniplm import steps
+from miniplm import pipeline_steps
 from miniplm.store.catalog import ReadOnlyQueryError
 from tests.cli_runs import ATTACKS
 from tests.workdirs import prepared_workdir
@@ -20,12 +20,11 @@ from tests.workdirs import prepared_workdir
 pytestmark = pytest.mark.usefixtures("prefect_harness")  # the CLI processes report to the session's server
 
 
-
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory, models):
     tmp = tmp_path_factory.mktemp("sql")
     wd, manifest = prepared_workdir(tmp, models, shard_documents=1000)
-    steps.make_manifest(str(wd.root), manifest)  # publishes the catalog
+    pipeline_steps.make_manifest(str(wd.root), manifest)  # publishes the catalog
     return wd
 
 

@@ -6,11 +6,11 @@ import inspect
 import pytest
 from prefect import Task
 
-from miniplm import steps
+from miniplm import pipeline_steps
 from miniplm.config import SelectConfig
 from miniplm.store.step_outputs import declared, done, produces
 from tasks import experiment as experiment_tasks
-from tasks import steps as step_tasks
+from tasks import pipeline_tasks as step_tasks
 from tasks.caching import refreshed_if_gone
 from tests.workdirs import build_scored_workdir
 
@@ -46,9 +46,9 @@ def test_a_selection_is_done_once_recorded_and_its_task_runs_again_when_its_file
     wd, manifest, _ = build_scored_workdir(tmp_path, [-1.0, -2.0, -3.0, -4.0], [-2.0] * 4, ["pool"] * 4)
     cfg = SelectConfig(alpha=0.5)
     args = (str(wd.root), manifest, cfg)
-    assert not done(steps.select, *args)
+    assert not done(pipeline_steps.select, *args)
     assert refreshed_if_gone(step_tasks.select, *args).refresh_cache
-    record = steps.select(*args)
-    assert done(steps.select, *args) and not refreshed_if_gone(step_tasks.select, *args).refresh_cache
+    record = pipeline_steps.select(*args)
+    assert done(pipeline_steps.select, *args) and not refreshed_if_gone(step_tasks.select, *args).refresh_cache
     wd.selected(record.selection_id).unlink()
-    assert not done(steps.select, *args) and refreshed_if_gone(step_tasks.select, *args).refresh_cache
+    assert not done(pipeline_steps.select, *args) and refreshed_if_gone(step_tasks.select, *args).refresh_cache

@@ -1,4 +1,4 @@
-"""One task per pipeline step, each a thin wrapper over `miniplm.steps`: caching, retries, artifacts.
+"""One task per pipeline step, each a thin wrapper over `miniplm.pipeline_steps`: caching, retries, artifacts.
 
 Tasks pass paths, fingerprints and small typed records (`RunManifest`, `ModelRef`, `Partition`), never data.
 """
@@ -12,7 +12,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from miniplm import steps
+from miniplm import pipeline_steps
 from miniplm.config import (
     CorpusConfig,
     ExportConfig,
@@ -63,11 +63,11 @@ def instance_spec(tokenizer_path: str, max_len: int) -> str:
     return _instance_spec(tokenizer_path, max_len)
 
 
-@trusted_while_done(steps.ingest_source)
+@trusted_while_done(pipeline_steps.ingest_source)
 @task(name="ingest", cache_key_fn=step_cache_key, **CACHED, task_run_name="ingest {source.spec}")
 def ingest(workdir: str, source: SourceRef, cfg: CorpusConfig) -> IngestStats:
     """Read one source, streaming, into document and quarantine shards."""
-    stats = steps.ingest_source(workdir, source, cfg)
+    stats = pipeline_steps.ingest_source(workdir, source, cfg)
     create_markdown_artifact(
         key="ingest",
         description=f"ingest {source.spec}",
@@ -78,47 +78,47 @@ def ingest(workdir: str, source: SourceRef, cfg: CorpusConfig) -> IngestStats:
     return stats
 
 
-@trusted_while_done(steps.tokenize_sources)
+@trusted_while_done(pipeline_steps.tokenize_sources)
 @task(name="tokenize", cache_key_fn=step_cache_key, **CACHED)
 def tokenize(workdir: str, sources: list[SourceRef], tokenizer_path: str, max_len: int, spec: str) -> TokenizeStats:
     """Cut every document shard into instances in the teacher's tokenizer (`spec` carries its fingerprint)."""
     with progress_artifact("tokenize", "tokenize the corpus"):
-        return steps.tokenize_sources(workdir, sources, tokenizer_path, max_len, spec)
+        return pipeline_steps.tokenize_sources(workdir, sources, tokenizer_path, max_len, spec)
 
 
-@trusted_while_done(steps.split_sources)
+@trusted_while_done(pipeline_steps.split_sources)
 @task(name="split", cache_key_fn=step_cache_key, **CACHED)
 def split(workdir: str, sources: list[SourceRef], cfg: SplitConfig, key: str) -> SplitCounts:
     """D_ref, held-out and pool membership of every document, by a seeded hash of its id."""
-    return steps.split_sources(workdir, sources, cfg, key)
+    return pipeline_steps.split_sources(workdir, sources, cfg, key)
 
 
 @task(name="manifest", cache_policy=NO_CACHE)
 def manifest(workdir: str, manifest: RunManifest) -> RunManifest:
     """Record the run's live shards and models, and publish the catalog views over them."""
-    return steps.make_manifest(workdir, manifest)
+    return pipeline_steps.make_manifest(workdir, manifest)
 
 
-@trusted_while_done(steps.obtain_reference)
+@trusted_while_done(pipeline_steps.obtain_reference)
 @task(name="reference", cache_key_fn=step_cache_key, **CACHED, **RETRIES)
 def reference(workdir: str, manifest: RunManifest, cfg: ReferenceConfig, max_len: int) -> ModelRef:
     """Train the reference LM on D_ref (or load the given one); check its tokenizer and its quality."""
     with progress_artifact("train-reference", "train the reference LM"):
-        return steps.obtain_reference(workdir, manifest, cfg, max_len)
+        return pipeline_steps.obtain_reference(workdir, manifest, cfg, max_len)
 
 
-@trusted_while_done(steps.decide_precision)
+@trusted_while_done(pipeline_steps.decide_precision)
 @task(name="precision", cache_key_fn=step_cache_key, **CACHED)
 def precision(workdir: str, manifest: RunManifest, cfg: ScoreConfig, gpus: bool, machine: list) -> PrecisionDecision:
     """The dtype the run scores in; a reduced one `auto` would take is measured against float32 first (once per
     `machine` and models: the same run moved to another CPU decides again)."""
-    return steps.decide_precision(workdir, manifest, cfg, gpus)
+    return pipeline_steps.decide_precision(workdir, manifest, cfg, gpus)
 
 
 @task(name="plan-scoring", cache_policy=NO_CACHE, task_run_name="plan scoring {model.spec}")
 def plan_scoring(workdir: str, manifest: RunManifest, model: ModelRef, cfg: ScoreConfig, gpus: bool) -> list[Partition]:
     """Which candidates each scoring partition holds: those this model has not scored yet."""
-    return steps.plan_scoring(workdir, manifest, model, cfg, gpus)
+    return pipeline_steps.plan_scoring(workdir, manifest, model, cfg, gpus)
 
 
 @task(
@@ -137,7 +137,7 @@ def score_partition(
         f"score-{partition.model_fp[:8]}-{partition.source_key[:8]}-{partition.part}-{partition.bucket}",
         f"score {partition.name}",
     ):
-        return steps.score(workdir, manifest, model, partition, cfg).model_copy(update={"worker": _worker()})
+        return pipeline_steps.score(workdir, manifest, model, partition, cfg).model_copy(update={"worker": _worker()})
 
 
 def _worker() -> str:
@@ -148,11 +148,11 @@ def _worker() -> str:
     return socket.gethostname() + (f" gpu {gpu}" if gpu else "")
 
 
-@trusted_while_done(steps.select)
+@trusted_while_done(pipeline_steps.select)
 @task(name="select", cache_key_fn=step_cache_key, **CACHED)
 def select(workdir: str, manifest: RunManifest, cfg: SelectConfig) -> SelectionRecord:
     """Rank in DuckDB by teacher minus reference mean log-prob and keep the top fraction."""
-    record = steps.select(workdir, manifest, cfg)
+    record = pipeline_steps.select(workdir, manifest, cfg)
     create_table_artifact(
         key="selection",
         table=[{k: str(v) for k, v in record.model_dump().items()}],
@@ -161,12 +161,12 @@ def select(workdir: str, manifest: RunManifest, cfg: SelectConfig) -> SelectionR
     return record
 
 
-@trusted_while_done(steps.export)
+@trusted_while_done(pipeline_steps.export)
 @task(name="export", cache_key_fn=step_cache_key, **CACHED, **RETRIES)
 def export(workdir: str, manifest: RunManifest, cfg: ExportConfig) -> dict:
     """Write the kept corpus where a trainer reads it (text shards, a datasets folder or token files)."""
     with progress_artifact("export", f"export to {cfg.path}"):
-        header = steps.export(workdir, manifest, cfg)
+        header = pipeline_steps.export(workdir, manifest, cfg)
     create_markdown_artifact(
         key="export",
         description="The kept corpus, exported",
@@ -177,14 +177,14 @@ def export(workdir: str, manifest: RunManifest, cfg: ExportConfig) -> dict:
     return header
 
 
-@trusted_while_done(steps.train_students)
+@trusted_while_done(pipeline_steps.train_students)
 @task(name="train-students", cache_key_fn=step_cache_key, **CACHED, **RETRIES)
 def train_students(
     workdir: str, manifest: RunManifest, selection: SelectionRecord, cfg: StudentConfig, seed: int
 ) -> dict[str, StudentFigures]:
     """Train the student on the kept data and on a uniform sample of as many tokens (the experiment's two arms)."""
     with progress_artifact("train-students", "train students"):
-        return steps.train_students(workdir, manifest, selection, cfg, seed)
+        return pipeline_steps.train_students(workdir, manifest, selection, cfg, seed)
 
 
 @task(name="summary", cache_policy=NO_CACHE)
@@ -195,7 +195,7 @@ def summary(
     measured: RunFigures,
     students: dict[str, StudentFigures] | None,
 ) -> RunSummary:
-    result = steps.summarize(workdir, manifest, selection, measured, students)
+    result = pipeline_steps.summarize(workdir, manifest, selection, measured, students)
     parts = {part.key: part for part in sections(result)}
     create_markdown_artifact(key="run-summary", description="MiniPLM run summary", markdown=markdown(parts.values()))
     create_table_artifact(key="stages", table=parts["stages"].rows, description="What each stage of the run saw")
@@ -203,9 +203,9 @@ def summary(
     create_markdown_artifact(
         key="score-histogram",
         description="Score distribution of the candidates",
-        markdown="## Score distribution\n\n" + histogram_markdown(steps.score_bins(workdir, manifest)),
+        markdown="## Score distribution\n\n" + histogram_markdown(pipeline_steps.score_bins(workdir, manifest)),
     )
-    for label, rows in steps.extremes(workdir, manifest, 10).items():
+    for label, rows in pipeline_steps.extremes(workdir, manifest, 10).items():
         create_table_artifact(
             key=f"{label}-instances",
             table=[{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in rows],
