@@ -118,7 +118,7 @@ def duckdb_copy(root: Path, out: Path) -> tuple[float, float]:
 def one_export(root: Path, out: Path, fmt: str, tokenizer: str | None) -> tuple[float, float, int]:
     start = time.perf_counter()
     header = export_selection(root, out, fmt, tokenizer=tokenizer)
-    return time.perf_counter() - start, peak_rss_mb(), header["instances"]
+    return time.perf_counter() - start, peak_rss_mb(), header.instances
 
 
 def in_child(function, *args):

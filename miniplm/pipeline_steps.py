@@ -46,6 +46,7 @@ from miniplm.scoring.partitions import (
 from miniplm.scoring.precision import decide_precision as choose_precision
 from miniplm.scoring.precision_record import PrecisionDecision, record_precision, recorded_precision
 from miniplm.selection.export import HEADER, ExportError, export_selection
+from miniplm.selection.export_header import ExportHeader
 from miniplm.selection.report import extreme_instances, plot_histogram, score_histogram
 from miniplm.selection.run_summary import RunFigures, RunSummary, ScoreQuantiles, StudentFigures
 from miniplm.selection.select import (
@@ -201,21 +202,23 @@ def select(workdir: str, manifest: RunManifest, cfg: SelectConfig) -> SelectionR
     return run_selection(Workdir.open(workdir), manifest, cfg)
 
 
-def _own_export(workdir: str, cfg: ExportConfig) -> dict | None:
+def _own_export(workdir: str, cfg: ExportConfig) -> ExportHeader | None:
     """The export.json at cfg.path if it is an export of this work directory, else None."""
     header = Path(cfg.path).expanduser() / HEADER
     written = read_json(header) if header.exists() else {}
-    return written if written.get("workdir_id") == Workdir.open(workdir).identity else None
+    if written.get("workdir_id") != Workdir.open(workdir).identity:
+        return None
+    return ExportHeader.model_validate(written | {"path": str(header.parent)})
 
 
 def _exported(workdir: str, manifest: RunManifest, cfg: ExportConfig) -> bool:
     """The export at cfg.path is this work directory's, of this selection."""
     written = _own_export(workdir, cfg)
-    return written is not None and written["selection"].get("selection_id") == manifest.selection_id
+    return written is not None and written.selection.selection_id == manifest.selection_id
 
 
 @produces(_exported)
-def export(workdir: str, manifest: RunManifest, cfg: ExportConfig) -> dict:
+def export(workdir: str, manifest: RunManifest, cfg: ExportConfig) -> ExportHeader:
     """The run's selection where a trainer reads it; the last run's export is replaced once this one is whole, and
     nothing else ever is (a folder of the user's own at `cfg.path` stops the step)."""
     if Path(cfg.path).expanduser().exists() and _own_export(workdir, cfg) is None:

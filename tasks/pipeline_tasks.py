@@ -29,6 +29,7 @@ from miniplm.data.splits import SplitCounts
 from miniplm.scoring.devices import claimed_gpu, use_claimed_gpu
 from miniplm.scoring.partitions import Partition, PartitionScored
 from miniplm.scoring.precision_record import PrecisionDecision
+from miniplm.selection.export_header import ExportHeader
 from miniplm.selection.report import histogram_markdown, lineage
 from miniplm.selection.run_summary import RunFigures, RunSummary, StudentFigures, markdown, sections
 from miniplm.selection.select import SelectionRecord
@@ -163,16 +164,15 @@ def select(workdir: str, manifest: RunManifest, cfg: SelectConfig) -> SelectionR
 
 @trusted_while_done(pipeline_steps.export)
 @task(name="export", cache_key_fn=step_cache_key, **CACHED, **RETRIES)
-def export(workdir: str, manifest: RunManifest, cfg: ExportConfig) -> dict:
+def export(workdir: str, manifest: RunManifest, cfg: ExportConfig) -> ExportHeader:
     """Write the kept corpus where a trainer reads it (text shards, a datasets folder or token files)."""
     with progress_artifact("export", f"export to {cfg.path}"):
         header = pipeline_steps.export(workdir, manifest, cfg)
     create_markdown_artifact(
         key="export",
         description="The kept corpus, exported",
-        markdown=f"**{header['path']}**: {header['instances']:,} instances of selection "
-        f"{header['selection']['selection_id']} as {header['format']} ({header['order']}), files: "
-        + ", ".join(header["files"]),
+        markdown=f"**{header.path}**: {header.instances:,} instances of selection "
+        f"{header.selection.selection_id} as {header.format} ({header.order}), files: " + ", ".join(header.files),
     )
     return header
 

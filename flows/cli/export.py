@@ -54,11 +54,11 @@ def export(
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
     if json_output:
-        print(json.dumps(header, default=str))
+        print(json.dumps(header.file_json() | {"path": header.path}, default=str))
         return
-    tokens = header["tokens"]
-    what = f"{tokens['count']:,} {tokens['dtype']} tokens" if tokens else f"{header['text_bytes']:,} bytes of text"
+    tokens = header.tokens
+    what = f"{tokens.count:,} {tokens.dtype} tokens" if tokens else f"{header.text_bytes:,} bytes of text"
     out.print(
-        f"wrote {header['path']}: {header['instances']:,} instances of selection {header['selection']['selection_id']}"
-        f" ({what}, {header['format']}, {header['order']}) in {header['seconds']:.1f} s"
+        f"wrote {header.path}: {header.instances:,} instances of selection {header.selection.selection_id}"
+        f" ({what}, {header.format}, {header.order}) in {header.seconds:.1f} s"
     )

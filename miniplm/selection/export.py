@@ -30,8 +30,11 @@ from miniplm.selection.export_formats import (
     JsonlShards,
     ParquetShards,
     TokenFile,
+    Written,
 )
+from miniplm.selection.export_header import ExportHeader, TokenHeader
 from miniplm.selection.members import decode_instances, encode_instances
+from miniplm.selection.select import SelectionRecord
 from miniplm.selection.trainer_formats import LitdataTokens, MegatronIndexed, NanoGptBins
 from miniplm.store.catalog import load_sql, open_readonly
 from miniplm.store.manifest import RunManifest
@@ -66,8 +69,8 @@ def export_selection(
     batch_rows: int = BATCH_ROWS,
     val_fraction: float = VAL_FRACTION,
     block_size: int = BLOCK_SIZE,
-) -> dict:
-    """Write a selection (the current one by default) to `to` in `format`; returns what export.json holds.
+) -> ExportHeader:
+    """Write a selection (the current one by default) to `to` in `format`; returns what export.json holds, and where.
 
     Text formats (parquet, jsonl, hf) hold each instance's text as the teacher's tokens decode, best first or, with
     `shuffle_seed`, in a seeded shuffle. `tokens` holds them in `tokenizer` (default: the teacher's own ids, as
@@ -97,7 +100,8 @@ def export_selection(
     con = open_readonly(wd)
     try:
         selection = _selection(con, wd, selection_id or manifest.selection_id)
-        sid, n_members = selection["selection_id"], _member_count(con, selection["selection_id"])
+        sid = selection.selection_id
+        n_members = _member_count(con, sid)
         for stale in target.parent.glob(f".{target.name}.partial-*"):  # a killed export's leftovers
             shutil.rmtree(stale, ignore_errors=True)
         teacher_tok = load_tokenizer(manifest.teacher.path)
@@ -131,31 +135,32 @@ def export_selection(
             raise
     finally:
         con.close()
-    header = {
-        "format": format,
-        "files": wrote["files"],
-        "instances": counts["instances"],
-        "teacher_tokens": counts["teacher_tokens"],
-        "text_bytes": counts["text_bytes"],
-        "order": "shuffled" if shuffle_seed is not None else "rank",
-        "shuffle_seed": shuffle_seed,
-        "columns": None if format in TOKEN_FORMATS else TEXT_SCHEMA.names,
-        "tokens": _token_header(token_spec, token_tok or teacher_tok, wrote) if format in TOKEN_FORMATS else None,
-        "selection": selection,
-        "workdir": str(wd.root),
-        "workdir_id": wd.identity,
-        "teacher": manifest.teacher.model_dump(),
-        "reference": manifest.reference.model_dump() if manifest.reference else None,
-        "miniplm_version": __version__,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "seconds": round(time.perf_counter() - start, 3),
-    }
-    write_json(header, partial / HEADER)
+    header = ExportHeader(
+        format=format,
+        files=wrote.files,
+        instances=counts["instances"],
+        teacher_tokens=counts["teacher_tokens"],
+        text_bytes=counts["text_bytes"],
+        order="shuffled" if shuffle_seed is not None else "rank",
+        shuffle_seed=shuffle_seed,
+        columns=None if format in TOKEN_FORMATS else TEXT_SCHEMA.names,
+        tokens=_token_header(token_spec, token_tok or teacher_tok, wrote) if format in TOKEN_FORMATS else None,
+        selection=selection,
+        workdir=str(wd.root),
+        workdir_id=wd.identity,
+        teacher=manifest.teacher,
+        reference=manifest.reference,
+        miniplm_version=__version__,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        seconds=round(time.perf_counter() - start, 3),
+        path=str(target),
+    )
+    write_json(header.file_json(), partial / HEADER)
     _publish(partial, target)
-    return header | {"path": str(target)}
+    return header
 
 
-def _selection(con, wd: Workdir, selection_id: str | None) -> dict:
+def _selection(con, wd: Workdir, selection_id: str | None) -> SelectionRecord:
     if not selection_id:
         raise ExportError(f"{wd.root}: no selection yet; run `miniplm run` first")
     rows = con.sql(load_sql("selection_record"), params={"id": selection_id}).to_arrow_table()
@@ -164,7 +169,7 @@ def _selection(con, wd: Workdir, selection_id: str | None) -> dict:
             f"{wd.root}: no selection {selection_id!r}; "
             f"`miniplm sql \"select selection_id, alpha, n_selected, created_at from selections\"` lists them"
         )
-    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in rows.to_pylist()[0].items()}
+    return SelectionRecord.model_validate(rows.to_pylist()[0])
 
 
 def _member_count(con, selection_id: str) -> int:
@@ -232,21 +237,23 @@ def _stream(con, query: str, params: dict, teacher_tok, token_tok, writer, total
     return counts
 
 
-def _token_header(spec: str, tok, wrote: dict) -> dict:
-    layout = wrote.get("layout") or {
-        TOKENS_FILE: f"token ids back to back, {wrote['dtype']} little-endian (numpy.memmap)",
+def _token_header(spec: str, tok, wrote: Written) -> TokenHeader:
+    layout = wrote.layout or {
+        TOKENS_FILE: f"token ids back to back, {wrote.dtype} little-endian (numpy.memmap)",
         INDEX_FILE: "int64 offsets (numpy.load): sequence i is tokens[idx[i]:idx[i + 1]]",
     }
-    header = {
-        "tokenizer": spec,
-        "tokenizer_path": getattr(tok, "name_or_path", None),
-        "vocab_size": len(tok),
-        "eos_token_id": tok.eos_token_id,
-        "dtype": wrote["dtype"],
-        "count": wrote["tokens"],
-        "files": layout,
-    }
-    return header | {key: wrote[key] for key in ("documents", "split", "block_size") if key in wrote}
+    return TokenHeader(
+        tokenizer=spec,
+        tokenizer_path=getattr(tok, "name_or_path", None),
+        vocab_size=len(tok),
+        eos_token_id=tok.eos_token_id,
+        dtype=wrote.dtype,
+        count=wrote.tokens,
+        files=layout,
+        documents=wrote.documents,
+        split=wrote.split,
+        block_size=wrote.block_size,
+    )
 
 
 def _publish(partial: Path, target: Path) -> None:

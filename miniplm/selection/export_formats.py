@@ -15,6 +15,7 @@ from typing import get_args
 import numpy as np
 import polars as pl
 import pyarrow as pa
+from pydantic import BaseModel
 
 from miniplm.config import ExportFormat
 from miniplm.store.shards import ShardWriter, write_parquet
@@ -52,6 +53,19 @@ def part(folder: Path, i: int, suffix: str) -> Path:
     return folder / f"part-{i:05d}.{suffix}"
 
 
+
+class Written(BaseModel):
+    """What one format's writer wrote, as its `close()` reports it."""
+
+    files: list[str]
+    dtype: str | None = None  # the token formats: the ids' numpy dtype and how many were written
+    tokens: int | None = None
+    layout: dict[str, str] | None = None  # how to read each file, where the format's own layout is not `tokens`'
+    documents: int | None = None  # megatron: documents (each document's kept instances together)
+    split: dict[str, dict[str, int]] | None = None  # nanogpt: tokens and instances in train.bin and val.bin
+    block_size: int | None = None  # litdata: tokens per item
+
+
 class ParquetShards:
     def __init__(self, folder: Path, shard_rows: int) -> None:
         self.folder = folder
@@ -63,11 +77,11 @@ class ParquetShards:
             self.shards.write(table.slice(0, take))
             table = table.slice(take)
 
-    def close(self) -> dict:
+    def close(self) -> Written:
         parts = self.shards.close()
         if not parts:  # an empty selection: one empty shard, so a reader of `*.parquet` finds the columns
             parts = [write_parquet(pa.Table.from_pylist([], schema=TEXT_SCHEMA), part(self.folder, 0, "parquet"))]
-        return {"files": [p.name for p in parts]}
+        return Written(files=[p.name for p in parts])
 
     def abort(self) -> None:
         self.shards.abort()
@@ -101,12 +115,12 @@ class JsonlShards:
             self._handle.close()
             self._handle = None
 
-    def close(self) -> dict:
+    def close(self) -> Written:
         self._close_file()
         if not self.files:  # an empty selection: one empty shard, as the other formats have
             part(self.folder, 0, "jsonl").touch()
             self.files.append(part(self.folder, 0, "jsonl").name)
-        return {"files": self.files}
+        return Written(files=self.files)
 
     def abort(self) -> None:
         self._close_file()
@@ -125,10 +139,10 @@ class HfDataset:
         self.parquet.write(table)
         self.rows += table.num_rows
 
-    def close(self) -> dict:
+    def close(self) -> Written:
         import datasets
 
-        files = [str(self.staging / "parquet" / name) for name in self.parquet.close()["files"]]
+        files = [str(self.staging / "parquet" / name) for name in self.parquet.close().files]
         bars = datasets.is_progress_bar_enabled()
         datasets.disable_progress_bars()  # the export's own bar is the one that counts
         try:
@@ -142,7 +156,7 @@ class HfDataset:
             if bars:
                 datasets.enable_progress_bars()
             shutil.rmtree(self.staging, ignore_errors=True)
-        return {"files": sorted(p.name for p in self.folder.iterdir())}
+        return Written(files=sorted(p.name for p in self.folder.iterdir()))
 
     def abort(self) -> None:
         self.parquet.abort()
@@ -176,11 +190,11 @@ class TokenFile:
         self.written += len(sequences)
         self.n_tokens += int(lengths.sum())
 
-    def close(self) -> dict:
+    def close(self) -> Written:
         self._tokens.close()
         self._index.flush()
         del self._index
-        return {"files": [TOKENS_FILE, INDEX_FILE], "dtype": self.dtype.name, "tokens": self.n_tokens}
+        return Written(files=[TOKENS_FILE, INDEX_FILE], dtype=self.dtype.name, tokens=self.n_tokens)
 
     def abort(self) -> None:
         self._tokens.close()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from miniplm.scoring.precision_record import PrecisionDecision
 from miniplm.store.shards import read_json
@@ -52,6 +52,10 @@ class ExtremeInstance(BaseModel):
 
 
 class ExportFigures(BaseModel):
+    """Where the export went and what it holds: the run summary's part of an `ExportHeader` (taken from one)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     path: str
     format: str
     instances: int

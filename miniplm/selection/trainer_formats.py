@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from miniplm.selection.export_formats import ids_as
+from miniplm.selection.export_formats import Written, ids_as
 
 MEGATRON_PREFIX = "data"
 NANOGPT_FILES = ("train.bin", "val.bin", "meta.pkl")
@@ -74,7 +74,7 @@ class MegatronIndexed:
         self.documents += len(doc_ends)
         self.tokens += int(lengths.sum(dtype=np.int64))
 
-    def close(self) -> dict:
+    def close(self) -> Written:
         self._bin.close()
         self._lengths.close()
         self._doc_ends.close()
@@ -101,8 +101,7 @@ class MegatronIndexed:
             files[0]: f"token ids back to back, {self.dtype.name}",
             files[1]: f"Megatron-Core's IndexedDataset index (version 1): IndexedDataset('FOLDER/{MEGATRON_PREFIX}')",
         }
-        return {"files": files, "dtype": self.dtype.name, "tokens": self.tokens, "documents": self.documents,
-                "layout": layout}  # fmt: skip
+        return Written(files=files, dtype=self.dtype.name, tokens=self.tokens, documents=self.documents, layout=layout)
 
     def abort(self) -> None:
         for handle in (self._bin, self._lengths, self._doc_ends):
@@ -133,7 +132,7 @@ class LitdataTokens:
         self._pending = stream[whole:].copy()
         self.tokens += sum(len(ids) for ids in batch)
 
-    def close(self) -> dict:
+    def close(self) -> Written:
         import torch
 
         if self._pending.size:  # the last partial block
@@ -142,11 +141,11 @@ class LitdataTokens:
         self._writer.done()
         self._writer.merge()
         files = sorted(p.name for p in Path(self._writer._cache_dir).iterdir())
-        return {"files": files, "dtype": "int32", "tokens": self.tokens, "block_size": self.block_size,
-                "layout": {"index.json": "litdata's index of the chunks",
-                           "chunk-*.bin": f"int32 token ids, items of {self.block_size} tokens, each document ended "
-                           "by EOS: StreamingDataset(FOLDER, item_loader=TokensLoader(block_size="
-                           f"{self.block_size}))"}}  # fmt: skip
+        return Written(files=files, dtype="int32", tokens=self.tokens, block_size=self.block_size,
+                       layout={"index.json": "litdata's index of the chunks",
+                               "chunk-*.bin": f"int32 token ids, items of {self.block_size} tokens, each document "
+                               "ended by EOS: StreamingDataset(FOLDER, item_loader=TokensLoader(block_size="
+                               f"{self.block_size}))"})  # fmt: skip
 
     def abort(self) -> None:
         self._pending = np.zeros(0, np.int32)
@@ -170,16 +169,16 @@ class NanoGptBins:
             self.tokens[split] += len(ids)
             self.instances[split] += 1
 
-    def close(self) -> dict:
+    def close(self) -> Written:
         self._train.close()
         self._val.close()
         with open(self.folder / "meta.pkl", "wb") as meta:  # what nanoGPT's train.py reads to size its model
             pickle.dump({"vocab_size": self.vocab_size}, meta)
-        return {"files": list(NANOGPT_FILES), "dtype": "uint16", "tokens": sum(self.tokens.values()),
-                "split": {"tokens": self.tokens, "instances": self.instances},
-                "layout": {"train.bin": "uint16 token ids, each document ended by the end-of-text token",
-                           "val.bin": "the same, for the held-out documents",
-                           "meta.pkl": "{'vocab_size': N}, read by nanoGPT's train.py"}}  # fmt: skip
+        return Written(files=list(NANOGPT_FILES), dtype="uint16", tokens=sum(self.tokens.values()),
+                       split={"tokens": self.tokens, "instances": self.instances},
+                       layout={"train.bin": "uint16 token ids, each document ended by the end-of-text token",
+                               "val.bin": "the same, for the held-out documents",
+                               "meta.pkl": "{'vocab_size': N}, read by nanoGPT's train.py"})  # fmt: skip
 
     def abort(self) -> None:
         self._train.close()

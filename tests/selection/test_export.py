@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import datasets
@@ -17,6 +18,7 @@ from flows.pipeline import miniplm_pipeline
 from miniplm.config import ExportConfig, PipelineConfig
 from miniplm.selection.export import ExportError, export_selection
 from miniplm.selection.export_formats import TEXT_SCHEMA, HfDataset, JsonlShards, ParquetShards
+from miniplm.selection.export_header import ExportHeader
 from miniplm.store.catalog import open_readonly
 from miniplm.store.models import load_tokenizer
 from miniplm.store.workdir import Workdir
@@ -64,7 +66,7 @@ def test_parquet_holds_the_selection_best_first_with_its_text(run, models):
     expected = selected(workdir)
     assert len(expected) == summary.selected > 10
     got = pl.read_parquet(tmp / "parquet" / "*.parquet").sort("rank")
-    assert len(header["files"]) == -(-len(expected) // 10)  # shards of 10 rows
+    assert len(header.files) == -(-len(expected) // 10)  # shards of 10 rows
     assert got["instance_id"].to_list() == expected["instance_id"].to_list()
     assert got["rank"].to_list() == list(range(1, len(expected) + 1))
     assert got["source"].to_list() == expected["source"].to_list()
@@ -79,6 +81,14 @@ def test_parquet_holds_the_selection_best_first_with_its_text(run, models):
     assert on_disk["instances"] == len(expected) and on_disk["order"] == "rank"
     assert on_disk["selection"]["selection_id"] == summary.selection_id
     assert on_disk["teacher_tokens"] == sum(len(ids) for ids in expected["token_ids"])
+    # export.json keeps its keys and its ISO times, and reads back as the header the export returned
+    assert sorted(on_disk) == sorted(
+        ["format", "files", "instances", "teacher_tokens", "text_bytes", "order", "shuffle_seed", "columns", "tokens",
+         "selection", "workdir", "workdir_id", "teacher", "reference", "miniplm_version", "created_at", "seconds"]
+    )  # fmt: skip
+    assert datetime.fromisoformat(on_disk["selection"]["created_at"]) == header.selection.created_at
+    assert "T" in on_disk["selection"]["created_at"]
+    assert ExportHeader.model_validate(on_disk | {"path": header.path}) == header
 
 
 def test_jsonl_and_hf_hold_the_same_rows(run):
@@ -101,10 +111,12 @@ def test_tokens_in_a_trainers_tokenizer_match_a_retokenization(run, models):
     text = export_selection(workdir, tmp / "text-for-tokens", "parquet")
     rows = pl.read_parquet(tmp / "text-for-tokens" / "*.parquet").sort("rank")
     other = load_tokenizer(str(models["other_tokenizer"]))
-    assert header["tokens"]["dtype"] == "uint16" and header["tokens"]["vocab_size"] == len(other)
+    assert header.tokens.dtype == "uint16" and header.tokens.vocab_size == len(other)
     tokens = np.memmap(tmp / "tokens" / "tokens.bin", dtype=np.uint16, mode="r")
     index = np.load(tmp / "tokens" / "tokens.idx.npy")
-    assert len(index) == text["instances"] + 1 and index[-1] == len(tokens) == header["tokens"]["count"]
+    assert len(index) == text.instances + 1 and index[-1] == len(tokens) == header.tokens.count
+    on_disk = json.loads((tmp / "tokens" / "export.json").read_text())["tokens"]
+    assert on_disk["count"] == header.tokens.count and not {"documents", "split", "block_size"} & set(on_disk)
     for i, (t, ends) in enumerate(zip(rows["text"], rows["ends_document"], strict=True)):
         want = other(t, add_special_tokens=False)["input_ids"] + ([other.eos_token_id] if ends else [])
         assert tokens[index[i] : index[i + 1]].tolist() == want
@@ -113,7 +125,7 @@ def test_tokens_in_a_trainers_tokenizer_match_a_retokenization(run, models):
 def test_tokens_by_default_are_the_teachers_ids_as_scored(run):
     workdir, _, tmp = run
     header = export_selection(workdir, tmp / "teacher-tokens", "tokens")
-    tokens = np.memmap(tmp / "teacher-tokens" / "tokens.bin", dtype=header["tokens"]["dtype"], mode="r")
+    tokens = np.memmap(tmp / "teacher-tokens" / "tokens.bin", dtype=header.tokens.dtype, mode="r")
     index = np.load(tmp / "teacher-tokens" / "tokens.idx.npy")
     expected = selected(workdir)["token_ids"].to_list()
     assert [tokens[index[i] : index[i + 1]].tolist() for i in range(len(expected))] == expected
@@ -142,15 +154,15 @@ def test_megatron_core_opens_the_indexed_dataset_with_every_instance_and_documen
     docs = by_document(pl.read_parquet(tmp / "text-for-megatron" / "*.parquet"))
     expected = selected(workdir)
     dataset = IndexedDataset(str(tmp / "megatron" / "data"))
-    assert len(dataset) == len(expected) == header["instances"]
-    assert len(dataset.document_indices) - 1 == len(docs) == header["tokens"]["documents"]
+    assert len(dataset) == len(expected) == header.instances
+    assert len(dataset.document_indices) - 1 == len(docs) == header.tokens.documents
     assert len(docs) < len(expected)  # some documents hold several kept instances: the grouping is tested
     other = load_tokenizer(str(models["other_tokenizer"]))
     want = [ids for doc in docs for ids in retokenized(other, doc)]
     assert [dataset[i].tolist() for i in range(len(dataset))] == want
     ends = [int(i) for i in dataset.document_indices]
     assert ends == [0, *np.cumsum([len(doc) for doc in docs]).tolist()]
-    assert dataset.sequence_lengths.sum() == header["tokens"]["count"] and header["tokens"]["dtype"] == "uint16"
+    assert dataset.sequence_lengths.sum() == header.tokens.count and header.tokens.dtype == "uint16"
 
 
 def test_megatron_by_default_holds_the_teachers_ids_each_document_ended(run, models):
@@ -195,8 +207,8 @@ def test_nanogpt_bins_hold_every_document_once_split_by_whole_documents(run, mod
     assert got_val == [] and in_val and in_train
     assert train.tolist() == [t for doc in in_train for t in flat[id(doc)]]
     n_val = sum(len(doc) for doc in in_val)
-    assert header["tokens"]["split"]["instances"] == {"train": len(selected(workdir)) - n_val, "val": n_val}
-    n_heldout = round(0.2 * header["instances"])  # whole documents until the fraction is reached
+    assert header.tokens.split["instances"] == {"train": len(selected(workdir)) - n_val, "val": n_val}
+    n_heldout = round(0.2 * header.instances)  # whole documents until the fraction is reached
     assert n_heldout <= n_val < n_heldout + max(len(doc) for doc in in_val)
     assert int((train == other.eos_token_id).sum() + (val == other.eos_token_id).sum()) >= len(docs)
 
@@ -214,7 +226,7 @@ def test_litdata_streams_every_kept_token_back_in_order_once(run, models, monkey
     other = load_tokenizer(str(models["other_tokenizer"]))
     docs = by_document(pl.read_parquet(tmp / "text-for-litdata" / "*.parquet"))
     want = [t for doc in docs for ids in retokenized(other, doc) for t in ids]
-    assert header["tokens"]["count"] == len(want) and len(list((tmp / "litdata").glob("chunk-*.bin"))) > 2
+    assert header.tokens.count == len(want) and len(list((tmp / "litdata").glob("chunk-*.bin"))) > 2
     for block in (64, 1):  # as litgpt reads it, and token by token
         dataset = StreamingDataset(str(tmp / "litdata"), item_loader=TokensLoader(block_size=block), shuffle=False)
         got = [t for item in dataset for t in item.tolist()]
@@ -301,7 +313,7 @@ def test_a_selection_no_longer_in_the_corpus_publishes_nothing(run, models):
     with pytest.raises(ExportError, match=r"\(its sources changed since\); nothing was written"):
         export_selection(workdir, tmp / "old", "parquet", selection_id=first.selection_id)
     assert not (tmp / "old").exists() and not list(tmp.glob(".old.*"))
-    assert export_selection(workdir, tmp / "new", "parquet")["selection"]["selection_id"] == second.selection_id
+    assert export_selection(workdir, tmp / "new", "parquet").selection.selection_id == second.selection_id
 
 
 def test_the_cli_writes_an_export_and_names_what_is_wrong(run):
@@ -350,7 +362,7 @@ def test_an_empty_selection_is_still_read_with_its_columns(tmp_path):
     empty = datasets.load_from_disk(str(tmp_path / "hf"))
     assert empty.num_rows == 0 and empty.column_names == TEXT_SCHEMA.names
     assert not (tmp_path / "staging").exists()
-    assert ParquetShards(tmp_path / "parquet", 10).close()["files"] == ["part-00000.parquet"]
+    assert ParquetShards(tmp_path / "parquet", 10).close().files == ["part-00000.parquet"]
     assert pl.read_parquet(tmp_path / "parquet" / "*.parquet").columns == TEXT_SCHEMA.names
-    assert JsonlShards(tmp_path / "jsonl", 10).close()["files"] == ["part-00000.jsonl"]
+    assert JsonlShards(tmp_path / "jsonl", 10).close().files == ["part-00000.jsonl"]
     assert (tmp_path / "jsonl" / "part-00000.jsonl").read_text() == ""
