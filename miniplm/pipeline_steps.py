@@ -59,6 +59,7 @@ from miniplm.store.catalog import connect, load_sql, publish_catalog
 from miniplm.store.hashing import stable_hash
 from miniplm.store.manifest import ModelRef, RunManifest, SourceRef
 from miniplm.store.models import check_context, check_same_tokenizer, resolve_model
+from miniplm.store.reference_record import ReferenceRecord, read_reference_record, write_reference_record
 from miniplm.store.shards import read_json, write_json
 from miniplm.store.step_outputs import produces
 from miniplm.store.workdir import Workdir
@@ -158,23 +159,22 @@ def obtain_reference(workdir: str, manifest: RunManifest, cfg: ReferenceConfig, 
     check_same_tokenizer(manifest.teacher.path, ref.path)
     check_context(ref.path, max_len, "reference")
     info_path = wd.models / "given-reference" / ref.fingerprint / "quality.json"
-    info = read_json(info_path) if info_path.exists() else None
+    info = read_reference_record(info_path)
     if info is None:
         info = given_reference_quality(wd, manifest, ref, max_len)
-        write_json(info, info_path)
+        write_reference_record(info, info_path)
     check_quality(info, cfg, manifest.split.reference_fraction)
     return ref
 
 
-def reference_report(workdir: str, manifest: RunManifest) -> dict:
+def reference_report(workdir: str, manifest: RunManifest) -> ReferenceRecord:
     """The reference's validation loss beside the uniform and unigram baselines, for the run summary."""
     wd = Workdir.open(workdir)
     ref = manifest.reference
     if ref is not None and ref.spec != "train":
-        path = wd.models / "given-reference" / ref.fingerprint / "quality.json"
-        return read_json(path) if path.exists() else {"spec": ref.spec}
-    info = reference_info(wd)
-    return {k: v for k, v in info.items() if k != "arch"}
+        given = read_reference_record(wd.models / "given-reference" / ref.fingerprint / "quality.json")
+        return given or ReferenceRecord(spec=ref.spec)
+    return reference_info(wd) or ReferenceRecord()
 
 
 @produces(lambda workdir: bool(recorded_precision(Workdir.open(workdir))))

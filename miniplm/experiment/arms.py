@@ -105,9 +105,9 @@ def alternative_reference_model(workdir: str, manifest: RunManifest) -> ModelRef
     if manifest.reference is None or manifest.reference.spec != "train":
         return None
     other = alternative_reference(Workdir.open(workdir))
-    if other is None or not Path(other["model_dir"], "config.json").exists():
+    if other is None or not Path(other.model_dir, "config.json").exists():
         return None
-    path = other["model_dir"]
+    path = other.model_dir
     return ModelRef(spec="train-alt", path=path, fingerprint=model_fingerprint(path))
 
 

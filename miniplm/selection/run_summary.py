@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, field_serializer
 
 from miniplm.scoring.precision_record import PrecisionDecision
+from miniplm.store.reference_record import ReferenceRecord
 from miniplm.store.shards import read_json
 
 
@@ -110,12 +111,16 @@ class RunSummary(RunFigures):
     score_max: Figure = None
     mean_teacher_logp: Figure = None
     mean_ref_logp: Figure = None
-    reference: dict[str, Any]
+    reference: ReferenceRecord
     accounting: list[dict[str, Any]]
     extremes: dict[str, list[ExtremeInstance]]
     students: dict[str, StudentFigures]
     heldout_loss_gain: Figure = None
     histogram_png: str | None = None
+
+    @field_serializer("reference")
+    def _as_recorded(self, reference: ReferenceRecord) -> dict[str, Any]:
+        return reference.summary_json()  # the keys the record has, as summary.json always held them
 
     def total(self, column: str) -> int:
         """One column of the per-source accounting, summed over the sources."""
@@ -199,7 +204,7 @@ def prepared_sections(s: PreparedSummary) -> list[Section]:
 def sections(s: RunSummary) -> list[Section]:
     """Everything the summary shows, in reading order. Each renderer (terminal, Markdown) draws these as they are."""
     ref = s.reference
-    trained = f"{ref['d_ref_tokens']:,} D_ref tokens, {ref.get('steps')} steps" if ref.get("trained") else None
+    trained = f"{ref.d_ref_tokens or 0:,} D_ref tokens, {ref.steps} steps" if ref.trained else None
     scoring = [
         {"model": role, "partitions": partitions, "workers": ", ".join(s.score_workers.get(role, [])),
          "attention": ", ".join(s.score_attention.get(role, []))}
@@ -259,7 +264,8 @@ def sections(s: RunSummary) -> list[Section]:
         _figures(
             "reference",
             "Reference LM (nats/token)",
-            [(k, ref.get(k)) for k in ("validation_loss", "unigram_loss", "uniform_loss", "d_ref_tokens", "steps")],
+            [(k, getattr(ref, k)) for k in ("validation_loss", "unigram_loss", "uniform_loss", "d_ref_tokens",
+                                            "steps")],  # fmt: skip
             notes=[f"trained on {trained}"] if trained else [],
         ),
         Section("accounting", "Where every document went (per source)", s.accounting),

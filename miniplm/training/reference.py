@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,16 @@ from miniplm.store.catalog import connect, load_sql
 from miniplm.store.hashing import stable_hash
 from miniplm.store.manifest import ModelRef, RunManifest
 from miniplm.store.models import load_tokenizer, model_fingerprint
-from miniplm.store.shards import read_json, temporary_name, write_json
+from miniplm.store.reference_record import (
+    INFO,
+    ReferenceCandidate,
+    ReferenceQuality,
+    ReferenceRecord,
+    SourceGap,
+    read_reference_record,
+    write_reference_record,
+)
+from miniplm.store.shards import temporary_name
 from miniplm.store.workdir import Workdir
 from miniplm.training.losses import lm_loss_sum
 from miniplm.training.train import train_lm
@@ -37,7 +47,19 @@ SHAPES = ((64, 2), (128, 2), (128, 4), (256, 4), (384, 6), (512, 8), (768, 12))
 TOKENS_PER_PARAMETER = 20
 QUALITY_TOKENS = 200_000  # validation tokens the final measurement reads, at most
 GAP_TOKENS = 50_000  # validation tokens the teacher and the reference are compared on, at most
-INFO = "miniplm_reference.json"
+
+
+@dataclass(frozen=True)
+class ReferenceStreams:
+    """D_ref as two flat token streams, training and validation, and the training stream's unigram counts."""
+
+    train_path: Path
+    validation_path: Path
+    train_tokens: int
+    validation_tokens: int
+    documents: int
+    validation_fallback: str  # the document that validates when the hash put none in the slice ("" for none)
+    unigram_counts: np.ndarray
 
 
 class WeakReferenceError(ValueError):
@@ -78,9 +100,11 @@ def _write_stream(path: Path, batches) -> int:
     return n
 
 
-def write_reference_streams(workdir: Workdir, manifest: RunManifest, validation_fraction: float, out_dir: Path) -> dict:
+def write_reference_streams(
+    workdir: Workdir, manifest: RunManifest, validation_fraction: float, out_dir: Path
+) -> ReferenceStreams:
     """D_ref's instances as two flat token streams, training and validation, split by a seeded hash of doc_id (at
-    least one document validates when D_ref has two). Returns their sizes and D_ref's unigram counts."""
+    least one document validates when D_ref has two)."""
     con = connect(workdir, manifest)
     salt = f"validation:{manifest.split.seed}"
     docs = con.sql(load_sql("split_documents"), params={"split": "reference", "salt": salt}).fetchall()
@@ -108,19 +132,19 @@ def write_reference_streams(workdir: Workdir, manifest: RunManifest, validation_
                     counts += np.bincount(seq, minlength=vocab)[:vocab]
     train_tmp.replace(train_path)
     val_tmp.replace(val_path)
-    return {
-        "train_path": train_path,
-        "validation_path": val_path,
-        "train_tokens": sizes["train"],
-        "validation_tokens": sizes["validation"],
-        "documents": len(docs),
-        "validation_fallback": fallback,
-        "unigram_counts": counts,
-    }
+    return ReferenceStreams(
+        train_path=train_path,
+        validation_path=val_path,
+        train_tokens=sizes["train"],
+        validation_tokens=sizes["validation"],
+        documents=len(docs),
+        validation_fallback=fallback,
+        unigram_counts=counts,
+    )
 
 
 @torch.inference_mode()
-def measure_quality(model_dir: Path, unigram_counts: np.ndarray, validation: Path, block_size: int) -> dict:
+def measure_quality(model_dir: Path, unigram_counts: np.ndarray, validation: Path, block_size: int) -> ReferenceQuality:
     """Validation loss of the model, of a unigram model (add-one smoothed counts), and of a uniform guess, in
     nats/token, all on the same predicted tokens: windows of `block_size` + 1 from the start of `validation`."""
     from transformers import AutoModelForCausalLM
@@ -130,7 +154,7 @@ def measure_quality(model_dir: Path, unigram_counts: np.ndarray, validation: Pat
     uniform = math.log(vocab)
     block = min(block_size, len(data) - 1)
     if block < 1:
-        return {"validation_loss": None, "unigram_loss": None, "uniform_loss": uniform, "validation_tokens": 0}
+        return ReferenceQuality(uniform_loss=uniform, validation_tokens=0)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     log_unigram = np.log((unigram_counts + 1) / (unigram_counts.sum() + vocab))
     model_total = unigram_total = 0.0
@@ -143,33 +167,28 @@ def measure_quality(model_dir: Path, unigram_counts: np.ndarray, validation: Pat
         model_total += lm_loss_sum(model, window).item()
         unigram_total -= float(log_unigram[targets.numpy()].sum())
         n += len(targets)
-    return {
-        "validation_loss": model_total / n,
-        "unigram_loss": unigram_total / n,
-        "uniform_loss": uniform,
-        "validation_tokens": n,
-    }
+    return ReferenceQuality(
+        validation_loss=model_total / n, unigram_loss=unigram_total / n, uniform_loss=uniform, validation_tokens=n
+    )
 
 
-def check_quality(info: dict, cfg: ReferenceConfig, reference_fraction: float) -> None:
+def check_quality(info: ReferenceRecord, cfg: ReferenceConfig, reference_fraction: float) -> None:
     """Stop the run when the reference is no better than a unigram model, unless the user accepts it."""
-    v, u = info.get("validation_loss"), info.get("unigram_loss")
+    v, u = info.validation_loss, info.unigram_loss
     if cfg.accept_weak or v is None or u is None or v < u:
         return  # (a given reference with no held-out documents to measure it on is reported as unmeasured)
     measured = (
         f"validation loss {v:.3f} nats/token vs {u:.3f} for a unigram model on the same tokens "
-        f"(a uniform guess over the vocabulary: {info['uniform_loss']:.3f})"
+        f"(a uniform guess over the vocabulary: {info.uniform_loss:.3f})"
     )
-    if info.get("trained", True):
-        where = (
-            f"trained on D_ref ({info.get('d_ref_tokens', 0):,} tokens in {info.get('d_ref_documents', 0):,} documents)"
-        )
+    if info.trained is not False:
+        where = f"trained on D_ref ({info.d_ref_tokens or 0:,} tokens in {info.d_ref_documents or 0:,} documents)"
         fixes = (
             f"Raise --reference-fraction (now {reference_fraction}) so that D_ref holds more text, pass a trained "
             "reference with --reference PATH, or add --accept-weak-reference to go on anyway."
         )
     else:
-        where = f"{info.get('spec')} (measured on the held-out documents)"
+        where = f"{info.spec} (measured on the held-out documents)"
         fixes = "Pass a better reference, train one with --reference train, or add --accept-weak-reference."
     raise WeakReferenceError(
         f"the reference LM {where} is no better than a unigram model: {measured}. Its log-probabilities would "
@@ -188,14 +207,15 @@ def trained_on(manifest: RunManifest, cfg: ReferenceConfig) -> dict:
 
 def kept_reference_fits(workdir: Workdir, manifest: RunManifest, cfg: ReferenceConfig) -> bool:
     """The trained reference exists and was trained on this run's split and instances."""
-    final = workdir.reference_dir
-    if not ((final / "config.json").exists() and (final / INFO).exists()):
+    record = reference_info(workdir)
+    if record is None or not (workdir.reference_dir / "config.json").exists():
         return False
-    return read_json(final / INFO).get("trained_on") == trained_on(manifest, cfg)
+    return record.trained_on == trained_on(manifest, cfg)
 
 
 def _train_candidate(workdir: Workdir, manifest: RunManifest, cfg: ReferenceConfig, arch: ModelArchConfig,
-                     streams: dict, train_cfg, max_len: int, basis: dict) -> dict:  # fmt: skip
+                     streams: ReferenceStreams, train_cfg, max_len: int,
+                     basis: dict) -> ReferenceCandidate:  # fmt: skip
     run_dir = (
         workdir.models
         / "reference-runs"
@@ -207,86 +227,80 @@ def _train_candidate(workdir: Workdir, manifest: RunManifest, cfg: ReferenceConf
         run_dir,
         arch,
         manifest.teacher.path,
-        streams["train_path"],
+        streams.train_path,
         train_cfg,
-        eval_tokens=streams["validation_path"],
+        eval_tokens=streams.validation_path,
         max_positions=max_len,
         desc=f"train reference {arch.kwargs.get('hidden_size')}x{arch.kwargs.get('num_hidden_layers')}",
     )
-    return {
-        "arch": arch.model_dump(),
-        "model_dir": summary["model_dir"],
-        "parameters": summary["parameters"],
-        "steps": summary["steps"],
-        "planned_steps": summary["planned_steps"],
-        "stopped_early": summary["stopped_early"],
-        "best_step": summary["best_step"],
-        "final_train_loss": summary["final_train_loss"],
-        "selection_loss": summary["final_eval_loss"],
-        "seconds": summary["seconds"],
-        "passes": summary["steps"] * train_cfg.batch_size * min(train_cfg.block_size, streams["train_tokens"])
-        / max(1, streams["train_tokens"]),
-    }
+    return ReferenceCandidate(
+        arch=arch.model_dump(),
+        model_dir=summary["model_dir"],
+        parameters=summary["parameters"],
+        steps=summary["steps"],
+        planned_steps=summary["planned_steps"],
+        stopped_early=summary["stopped_early"],
+        best_step=summary["best_step"],
+        final_train_loss=summary["final_train_loss"],
+        selection_loss=summary["final_eval_loss"],
+        seconds=summary["seconds"],
+        passes=_tokens_seen(summary["steps"], train_cfg, streams) / max(1, streams.train_tokens),
+    )
+
+
+def _tokens_seen(steps: int, train_cfg, streams: ReferenceStreams) -> int:
+    return steps * train_cfg.batch_size * min(train_cfg.block_size, streams.train_tokens)
 
 
 def train_reference(workdir: Workdir, manifest: RunManifest, cfg: ReferenceConfig, max_len: int) -> ModelRef:
     final = workdir.reference_dir
-    info_path = final / INFO
     basis = trained_on(manifest, cfg)
+    kept = reference_info(workdir)
     if kept_reference_fits(workdir, manifest, cfg) and not cfg.retrain:
-        check_quality(read_json(info_path), cfg, manifest.split.reference_fraction)
+        check_quality(kept, cfg, manifest.split.reference_fraction)
         return ModelRef(spec="train", path=str(final), fingerprint=model_fingerprint(final))
-    if info_path.exists() and not cfg.retrain:
+    if kept is not None and not cfg.retrain:
         # The split or the instances changed: the kept reference saw other documents (some now candidates) or
         # other windows, so a new one is trained; every reference score is then recomputed.
-        print(
-            f"the trained reference was trained on {read_json(info_path).get('trained_on')}; this run uses {basis}: "
-            "retraining"
-        )
+        print(f"the trained reference was trained on {kept.trained_on}; this run uses {basis}: retraining")
     streams_dir = workdir.models / "reference-runs" / stable_hash(basis, "streams")
     if cfg.retrain:
         shutil.rmtree(workdir.models / "reference-runs", ignore_errors=True)
     streams = write_reference_streams(workdir, manifest, cfg.validation_fraction, streams_dir)
-    if streams["train_tokens"] < 16:
+    if streams.train_tokens < 16:
         raise WeakReferenceError(
-            f"D_ref has {streams['train_tokens']} training tokens ({streams['documents']} documents): too few to "
+            f"D_ref has {streams.train_tokens} training tokens ({streams.documents} documents): too few to "
             f"train a reference LM. Raise --reference-fraction (now {manifest.split.reference_fraction}), add data, "
             "or pass a trained reference with --reference PATH."
         )
     train_cfg = cfg.train
     if train_cfg.block_size is None:  # see whole instances, as it will when scoring
         train_cfg = train_cfg.model_copy(update={"block_size": max_len})
-    archs = [cfg.arch] if cfg.arch else reference_candidates(streams["train_tokens"], cfg.candidates)
+    archs = [cfg.arch] if cfg.arch else reference_candidates(streams.train_tokens, cfg.candidates)
     # every candidate trains with early stopping on D_ref's validation slice; the lowest validation loss is kept
     candidates = [_train_candidate(workdir, manifest, cfg, a, streams, train_cfg, max_len, basis) for a in archs]
-    best = min(candidates, key=lambda c: c["selection_loss"] if c["selection_loss"] is not None else math.inf)
+    best = min(candidates, key=lambda c: c.selection_loss if c.selection_loss is not None else math.inf)
     quality = measure_quality(
-        Path(best["model_dir"]), streams["unigram_counts"], streams["validation_path"], train_cfg.block_size
+        Path(best.model_dir), streams.unigram_counts, streams.validation_path, train_cfg.block_size
     )
-    gap = validation_gap(workdir, manifest, cfg, Path(best["model_dir"]), streams["validation_fallback"])
+    gap = validation_gap(workdir, manifest, cfg, Path(best.model_dir), streams.validation_fallback)
     tmp = temporary_name(final)
-    shutil.copytree(best["model_dir"], tmp)
-    info = {
-        "trained": True,
-        "trained_on": basis,
-        "d_ref_documents": streams["documents"],
-        "d_ref_tokens": streams["train_tokens"] + streams["validation_tokens"],
-        "train_tokens": streams["train_tokens"],
-        "validation_tokens_total": streams["validation_tokens"],
-        "tokens_seen": best["steps"] * train_cfg.batch_size * min(train_cfg.block_size, streams["train_tokens"]),
-        **{
-            k: best[k]
-            for k in ("steps", "planned_steps", "stopped_early", "best_step", "parameters", "arch", "final_train_loss",
-                      "passes")
-        },  # fmt: skip
-        "candidates": [
-            {k: v for k, v in c.items() if k != "model_dir"} | {"chosen": c is best, "model_dir": c["model_dir"]}
-            for c in candidates
-        ],  # fmt: skip
-        "validation_gap": gap,
-        **quality,
-    }
-    write_json(info, tmp / INFO)
+    shutil.copytree(best.model_dir, tmp)
+    info = ReferenceRecord(
+        trained=True,
+        trained_on=basis,
+        d_ref_documents=streams.documents,
+        d_ref_tokens=streams.train_tokens + streams.validation_tokens,
+        train_tokens=streams.train_tokens,
+        validation_tokens_total=streams.validation_tokens,
+        tokens_seen=_tokens_seen(best.steps, train_cfg, streams),
+        **best.model_dump(include={"steps", "planned_steps", "stopped_early", "best_step", "parameters", "arch",
+                                   "final_train_loss", "passes"}),  # fmt: skip
+        candidates=[c.model_copy(update={"chosen": c is best}) for c in candidates],
+        validation_gap=gap,
+        **quality.model_dump(),
+    )
+    write_reference_record(info, tmp / INFO)
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     check_quality(info, cfg, manifest.split.reference_fraction)
@@ -294,7 +308,7 @@ def train_reference(workdir: Workdir, manifest: RunManifest, cfg: ReferenceConfi
 
 
 def validation_gap(workdir: Workdir, manifest: RunManifest, cfg: ReferenceConfig, reference_dir: Path,
-                   fallback: str = "") -> list[dict]:  # fmt: skip
+                   fallback: str = "") -> list[SourceGap]:  # fmt: skip
     """Teacher and reference mean log-probs on D_ref's validation slice, per source file (at most GAP_TOKENS
     tokens, a seeded choice of its instances): where the teacher knows much more than the reference, Difference
     Sampling's score is high."""
@@ -321,18 +335,19 @@ def validation_gap(workdir: Workdir, manifest: RunManifest, cfg: ReferenceConfig
             continue
         teacher = float(sum(sums["teacher"][i] for i in idx)) / n
         reference = float(sum(sums["reference"][i] for i in idx)) / n
-        out.append({"source": source, "instances": len(idx), "predicted_tokens": n, "teacher_logp": teacher,
-                    "reference_logp": reference, "gap": teacher - reference})  # fmt: skip
+        out.append(SourceGap(source=source, instances=len(idx), predicted_tokens=n, teacher_logp=teacher,
+                             reference_logp=reference, gap=teacher - reference))  # fmt: skip
     return out
 
 
-def alternative_reference(workdir: Workdir) -> dict | None:
+def alternative_reference(workdir: Workdir) -> ReferenceCandidate | None:
     """The candidate reference not chosen (the ablation's other size), or None when only one was trained."""
-    others = [c for c in reference_info(workdir).get("candidates", []) if not c.get("chosen")]
+    record = reference_info(workdir)
+    others = [c for c in (record.candidates or [] if record else []) if not c.chosen]
     return others[0] if others else None
 
 
-def given_reference_quality(workdir: Workdir, manifest: RunManifest, ref: ModelRef, max_len: int) -> dict:
+def given_reference_quality(workdir: Workdir, manifest: RunManifest, ref: ModelRef, max_len: int) -> ReferenceRecord:
     """For a reference the user brings: measured on held-out documents, against a unigram model fitted on them."""
     con = connect(workdir, manifest)
     params = {"split": "heldout", "salt": "given", "cutoff": 0, "fallback": ""}
@@ -349,9 +364,9 @@ def given_reference_quality(workdir: Workdir, manifest: RunManifest, ref: ModelR
 
     _write_stream(out / "heldout.tokens", batches())
     quality = measure_quality(Path(ref.path), counts, out / "heldout.tokens", max_len)
-    return {"trained": False, "spec": ref.spec, **quality}
+    return ReferenceRecord(trained=False, spec=ref.spec, **quality.model_dump())
 
 
-def reference_info(workdir: Workdir) -> dict:
-    path = workdir.reference_dir / INFO
-    return read_json(path) if path.exists() else {}
+def reference_info(workdir: Workdir) -> ReferenceRecord | None:
+    """The trained reference's record, or None when none was trained here."""
+    return read_reference_record(workdir.reference_dir / INFO)

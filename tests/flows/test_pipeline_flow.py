@@ -271,15 +271,15 @@ def test_the_reference_is_retrained_when_what_it_was_trained_on_changes(tmp_path
     off = StudentConfig(enabled=False)
     first = miniplm_pipeline(pipeline_config(tmp_path, models, [path], student=off))
     wd = Workdir.open(tmp_path / "wd")
-    trained_on = reference_info(wd)["trained_on"]
+    trained_on = reference_info(wd).trained_on
     shorter_cfg = pipeline_config(tmp_path, models, [path], student=off, instances=InstanceConfig(max_len=32))
     shorter = miniplm_pipeline(shorter_cfg)
-    assert "reference" in shorter.steps_run and reference_info(wd)["trained_on"] != trained_on
+    assert "reference" in shorter.steps_run and reference_info(wd).trained_on != trained_on
     assert shorter.instances_scored_reference == shorter.candidates
     reseeded = pipeline_config(tmp_path, models, [path], student=off, split=SplitConfig(reference_fraction=0.2, seed=1))
     moved = miniplm_pipeline(reseeded.model_copy(update={"instances": InstanceConfig(max_len=32)}))
     assert "reference" in moved.steps_run and moved.instances_scored_reference == moved.candidates
-    assert reference_info(wd)["trained_on"]["split_key"] != trained_on["split_key"]
+    assert reference_info(wd).trained_on["split_key"] != trained_on["split_key"]
     assert first.selection_id != moved.selection_id
 
 

@@ -11,6 +11,12 @@ import pytest
 
 from miniplm.config import ReferenceConfig
 from miniplm.data.sequences import write_sequences
+from miniplm.store.reference_record import (
+    ReferenceQuality,
+    ReferenceRecord,
+    read_reference_record,
+    write_reference_record,
+)
 from miniplm.training.reference import (
     SHAPES,
     WeakReferenceError,
@@ -58,21 +64,22 @@ def test_baselines_are_measured_on_the_same_tokens(tmp_path, models):
     got = measure_quality(models["teacher"], counts, tmp_path / "val.tokens", block_size=64)
     targets = validation[1:]  # windows of 64 + 1 tokens, one after another, predict every token after the first
     expected = -np.log((counts[targets] + 1) / (counts.sum() + vocab)).mean()
-    assert got["validation_tokens"] == len(targets)
-    assert got["unigram_loss"] == pytest.approx(expected)
-    assert got["uniform_loss"] == pytest.approx(math.log(vocab))
-    assert 0 < got["validation_loss"] < 3 * math.log(vocab)
+    assert got.validation_tokens == len(targets)
+    assert got.unigram_loss == pytest.approx(expected)
+    assert got.uniform_loss == pytest.approx(math.log(vocab))
+    assert 0 < got.validation_loss < 3 * math.log(vocab)
 
 
 def test_a_weak_reference_stops_with_what_to_do():
-    weak = {"validation_loss": 6.1, "unigram_loss": 6.0, "uniform_loss": 10.8, "d_ref_tokens": 1843}
+    weak = ReferenceRecord(validation_loss=6.1, unigram_loss=6.0, uniform_loss=10.8, d_ref_tokens=1843)
     with pytest.raises(WeakReferenceError) as raised:
         check_quality(weak, ReferenceConfig(), reference_fraction=0.05)
     message = str(raised.value)
     for hint in ("--reference-fraction (now 0.05)", "--reference PATH", "--accept-weak-reference", "1,843 tokens"):
         assert hint in message
     check_quality(weak, ReferenceConfig(accept_weak=True), 0.05)  # accepted: goes on
-    check_quality({**weak, "validation_loss": 5.0}, ReferenceConfig(), 0.05)  # better than unigram: goes on
+    better = weak.model_copy(update={"validation_loss": 5.0})
+    check_quality(better, ReferenceConfig(), 0.05)  # better than unigram: goes on
 
 
 def miniplm(*args: str) -> subprocess.CompletedProcess:
@@ -97,3 +104,14 @@ def test_run_refuses_a_reference_that_learned_nothing_and_passes_with_enough_d_r
     assert reference["validation_loss"] < reference["unigram_loss"] < reference["uniform_loss"]
     assert reference["steps"] == reference["planned_steps"] or reference["stopped_early"]
     assert reference["d_ref_tokens"] > 20_000
+
+
+def test_the_reference_record_keeps_the_keys_it_was_given(tmp_path):
+    """A given reference's quality.json holds its spec and quality only, as before the record was typed."""
+    given = ReferenceRecord(trained=False, spec="x", validation_loss=5.0, unigram_loss=6.0, uniform_loss=8.0,
+                            validation_tokens=10)  # fmt: skip
+    path = write_reference_record(given, tmp_path / "quality.json")
+    on_disk = json.loads(path.read_text())
+    assert sorted(on_disk) == sorted(["trained", "spec", *ReferenceQuality.model_fields])
+    assert read_reference_record(path) == given and read_reference_record(path).summary_json() == on_disk
+    assert read_reference_record(tmp_path / "none.json") is None

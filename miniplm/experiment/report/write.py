@@ -45,11 +45,13 @@ def reference_context(wd, manifest) -> dict:
     if manifest.reference.spec != "train":
         return {"spec": manifest.reference.spec}
     info = reference_info(wd)
-    reference = {k: v for k, v in info.items() if k != "arch"}
-    kwargs = (info.get("arch") or {}).get("kwargs", {})
-    if info.get("parameters") and kwargs.get("hidden_size"):
+    if info is None:
+        return {}
+    reference = info.summary_json()
+    kwargs = (info.arch or {}).get("kwargs", {})
+    if info.parameters and kwargs.get("hidden_size"):
         vocab = len(load_tokenizer(manifest.teacher.path))
-        reference["non_embedding_parameters"] = info["parameters"] - embedding_parameters(kwargs, vocab)
+        reference["non_embedding_parameters"] = info.parameters - embedding_parameters(kwargs, vocab)
     return reference
 
 
