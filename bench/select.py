@@ -29,7 +29,7 @@ from pathlib import Path
 import duckdb
 
 from miniplm.config import SelectConfig
-from miniplm.selection.select import by_key, candidate_counts, top_fraction
+from miniplm.selection.select import KeptFigures, by_key, candidate_counts, top_fraction
 from miniplm.store.catalog import load_sql
 
 DOC_INSTANCES = 4  # instances of one document
@@ -72,7 +72,7 @@ def connect(scores: Path, memory_limit: str, tmp: Path) -> duckdb.DuckDBPyConnec
     return con
 
 
-def rank_mode(scores: Path, out: Path, cfg: SelectConfig, memory_limit: str, tmp: Path) -> dict:
+def rank_mode(scores: Path, out: Path, cfg: SelectConfig, memory_limit: str, tmp: Path) -> KeptFigures:
     """A mode beyond the paper's, by the product's own function and SQL files."""
     con = connect(scores, memory_limit, tmp)
     kept = by_key(con, cfg, out, "bench")
@@ -84,13 +84,13 @@ def rank_with_duckdb(scores: Path, out: Path, alpha: float, memory_limit: str, t
     """The product's selection functions over a `scored` view of the synthetic shard."""
     con = connect(scores, memory_limit, tmp)
     counts = candidate_counts(con)
-    kept = top_fraction(con, alpha, out, "bench", counts["n_finite"])
+    kept = top_fraction(con, alpha, out, "bench", counts.n_finite)
     con.close()
     return {
-        **counts,
-        "k": math.floor(alpha * counts["n_finite"]),
-        "kept": kept["n_selected"],
-        "threshold": kept["threshold"],
+        **counts.model_dump(),
+        "k": math.floor(alpha * counts.n_finite),
+        "kept": kept.n_selected,
+        "threshold": kept.threshold,
     }
 
 
@@ -144,9 +144,9 @@ def main() -> None:
         cfg = MODES[name].model_copy(update={"alpha": args.alpha})
         start = time.perf_counter()
         kept = rank_mode(scores, work / f"kept-{name}.parquet", cfg, args.memory_limit, work / "spill")
-        modes[name] = {"seconds": round(time.perf_counter() - start, 2), "kept": kept["n_selected"]}
+        modes[name] = {"seconds": round(time.perf_counter() - start, 2), "kept": kept.n_selected}
         modes[name]["vs_top_alpha"] = round(modes[name]["seconds"] / seconds, 2)
-        print(f"{name}: kept {kept['n_selected']} in {modes[name]['seconds']:.1f} s "
+        print(f"{name}: kept {kept.n_selected} in {modes[name]['seconds']:.1f} s "
               f"({modes[name]['vs_top_alpha']}x the paper's selection)", flush=True)  # fmt: skip
     baseline = None
     if args.rows <= args.baseline_max_rows:

@@ -33,7 +33,7 @@ def miniplm_students(
     for future in as_completed(list(futures)):
         i, result = futures[future], future.result()
         cached = future.state.name == "Cached"
-        detail, how = figures(result), "cached" if cached else f"done in {result['seconds']:.1f} s"
+        detail, how = figures(result), "cached" if cached else f"done in {result.seconds:.1f} s"
         say(f"{label(train_run, (runs[i],))}: {how}" + (f" ({detail})" if detail else ""))
         done[i] = {"result": result, "cached": cached}
     return done
@@ -56,5 +56,5 @@ def train_runs(
     trained = miniplm_students.with_options(task_runner=runner_for)(workdir, runs, students, eval_tokens, runner,
                                                                     ray_gpus)  # fmt: skip
     for one in trained:
-        step.record(train_run.name, cached=one["cached"], seconds=0.0 if one["cached"] else one["result"]["seconds"])
+        step.record(train_run.name, cached=one["cached"], seconds=0.0 if one["cached"] else one["result"].seconds)
     return [one["result"] for one in trained]

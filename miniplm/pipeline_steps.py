@@ -286,7 +286,7 @@ def train_students(
         trained_run = train_run(workdir, run, student, eval_set.curve_path if judged else None)
         results[arm] = StudentFigures(
             heldout_loss=heldout_loss(evaluate_run(workdir, run, student, eval_set)) if judged else None,
-            steps=trained_run["steps"],
+            steps=trained_run.steps,
             train_tokens=tokens,
             model_dir=str(Path(run.out_dir) / "model"),
         )

@@ -16,6 +16,7 @@ from miniplm.scoring.devices import use_claimed_gpu
 from miniplm.selection.select import SelectionRecord
 from miniplm.store.manifest import RunManifest
 from miniplm.training.evaluate import EvalSet
+from miniplm.training.train_summary import Evaluation, TrainedRun
 from tasks.caching import CACHED, RETRIES, progress_artifact, step_cache_key, trusted_while_done
 
 
@@ -55,7 +56,7 @@ def arm_data(
     **RETRIES,
     task_run_name="train {run.arm} a={run.alpha} seed {run.seed} lr {run.learning_rate}",
 )
-def train_run(workdir: str, run: StudentRun, student: StudentConfig, eval_tokens: str | None) -> dict:
+def train_run(workdir: str, run: StudentRun, student: StudentConfig, eval_tokens: str | None) -> TrainedRun:
     """Train one student for the experiment's steps (resumes from its last checkpoint after a crash)."""
     use_claimed_gpu()
     with progress_artifact(f"train-{run.arm}-{run.seed}".replace("_", "-"), f"train {run.arm} seed {run.seed}"):
@@ -69,7 +70,7 @@ def train_run(workdir: str, run: StudentRun, student: StudentConfig, eval_tokens
     **CACHED,
     task_run_name="evaluate {run.arm} a={run.alpha} seed {run.seed}",
 )
-def evaluate_run(workdir: str, run: StudentRun, student: StudentConfig, eval_set: EvalSet) -> dict:
+def evaluate_run(workdir: str, run: StudentRun, student: StudentConfig, eval_set: EvalSet) -> Evaluation:
     """Per-document losses of one student on the target and held-out documents."""
     return lib.evaluate_run(workdir, run, student, eval_set)
 
@@ -93,7 +94,7 @@ def report(
     student: StudentConfig,
     cfg: ExperimentConfig,
     runs: list[StudentRun],
-    evaluations: list[dict],
+    evaluations: list[Evaluation],
     eval_set: EvalSet,
     selections: dict[float, SelectionRecord],
     harness: list[dict],

@@ -213,13 +213,13 @@ def stats_path(out: Path) -> Path:
     return out.with_suffix(".stats.json")
 
 
-def tokenize_part(documents: Path, out: Path, tokenizer: TokenizerRef, max_len: int, spec: str) -> dict:
-    """Tokenize one documents shard into an instances shard, batch by batch. Returns counts.
+def tokenize_part(documents: Path, out: Path, tokenizer: TokenizerRef, max_len: int, spec: str) -> TokenizeStats:
+    """Tokenize one documents shard into an instances shard, batch by batch. Returns its counts.
 
     The shard is done when it exists: its counts are written first, then it is renamed into place.
     """
     if out.exists():
-        return json.loads(stats_path(out).read_text())
+        return TokenizeStats(**json.loads(stats_path(out).read_text()))
     ends_of = TokenEnds(tokenizer)
     stats = TokenizeStats()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -240,7 +240,7 @@ def tokenize_part(documents: Path, out: Path, tokenizer: TokenizerRef, max_len: 
             bar.update(len(doc_ids))
     write_json(asdict(stats), stats_path(out))
     os.replace(tmp, out)
-    return asdict(stats)
+    return stats
 
 
 def _single_threaded_tokenizer() -> None:
@@ -265,7 +265,7 @@ def tokenize_parts(jobs: list[tuple[Path, Path]], tokenizer_path: str, max_len: 
             futures = {o: pool.submit(run, d, o) for d, o in todo}
             results = [futures[o].result() if o in futures else run(d, o) for d, o in jobs]
     for r in results:
-        total.documents += r["documents"]
-        total.instances += r["instances"]
-        total.tokens += r["tokens"]
+        total.documents += r.documents
+        total.instances += r.instances
+        total.tokens += r.tokens
     return total

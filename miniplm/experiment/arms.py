@@ -39,6 +39,7 @@ from miniplm.training.evaluate import EvalSet, capped, evaluate_student, read_ta
 from miniplm.training.kd import flop_matched_steps
 from miniplm.training.reference import alternative_reference
 from miniplm.training.train import build_config, train_lm, trained
+from miniplm.training.train_summary import Evaluation, TrainedRun
 
 SEEDED_DATA = {"uniform", "control", "miniplm_sampled"}  # arms whose data is drawn afresh per seed
 POOL_ARMS = {"full", "kd"}  # arms that train on the whole pool
@@ -440,16 +441,16 @@ def plan_tuning(
             for run in plan_runs(workdir, manifest, with_learning_rate(student, lr), only, data, steps)]  # fmt: skip
 
 
-def heldout_loss(evaluation: dict) -> float | None:
+def heldout_loss(evaluation: Evaluation) -> float | None:
     """A student's loss on the pool's held-out documents (nats/token), from its per-document evaluation."""
     import polars as pl
 
-    docs = pl.read_parquet(evaluation["path"]).filter(pl.col("set") == "heldout")
+    docs = pl.read_parquet(evaluation.path).filter(pl.col("set") == "heldout")
     n = docs["n_predicted"].sum()
     return float(docs["sum_nll"].sum() / n) if n else None
 
 
-def pick_learning_rate(runs: list[StudentRun], evaluations: list[dict]) -> dict:
+def pick_learning_rate(runs: list[StudentRun], evaluations: list[Evaluation]) -> dict:
     """The sweep's record and its winner: the lowest held-out loss (never the target: tuning on it would leak)."""
     tried = [{"learning_rate": run.learning_rate, "heldout_loss": heldout_loss(ev), "run": run.out_dir}
              for run, ev in zip(runs, evaluations, strict=True)]  # fmt: skip
@@ -461,7 +462,7 @@ def pick_learning_rate(runs: list[StudentRun], evaluations: list[dict]) -> dict:
 
 
 @produces(lambda run: trained(Path(run.out_dir)))
-def train_run(workdir: str, run: StudentRun, student: StudentConfig, eval_tokens: str | None) -> dict:
+def train_run(workdir: str, run: StudentRun, student: StudentConfig, eval_tokens: str | None) -> TrainedRun:
     """Train one student; its summary (with its loss history, evaluated on `eval_tokens` at each quarter of the
     steps) is `out_dir/summary.json`."""
     cfg = student.train.model_copy(
@@ -487,7 +488,7 @@ def train_run(workdir: str, run: StudentRun, student: StudentConfig, eval_tokens
         kd_ratio=run.kd_ratio,
     )
     # which GPU trained it, where a process per GPU trains the students (see flows/students.py)
-    return {k: v for k, v in summary.items() if k not in {"history", "run_key"}} | {"gpu": claimed_gpu()}
+    return TrainedRun(**summary.model_dump(exclude={"history", "run_key"}), gpu=claimed_gpu())
 
 
 def _evaluation_file(run: StudentRun, eval_set: EvalSet) -> Path:
@@ -495,7 +496,7 @@ def _evaluation_file(run: StudentRun, eval_set: EvalSet) -> Path:
 
 
 @produces(lambda run, eval_set: _evaluation_file(run, eval_set).exists())
-def evaluate_run(workdir: str, run: StudentRun, student: StudentConfig, eval_set: EvalSet) -> dict:
+def evaluate_run(workdir: str, run: StudentRun, student: StudentConfig, eval_set: EvalSet) -> Evaluation:
     """Per-document losses of the trained student on the evaluation set (`out_dir/eval-<set>.parquet`)."""
     out = _evaluation_file(run, eval_set)
     return evaluate_student(

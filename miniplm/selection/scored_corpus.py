@@ -34,21 +34,21 @@ class ScoredCorpus:
     def selected(self, selection_id: str | None = None) -> pl.DataFrame:
         """A selection's members, best first: instance_id, score, rank, n_tokens (default: the current selection)."""
         if selection_id is None:
-            return self.sql("select * from selected order by rank").pl()
+            return self.con.table("selected").order("rank").pl()
         return self.con.sql(load_sql("members_of_selection"), params={"selection_id": selection_id}).pl()
 
     def selections(self) -> pl.DataFrame:
         """Every selection made here, oldest first: alpha or token budget, strata, temperature and seed, the models'
         fingerprints, counts and threshold."""
-        return self.sql("select * from selections order by created_at").pl()
+        return self.con.table("selections").order("created_at").pl()
 
     def scored(self) -> pl.DataFrame:
         """Every candidate with its teacher and reference log-probs and its score (null where not yet scored)."""
-        return self.sql("select * from scored order by score desc nulls last, instance_id").pl()
+        return self.con.table("scored").order("score desc nulls last, instance_id").pl()
 
     def documents(self) -> pl.DataFrame:
         """Every live document once, with its source, row and split."""
-        return self.sql("select * from documents").pl()
+        return self.con.table("documents").pl()
 
     def export(self, query_text: str, path: str | Path) -> Path:
         """Save a query's result to a .parquet or .csv file outside the work directory."""

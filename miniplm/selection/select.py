@@ -59,22 +59,38 @@ class SelectionRecord(BaseModel):
         return str(created_at)
 
 
-def candidate_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+class CandidateCounts(BaseModel):
+    """The candidates a selection ranks (a finite score), and those it cannot (a NaN or infinite score, or none)."""
+
+    n_finite: int
+    n_nonfinite: int
+    n_unscored: int
+
+
+class KeptFigures(BaseModel):
+    """What a members file holds: how many instances, their teacher tokens, and the lowest score kept."""
+
+    n_selected: int
+    selected_tokens: int
+    threshold: float | None
+
+
+def candidate_counts(con: duckdb.DuckDBPyConnection) -> CandidateCounts:
     n_finite, n_nonfinite, n_unscored = con.execute(load_sql("count_candidates")).fetchall()[0]
-    return {"n_finite": n_finite, "n_nonfinite": n_nonfinite, "n_unscored": n_unscored}
+    return CandidateCounts(n_finite=n_finite, n_nonfinite=n_nonfinite, n_unscored=n_unscored)
 
 
-def write_members(con: duckdb.DuckDBPyConnection, sql: str, params: dict, out: Path) -> dict:
+def write_members(con: duckdb.DuckDBPyConnection, sql: str, params: dict, out: Path) -> KeptFigures:
     """Stream a member query into a Parquet shard (temporary name, then rename) and return its figures."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_name(out)
     con.sql(sql, params=params).write_parquet(str(tmp), compression="zstd")
     os.replace(tmp, out)
     n, tokens, lowest = con.execute(load_sql("members_summary"), {"path": str(out)}).fetchall()[0]
-    return {"n_selected": n, "selected_tokens": int(tokens), "threshold": lowest}
+    return KeptFigures(n_selected=n, selected_tokens=int(tokens), threshold=lowest)
 
 
-def top_fraction(con: duckdb.DuckDBPyConnection, alpha: float, out: Path, sid: str, n_finite: int) -> dict:
+def top_fraction(con: duckdb.DuckDBPyConnection, alpha: float, out: Path, sid: str, n_finite: int) -> KeptFigures:
     """The floor(alpha * N) best: find the k-th score, keep what is above it and the first ties at it by id."""
     k = math.floor(alpha * n_finite)
     threshold, ties = math.inf, 0
@@ -86,12 +102,12 @@ def top_fraction(con: duckdb.DuckDBPyConnection, alpha: float, out: Path, sid: s
     return write_members(con, load_sql("select_top_fraction"), params, out)
 
 
-def token_budget(con: duckdb.DuckDBPyConnection, budget_tokens: int, out: Path, sid: str) -> dict:
+def token_budget(con: duckdb.DuckDBPyConnection, budget_tokens: int, out: Path, sid: str) -> KeptFigures:
     params = {"budget_tokens": budget_tokens, "selection_id": sid}
     return write_members(con, load_sql("select_token_budget"), params, out)
 
 
-def by_key(con: duckdb.DuckDBPyConnection, cfg: SelectConfig, out: Path, sid: str) -> dict:
+def by_key(con: duckdb.DuckDBPyConnection, cfg: SelectConfig, out: Path, sid: str) -> KeptFigures:
     """A selection beyond the paper's: the top alpha (or a token budget) of each source, or drawn with a
     temperature, or both; ranked by the key of ranking_keys.sql within each stratum."""
     con.execute(load_sql("ranking_keys"))
@@ -101,7 +117,7 @@ def by_key(con: duckdb.DuckDBPyConnection, cfg: SelectConfig, out: Path, sid: st
         return write_members(con, load_sql("select_by_key_budget"), params, out)
     stratum_thresholds(con, keys, cfg.alpha)
     kept = write_members(con, load_sql("select_by_key"), keys | {"selection_id": sid}, out)
-    con.execute("drop table stratum_keys")
+    con.execute(load_sql("drop_stratum_keys"))
     return kept
 
 
@@ -151,7 +167,7 @@ def run_selection(workdir: Workdir, manifest: RunManifest, cfg: SelectConfig) ->
     elif cfg.budget_tokens is not None:
         kept = token_budget(con, cfg.budget_tokens, members_path, sid)
     else:
-        kept = top_fraction(con, cfg.alpha, members_path, sid, counts["n_finite"])
+        kept = top_fraction(con, cfg.alpha, members_path, sid, counts.n_finite)
     record = SelectionRecord(
         selection_id=sid,
         method=method,
@@ -161,12 +177,12 @@ def run_selection(workdir: Workdir, manifest: RunManifest, cfg: SelectConfig) ->
         teacher_fp=manifest.teacher.fingerprint,
         reference=manifest.reference.spec,
         reference_fp=manifest.reference.fingerprint,
-        n_candidates=counts["n_finite"] + counts["n_nonfinite"] + counts["n_unscored"],
-        n_selected=kept["n_selected"],
-        n_nonfinite=counts["n_nonfinite"],
-        n_unscored=counts["n_unscored"],
-        threshold=kept["threshold"],
-        selected_tokens=kept["selected_tokens"],
+        n_candidates=counts.n_finite + counts.n_nonfinite + counts.n_unscored,
+        n_selected=kept.n_selected,
+        n_nonfinite=counts.n_nonfinite,
+        n_unscored=counts.n_unscored,
+        threshold=kept.threshold,
+        selected_tokens=kept.selected_tokens,
         strata=cfg.strata,
         temperature=cfg.temperature,
         seed=cfg.seed if cfg.temperature is not None else None,

@@ -22,6 +22,7 @@ from miniplm.data.sequences import IGNORE, read_offsets, read_tokens, write_sequ
 from miniplm.store.hashing import doc_id, normalize_text, stable_hash
 from miniplm.store.shards import read_json, write_json, write_parquet
 from miniplm.training.losses import chunked_sum, head_logits, predicted
+from miniplm.training.train_summary import Evaluation
 
 EVAL_BATCH_TOKENS = 8192
 
@@ -165,15 +166,15 @@ def token_nll(model, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return torch.cat(out) if out else torch.zeros(0)
 
 
-def evaluate_student(model_dir: Path, eval_dir: Path, block_size: int, device_spec: str, out: Path) -> dict:
+def evaluate_student(model_dir: Path, eval_dir: Path, block_size: int, device_spec: str, out: Path) -> Evaluation:
     """Write `out` (per-document losses) unless it exists; returns its path and the seconds it took."""
     from miniplm.scoring.devices import pick_device
 
     if out.exists():
-        return {"path": str(out), "seconds": read_json(out.with_suffix(".json"))["seconds"]}
+        return Evaluation(path=str(out), seconds=read_json(out.with_suffix(".json"))["seconds"])
     start = time.perf_counter()
     table = document_losses(model_dir, eval_dir, block_size, pick_device(device_spec))
     seconds = round(time.perf_counter() - start, 2)
     write_json({"seconds": seconds}, out.with_suffix(".json"))
     write_parquet(table, out)  # last: marks completion
-    return {"path": str(out), "seconds": seconds}
+    return Evaluation(path=str(out), seconds=seconds)

@@ -235,16 +235,16 @@ def _train_candidate(workdir: Workdir, manifest: RunManifest, cfg: ReferenceConf
     )
     return ReferenceCandidate(
         arch=arch.model_dump(),
-        model_dir=summary["model_dir"],
-        parameters=summary["parameters"],
-        steps=summary["steps"],
-        planned_steps=summary["planned_steps"],
-        stopped_early=summary["stopped_early"],
-        best_step=summary["best_step"],
-        final_train_loss=summary["final_train_loss"],
-        selection_loss=summary["final_eval_loss"],
-        seconds=summary["seconds"],
-        passes=_tokens_seen(summary["steps"], train_cfg, streams) / max(1, streams.train_tokens),
+        model_dir=summary.model_dir,
+        parameters=summary.parameters,
+        steps=summary.steps,
+        planned_steps=summary.planned_steps,
+        stopped_early=summary.stopped_early,
+        best_step=summary.best_step,
+        final_train_loss=summary.final_train_loss,
+        selection_loss=summary.final_eval_loss,
+        seconds=summary.seconds,
+        passes=_tokens_seen(summary.steps, train_cfg, streams) / max(1, streams.train_tokens),
     )
 
 

@@ -21,6 +21,7 @@ from miniplm.data.sequences import IGNORE, RowStream, read_tokens
 from miniplm.progress import progress_bar
 from miniplm.store.shards import temporary_name, write_json
 from miniplm.training.losses import lm_loss_sum
+from miniplm.training.train_summary import TrainSummary
 
 
 def build_config(arch: ModelArchConfig, vocab_size: int, max_positions: int, eos_token_id: int):
@@ -127,7 +128,7 @@ def train_lm(
     layout: str = "windows",
     teacher: str | None = None,
     kd_ratio: float = 0.0,
-) -> dict:
+) -> TrainSummary:
     """Train (or resume) a causal LM; the final model lands in `out_dir/model` in Hugging Face format.
 
     `layout`: "windows" trains on random windows of the flat stream `train_tokens`; "instances" on rows of whole
@@ -157,7 +158,7 @@ def train_lm(
     if trained(out_dir):
         summary = json.loads(summary_path.read_text())
         if summary.get("run_key") == run_key:
-            return summary
+            return TrainSummary.model_validate(summary)
 
     if cfg.block_size is None:  # (a PipelineConfig sets it to the instances' max_len)
         cfg = cfg.model_copy(update={"block_size": max_positions})
@@ -300,24 +301,24 @@ def train_lm(
     tmp_final.rename(final_dir)
     save_checkpoint()
     evals = [h["eval_loss"] for h in history if "eval_loss" in h]
-    summary = {
-        "run_key": run_key,
-        "model_dir": str(final_dir),
-        "steps": step,
-        "planned_steps": cfg.max_steps,
-        "stopped_early": stopped_early,
-        "best_step": best["step"] if evals else None,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "train_tokens_available": int(len(data)),
-        "tokens_seen_this_session": tokens_seen,
-        "tokens_trained": tokens_trained,
-        "layout": layout,
-        "teacher_parameters": online.parameters if online is not None else None,
-        "seconds_this_session": round(seconds, 2),
-        "seconds": round(seconds_before + seconds, 2),
-        "final_train_loss": history[-1]["train_loss"] if history else None,
-        "final_eval_loss": (best["loss"] if cfg.patience else evals[-1]) if evals else None,
-        "history": history,
-    }
-    write_json(summary, summary_path)
+    summary = TrainSummary(
+        run_key=run_key,
+        model_dir=str(final_dir),
+        steps=step,
+        planned_steps=cfg.max_steps,
+        stopped_early=stopped_early,
+        best_step=best["step"] if evals else None,
+        parameters=sum(p.numel() for p in model.parameters()),
+        train_tokens_available=int(len(data)),
+        tokens_seen_this_session=tokens_seen,
+        tokens_trained=tokens_trained,
+        layout=layout,
+        teacher_parameters=online.parameters if online is not None else None,
+        seconds_this_session=round(seconds, 2),
+        seconds=round(seconds_before + seconds, 2),
+        final_train_loss=history[-1]["train_loss"] if history else None,
+        final_eval_loss=(best["loss"] if cfg.patience else evals[-1]) if evals else None,
+        history=history,
+    )
+    write_json(summary.model_dump(), summary_path)
     return summary

@@ -72,7 +72,7 @@ def test_tokenize_shard_instances_reassemble_the_document(tmp_path, models):
     ref = TokenizerRef.of(tok_path)
     stats = tokenize_part(tmp_path / "docs.parquet", tmp_path / "inst.parquet", ref, 32, spec)
     rows = pq.read_table(tmp_path / "inst.parquet").to_pylist()
-    assert stats["documents"] == 2 and stats["instances"] == len(rows)
+    assert stats.documents == 2 and stats.instances == len(rows)
     tok = load_tokenizer(tok_path)
     for d, text in zip(docs.column("doc_id").to_pylist(), texts, strict=True):
         chunks = sorted((r for r in rows if r["doc_id"] == d), key=lambda r: r["chunk_index"])

@@ -39,7 +39,7 @@ def clean_teacher(root: Path, corpus: Path) -> Path:
     cfg = TrainConfig(max_steps=1200, batch_size=16, block_size=128, learning_rate=3e-3, warmup_steps=20)
     summary = train_lm(root / "teacher-run", small_llama(4, 128), str(tok_dir), root / "clean.bin", cfg,
                        max_positions=512, layout="instances")  # fmt: skip
-    return Path(summary["model_dir"])
+    return Path(summary.model_dir)
 
 
 def test_difference_sampling_keeps_the_valuable_kinds_and_drops_the_harmful(tmp_path):

@@ -73,11 +73,13 @@ def test_data_efficiency_is_read_per_paired_seed_with_an_interval(tmp_path):
     import json
 
     from miniplm.experiment.report.statistics import data_efficiency
+    from miniplm.training.train_summary import TrainSummary
 
     def row(arm: str, seed: int, losses: list[float]) -> dict:
         path = tmp_path / f"{arm}-{seed}.json"
         history = [{"step": i, "tokens": 100.0 * (i + 1), "eval_loss": loss} for i, loss in enumerate(losses)]
-        path.write_text(json.dumps({"history": history}))
+        run = TrainSummary(model_dir="m", steps=len(losses), parameters=1, seconds=1.0, run_key={}, history=history)
+        path.write_text(json.dumps(run.model_dump()))
         return {"arm": arm, "seed": seed, "summary_path": str(path)}
 
     uniform = [row("uniform", s, [5.0, 4.0, 3.5, 3.2]) for s in range(3)]

@@ -61,12 +61,12 @@ def test_a_multi_gpu_node_trains_a_student_per_gpu_process(tmp_path, models, mon
     parallel = miniplm_students.with_options(task_runner=runner)(workdir, per_gpu, [student] * 3, None,
                                                                  RunnerConfig())  # fmt: skip
 
-    assert {p["result"]["gpu"] for p in parallel} <= {"4", "6"}  # each worker took one GPU of its own
-    assert {s["result"]["gpu"] for s in sequential} == {None}
+    assert {p["result"].gpu for p in parallel} <= {"4", "6"}  # each worker took one GPU of its own
+    assert {s["result"].gpu for s in sequential} == {None}
     for one, other in zip(sequential, parallel, strict=True):
         assert not one["cached"] and not other["cached"]
-        assert one["result"]["steps"] == other["result"]["steps"] == 6
-        assert other["result"]["final_train_loss"] == pytest.approx(one["result"]["final_train_loss"], abs=1e-4)
+        assert one["result"].steps == other["result"].steps == 6
+        assert other["result"].final_train_loss == pytest.approx(one["result"].final_train_loss, abs=1e-4)
 
 
 def test_a_multi_gpu_node_scores_in_a_process_per_gpu(tmp_path, models, monkeypatch):

@@ -30,7 +30,7 @@ def test_training_lowers_held_out_loss(tmp_path, models):
     data = _stream(tmp_path, models)
     cfg = TrainConfig(max_steps=40, batch_size=4, block_size=32, learning_rate=1e-2, warmup_steps=5, eval_interval=10)
     summary = train_lm(tmp_path / "run", ARCH, str(models["tokenizer"]), data, cfg, eval_tokens=data)
-    evals = [h["eval_loss"] for h in summary["history"] if "eval_loss" in h]
+    evals = [h["eval_loss"] for h in summary.history if "eval_loss" in h]
     assert evals[-1] < evals[0] - 1.0
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "model")
     assert model.config.vocab_size >= 256
@@ -56,7 +56,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, models, monk
     state = torch.load(tmp_path / "resumed" / "checkpoint" / "state.pt", weights_only=False)
     assert state["step"] == 5
     summary = train_lm(tmp_path / "resumed", ARCH, str(models["tokenizer"]), data, cfg)
-    assert summary["steps"] == 10
+    assert summary.steps == 10
     a = AutoModelForCausalLM.from_pretrained(tmp_path / "straight" / "model").state_dict()
     b = AutoModelForCausalLM.from_pretrained(tmp_path / "resumed" / "model").state_dict()
     for name in a:
@@ -111,9 +111,9 @@ def test_training_killed_midway_resumes_from_its_last_save_to_the_same_weights(t
     saved = torch.load(state_path, weights_only=False)["step"]
     assert 0 < saved < cfg.max_steps and not (run_dir / "summary.json").exists()
     resumed = train_lm(run_dir, ARCH, tokenizer, data, cfg, eval_tokens=data)
-    assert resumed["steps"] == straight["steps"]
-    assert resumed["tokens_seen_this_session"] == (resumed["steps"] - saved) * cfg.batch_size * cfg.block_size
-    assert resumed["history"] == straight["history"]
+    assert resumed.steps == straight.steps
+    assert resumed.tokens_seen_this_session == (resumed.steps - saved) * cfg.batch_size * cfg.block_size
+    assert resumed.history == straight.history
     a = AutoModelForCausalLM.from_pretrained(tmp_path / "straight" / "model").state_dict()
     b = AutoModelForCausalLM.from_pretrained(run_dir / "model").state_dict()
     for name in a:

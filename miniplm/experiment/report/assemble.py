@@ -19,7 +19,7 @@ from miniplm.experiment.report.statistics import (
     paired_difference,
     verdict,
 )
-from miniplm.store.shards import read_json
+from miniplm.training.train_summary import Evaluation, read_train_summary
 
 ARM_TITLES = {
     "miniplm": "Difference Sampling (MiniPLM)",
@@ -36,11 +36,11 @@ ARM_TITLES = {
 }
 
 
-def run_frame(runs: list[StudentRun], evaluations: list[dict]) -> pl.DataFrame:
+def run_frame(runs: list[StudentRun], evaluations: list[Evaluation]) -> pl.DataFrame:
     """One row per (run, evaluated document): arm, alpha, seed, set, doc_id, source, sum_nll, n_predicted."""
     frames = []
     for run, ev in zip(runs, evaluations, strict=True):
-        frame = pl.read_parquet(ev["path"]).with_columns(
+        frame = pl.read_parquet(ev.path).with_columns(
             arm=pl.lit(run.arm), alpha=pl.lit(run.alpha), seed=pl.lit(run.seed)
         )
         frames.append(frame)
@@ -78,7 +78,7 @@ def bytes_per_set(docs: pl.DataFrame) -> dict[str, int]:
 
 def build_report(
     runs: list[StudentRun],
-    evaluations: list[dict],
+    evaluations: list[Evaluation],
     context: dict,
     bootstrap_samples: int,
     harness: list[dict] | None = None,
@@ -95,7 +95,7 @@ def build_report(
     main_set = "target" if "target" in docs["set"].unique().to_list() else "heldout"
     run_rows = []
     for run, ev, tasks in zip(runs, evaluations, harness, strict=True):
-        summary = read_json(Path(run.out_dir) / "summary.json")
+        summary = read_train_summary(Path(run.out_dir) / "summary.json")
         mine = losses.filter((pl.col("arm") == run.arm) & (pl.col("alpha") == run.alpha) & (pl.col("seed") == run.seed))
         sums = (docs.filter((pl.col("arm") == run.arm) & (pl.col("alpha") == run.alpha) & (pl.col("seed") == run.seed))
                 .group_by("set").agg(pl.col("sum_nll").sum()).to_dicts())  # fmt: skip
@@ -104,24 +104,24 @@ def build_report(
                 "arm": run.arm,
                 "alpha": run.alpha,
                 "seed": run.seed,
-                "steps": summary["steps"],
-                "tokens_trained": summary["tokens_trained"],
-                "parameters": summary["parameters"],
-                "flops": flops(summary["parameters"], summary["tokens_trained"], summary.get("teacher_parameters")),
-                "train_seconds": summary["seconds"],
-                "eval_seconds": ev["seconds"],
-                "final_train_loss": summary["final_train_loss"],
+                "steps": summary.steps,
+                "tokens_trained": summary.tokens_trained,
+                "parameters": summary.parameters,
+                "flops": flops(summary.parameters, summary.tokens_trained, summary.teacher_parameters),
+                "train_seconds": summary.seconds,
+                "eval_seconds": ev.seconds,
+                "final_train_loss": summary.final_train_loss,
                 "data_instances": run.data.instances,
                 "data_tokens": run.data.student_tokens,
-                "passes": passes(summary["tokens_trained"], run.data.student_tokens),
-                "tokens_per_parameter": summary["tokens_trained"] / summary["parameters"],
+                "passes": passes(summary.tokens_trained, run.data.student_tokens),
+                "tokens_per_parameter": summary.tokens_trained / summary.parameters,
                 "learning_rate": run.learning_rate,
                 "nats_per_byte": {r["set"]: r["sum_nll"] / n_bytes[r["set"]] for r in sums if n_bytes.get(r["set"])},
                 "data_key": run.data.key,
                 "members_path": run.data.members,
                 "evals": dict(zip(mine["set"].to_list(), mine["loss"].to_list(), strict=True)) | harness_scores(tasks),
                 "summary_path": str(Path(run.out_dir) / "summary.json"),
-                "eval_path": ev["path"],
+                "eval_path": ev.path,
             }
         )
     alphas = {}

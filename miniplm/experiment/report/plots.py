@@ -8,7 +8,7 @@ import numpy as np
 
 from miniplm.experiment.report.assemble import ARM_TITLES
 from miniplm.selection.report import pyplot, save_figure
-from miniplm.store.shards import read_json
+from miniplm.training.train_summary import read_train_summary
 
 
 def plot_loss_curves(report: dict, path: Path) -> Path:
@@ -20,8 +20,8 @@ def plot_loss_curves(report: dict, path: Path) -> Path:
     for (arm, alpha), rows in groups.items():
         curves = []
         for r in rows:
-            history = [h for h in read_json(Path(r["summary_path"]))["history"] if "eval_loss" in h]
-            curves.append([(h["tokens"] * r["flops"] / max(r["tokens_trained"], 1), h["eval_loss"]) for h in history])
+            history = read_train_summary(r["summary_path"]).eval_curve()
+            curves.append([(tokens * r["flops"] / max(r["tokens_trained"], 1), loss) for tokens, loss in history])
         length = min(len(c) for c in curves)
         if length == 0:
             continue

@@ -4,12 +4,10 @@ seeds would decide, and the data efficiency read off the loss curves (a token of
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import polars as pl
 
-from miniplm.store.shards import read_json
+from miniplm.training.train_summary import read_train_summary
 
 # two-sided 95% Student t quantiles by degrees of freedom, for the interval over paired seeds
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
@@ -160,7 +158,7 @@ def verdict(diff: dict | None, eval_set: str, alpha: float, too_young: list[str]
 
 def curve(summary_path: str) -> list[tuple[int, float]]:
     """(tokens trained, loss on the main evaluation set) at each evaluation during training."""
-    return [(h["tokens"], h["eval_loss"]) for h in read_json(Path(summary_path))["history"] if "eval_loss" in h]
+    return read_train_summary(summary_path).eval_curve()
 
 
 def mean_curve(rows: list[dict]) -> list[tuple[float, float]]:

@@ -15,6 +15,7 @@ from miniplm.experiment.report.plots import plot_loss_curves, plot_main_loss, pl
 from miniplm.selection.select import SelectionRecord
 from miniplm.store.shards import write_json
 from miniplm.training.evaluate import EvalSet
+from miniplm.training.train_summary import Evaluation
 
 
 def write_report(report: dict, out_dir: Path, score_bins: list, thresholds: dict) -> dict:
@@ -100,7 +101,7 @@ def write_experiment_report(
     student,
     cfg,
     runs: list[StudentRun],
-    evaluations: list[dict],
+    evaluations: list[Evaluation],
     eval_set: EvalSet,
     selections: dict[float, SelectionRecord],
     harness: list[dict] | None = None,
