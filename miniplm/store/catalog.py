@@ -40,6 +40,7 @@ VIEWS = (
     "scored",
     "candidates",
     "selections",
+    "member_rows",
     "selection_members",
     "selected",
     "accounting",

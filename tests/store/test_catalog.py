@@ -1,8 +1,10 @@
 """The views are a few globs over a stable folder layout: cheap with any number of shards, blind to removed
 sources, and unique per key whatever the shards hold."""
 
+import json
 import re
 import shutil
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -113,3 +115,32 @@ def test_the_shards_of_another_spec_split_or_model_are_not_read(tmp_path, models
     assert [(con.sql(q).fetchall(), _files_read(con, q)) for q in queries] == before
     (n_scored, score_sum), *_ = before[2][0]
     assert n_scored > 0 and score_sum == 0.0  # each candidate scored once by each model: -1 - (-1)
+
+
+def _rows_scanned(con, query: str, profile: Path) -> int:
+    con.execute("pragma enable_profiling = 'json'")
+    con.execute(f"pragma profiling_output = '{profile}'")
+    con.sql(query).fetchall()
+    con.execute("pragma disable_profiling")
+
+    def scanned(op: dict) -> int:
+        return op.get("rows_scanned", 0) + sum(scanned(c) for c in op.get("children", []))
+
+    return sum(scanned(op) for op in json.loads(profile.read_text())["operator"])
+
+
+def test_the_current_selection_is_ranked_without_the_others(tmp_path, models):
+    """`selected` reads and sorts the current selection's members only, however many selections were made."""
+    wd, manifest = prepared_workdir(tmp_path, models, shard_documents=1000)
+    ids = [i for (i,) in connect(wd, manifest).sql("select instance_id from instance_index").fetchall()]
+    for sid, n in (("aa", 30), ("bb", 50), ("cc", 70)):
+        scores = [float(i % 7) for i in range(n)]  # ties, broken by instance_id
+        members = pa.table({"selection_id": [sid] * n, "instance_id": ids[:n], "score": scores, "n_tokens": [1] * n},
+                           schema=schemas.MEMBER)  # fmt: skip
+        write_parquet(members, wd.selected(sid))
+    con = connect(wd, manifest.model_copy(update={"selection_id": "bb"}))
+    query = "select * from selected order by rank"
+    assert con.sql(query).fetchall() == con.sql(
+        "select instance_id, score, rank, n_tokens from selection_members where selection_id = 'bb' order by rank"
+    ).fetchall()
+    assert _rows_scanned(con, query, tmp_path / "profile.json") == 50 + 1  # its members and the current_run row

@@ -7,7 +7,7 @@ with members as (
         instance_id,
         score,
         n_tokens
-    from read_parquet('selected/*.parquet')
+    from member_rows
 )
 
 select
