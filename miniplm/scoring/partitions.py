@@ -229,7 +229,7 @@ def score_partition(
     workdir: Workdir, manifest: RunManifest, model: ModelRef, partition: Partition, cfg: ScoreConfig
 ) -> PartitionScored:
     """Score the partition's planned candidates that are not saved yet, checkpointing every `checkpoint_seconds`."""
-    ensure_anchors(workdir, manifest)
+    ensure_anchors(workdir)
     out_dir = workdir.partition_scores_dir(model.fingerprint, partition.variant, partition.source_key, partition.part)
     shard = workdir.instances(manifest.instance_spec, partition.source_key, partition.part)
     params = {"plan": f"{partition.plan}/*.parquet", "saved": _saved_files(out_dir, workdir), "shard": str(shard)}

@@ -60,7 +60,7 @@ def _view_files(names: Iterable[str]) -> str:
     return "\n".join(resources.files("miniplm").joinpath("sql", "views", f"{n}.sql").read_text() for n in names)
 
 
-def ensure_anchors(workdir: Workdir, manifest: RunManifest | None) -> None:
+def ensure_anchors(workdir: Workdir) -> None:
     """Empty shards with the right columns under every glob the views read, so a view never meets a folder with
     no files (DuckDB refuses a glob that matches nothing) and always has its columns."""
     empty = {
@@ -116,7 +116,7 @@ QUERY_MEMORY = "1GB"
 
 def connect(workdir: Workdir, manifest: RunManifest | None) -> duckdb.DuckDBPyConnection:
     """An in-memory connection with the views of `manifest`: what pipeline steps query."""
-    ensure_anchors(workdir, manifest)
+    ensure_anchors(workdir)
     con = duckdb.connect(
         config={
             "memory_limit": QUERY_MEMORY,
@@ -134,7 +134,7 @@ def connect(workdir: Workdir, manifest: RunManifest | None) -> duckdb.DuckDBPyCo
 def publish_catalog(workdir: Workdir, manifest: RunManifest) -> Path:
     """Write the run's tables, views.sql and a fresh catalog.duckdb built by running views.sql (renamed into place:
     readers keep their old snapshot)."""
-    ensure_anchors(workdir, manifest)
+    ensure_anchors(workdir)
     for name, table in catalog_tables(workdir, manifest).items():
         write_parquet(table, workdir.catalog_table(name))
     sql = views_sql()
